@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI app factory and one folder per endpoint family."""

@@ -1,0 +1,27 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+import signet
+from signet.api.detect.router import router as detect_router
+from signet.api.errors import install_error_handlers
+from signet.api.generate.router import router as generate_router
+from signet.api.health.router import router as health_router
+from signet.api.limits import BodySizeLimit
+from signet.api.state import ServiceState
+
+
+def create_app(state: ServiceState) -> FastAPI:
+    app = FastAPI(
+        title="Signet",
+        version=signet.__version__,
+        description="Watermark LLM text on a vLLM engine and detect it with exact statistics.",
+    )
+    app.state.signet = state
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_body_bytes)
+    for router in (generate_router, detect_router, health_router):
+        app.include_router(router)
+    return app

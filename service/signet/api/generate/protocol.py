@@ -1,0 +1,73 @@
+"""Request and response bodies of ``POST /generate``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from signet.api.protocol import KEY_ID_FIELD, StrictModel
+
+MAX_NEW_TOKENS = 4096
+
+
+class ChatMessage(StrictModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateRequest(StrictModel):
+    prompt: str | None = Field(default=None, description="Raw prompt. Give this or messages, not both.")
+    messages: list[ChatMessage] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Chat turns, rendered with the model's chat template.",
+    )
+    max_tokens: int = Field(default=256, ge=1, le=MAX_NEW_TOKENS, description="Most tokens to generate.")
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="0 is greedy decoding.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Fixes sampling for reproducible output.")
+    key_id: str | None = KEY_ID_FIELD
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> GenerateRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of prompt or messages")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("prompt must contain non-whitespace text")
+        if self.messages is not None and not any(message.content.strip() for message in self.messages):
+            raise ValueError("messages must contain non-whitespace text")
+        return self
+
+    @property
+    def input_chars(self) -> int:
+        if self.prompt is not None:
+            return len(self.prompt)
+        return sum(len(message.content) for message in self.messages or [])
+
+    @property
+    def input_field(self) -> str:
+        return "prompt" if self.prompt is not None else "messages"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class WatermarkInfo(BaseModel):
+    enabled: bool
+    scheme: str | None = None
+    key_id: str | None = None
+    gamma: float | None = None
+    delta: float | None = None
+    context_width: int | None = None
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    finish_reason: str = Field(description="'stop' (end of text) or 'length' (max_tokens reached).")
+    usage: Usage
+    model: str
+    watermark: WatermarkInfo

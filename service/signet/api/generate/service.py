@@ -1,0 +1,59 @@
+"""``/generate`` logic: render the prompt, check it fits, run the engine."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from signet.api.errors import ApiError
+from signet.api.generate.protocol import GenerateRequest, GenerateResponse, Usage, WatermarkInfo
+from signet.api.limits import check_text_size
+from signet.api.state import ServiceState
+from signet.engine.vllm_engine import SamplingOptions
+
+
+def _prompt_token_ids(tokenizer, request: GenerateRequest) -> list[int]:
+    if request.messages is not None:
+        turns = [message.model_dump() for message in request.messages]
+        text = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
+
+
+async def generate(state: ServiceState, request: GenerateRequest, watermark: bool) -> GenerateResponse:
+    check_text_size(request.input_field, request.input_chars, state.settings.max_text_chars)
+    if request.max_tokens > state.settings.max_new_tokens:
+        raise ApiError(422, f"max_tokens: at most {state.settings.max_new_tokens}", "max_tokens")
+    key = state.keys.get(request.key_id) if watermark else None
+    engine = state.engine
+    if engine is None or not engine.is_healthy:
+        raise ApiError(503, "generation is unavailable: no healthy engine in this process")
+
+    prompt_ids = await run_in_threadpool(_prompt_token_ids, state.tokenizer, request)
+    if len(prompt_ids) + request.max_tokens > engine.max_model_len:
+        raise ApiError(
+            422,
+            f"max_tokens: the prompt is {len(prompt_ids)} tokens and max_tokens {request.max_tokens}, "
+            f"together more than the model's context of {engine.max_model_len} tokens",
+            "max_tokens",
+        )
+    options = SamplingOptions(request.max_tokens, request.temperature, request.top_p, request.seed)
+    completion = await engine.generate(prompt_ids, options, key.key_id if key else None)
+    info = (
+        WatermarkInfo(
+            enabled=True,
+            scheme=key.scheme,
+            key_id=key.key_id,
+            gamma=key.gamma,
+            delta=key.delta,
+            context_width=key.context_width,
+        )
+        if key
+        else WatermarkInfo(enabled=False)
+    )
+    return GenerateResponse(
+        text=completion.text,
+        finish_reason=completion.finish_reason,
+        usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
+        model=state.model_name,
+        watermark=info,
+    )

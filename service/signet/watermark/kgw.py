@@ -1,0 +1,115 @@
+"""The KGW red/green watermark (Kirchenbauer et al. 2023) on Signet's keyed PRF.
+
+At each step the previous ``context_width`` tokens seed a PRF; a candidate token is
+green when its PRF word falls below ``gamma * 2**32``. Generation adds ``delta`` to
+green logits; detection counts green tokens. Both call ``uniform_word`` on the same
+(seed, token hash) pair, so they cannot disagree about what is green.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from signet.watermark.prf import WORD_RANGE, PrfKey, Words, context_seed, token_hash, uniform_word
+
+SCHEME_NAME = "kgw"
+_KEY_DOMAIN = b"signet-kgw-v1"
+
+
+@dataclass(frozen=True)
+class KgwParameters:
+    gamma: float = 0.25
+    delta: float = 2.0
+    context_width: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma < 1.0:
+            raise ValueError("gamma must lie strictly between 0 and 1")
+        if self.delta < 0.0:
+            raise ValueError("delta must not be negative")
+        if self.context_width < 1:
+            raise ValueError("context_width must be at least 1")
+
+    @property
+    def green_threshold(self) -> int:
+        """Words below this are green: P(green) = gamma up to 2**-32."""
+        return round(self.gamma * WORD_RANGE)
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """Per-position results for the tokens after the first ``context_width``."""
+
+    is_green: np.ndarray  # bool, one per scored position
+    is_counted: np.ndarray  # bool: False for a repeat of an earlier (context, token) n-gram
+
+    @property
+    def num_scored_tokens(self) -> int:
+        return int(self.is_counted.sum())
+
+    @property
+    def num_green_tokens(self) -> int:
+        return int((self.is_green & self.is_counted).sum())
+
+
+class KgwScheme:
+    """One key's KGW watermark: green lists for generation, green counts for detection."""
+
+    name = SCHEME_NAME
+
+    def __init__(self, secret: bytes, parameters: KgwParameters) -> None:
+        self.parameters = parameters
+        self._key = PrfKey.from_secret(secret, _KEY_DOMAIN)
+
+    def __repr__(self) -> str:
+        return f"KgwScheme({self.parameters}, key=<redacted>)"
+
+    # Generation -------------------------------------------------------------------
+
+    def context_seeds(self, contexts: Sequence[Sequence[int]]) -> list[int]:
+        """One seed per row from its last ``context_width`` tokens (Python ints: cheap)."""
+        width = self.parameters.context_width
+        return [context_seed(self._key, list(context[-width:])) for context in contexts]
+
+    def vocabulary_hashes(self, vocabulary_ids: Words) -> Words:
+        """Token hashes of a whole vocabulary (``arange(V)`` as a tensor); cache the result."""
+        return token_hash(self._key, vocabulary_ids)
+
+    def green_mask(self, seeds_column: Words, vocabulary_hashes: Words) -> Words:
+        """Boolean [rows, V] green mask from seeds shaped [rows, 1] and hashes [V]."""
+        return uniform_word(seeds_column, vocabulary_hashes) < self.parameters.green_threshold
+
+    # Detection --------------------------------------------------------------------
+
+    def score(self, token_ids: Sequence[int] | np.ndarray, ignore_repeated_ngrams: bool = True) -> TokenScores:
+        """Green flags for every token that has a full context before it."""
+        ids = np.asarray(token_ids, dtype=np.int64)
+        width = self.parameters.context_width
+        num_positions = max(len(ids) - width, 0)
+        context_columns = [ids[offset : offset + num_positions] for offset in range(width)]
+        targets = ids[width : width + num_positions]
+        seeds = context_seed(self._key, context_columns)
+        is_green = self.green_mask(seeds, token_hash(self._key, targets))
+        if ignore_repeated_ngrams:
+            is_counted = first_occurrences(np.stack([*context_columns, targets], axis=1))
+        else:
+            is_counted = np.ones(num_positions, dtype=bool)
+        return TokenScores(is_green=np.asarray(is_green, dtype=bool), is_counted=is_counted)
+
+
+def first_occurrences(rows: np.ndarray) -> np.ndarray:
+    """True where a row of ``rows`` has not appeared earlier.
+
+    Token ids fit in 32 bits, so an n-gram packs losslessly into one void scalar per
+    row, and a 1-D ``np.unique`` on those is much faster than ``np.unique(axis=0)``.
+    """
+    is_first = np.zeros(len(rows), dtype=bool)
+    if len(rows) == 0:
+        return is_first
+    packed = np.ascontiguousarray(rows.astype(np.uint32)).view(np.dtype((np.void, 4 * rows.shape[1])))
+    _, first_index = np.unique(packed.ravel(), return_index=True)
+    is_first[first_index] = True
+    return is_first
