@@ -1,0 +1,104 @@
+"""Shared fixtures. ``signet_server`` runs the real ``signet serve`` (real vLLM engine,
+embedded model) once per test session; tests talk to it over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+DATA_DIR = Path(__file__).parent / "data"
+STARTUP_TIMEOUT_S = 900  # the first start compiles the model (about 1 minute) after preparing it
+
+TEST_KEYS = {
+    "default_key_id": "main",
+    "keys": [
+        {"key_id": "main", "secret": "e2e-main-secret-5b1d0c7e93a2"},
+        {"key_id": "wide", "secret": "e2e-wide-secret-88f2a1c40d9b", "gamma": 0.5, "delta": 2.5, "context_width": 2},
+    ],
+}
+TEST_SECRETS = [key["secret"] for key in TEST_KEYS["keys"]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def signet_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "signet", *arguments]
+
+
+@dataclass
+class RunningServer:
+    url: str
+    log_path: Path
+    process: subprocess.Popen
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def signet_server(tmp_path_factory) -> RunningServer:
+    folder = tmp_path_factory.mktemp("server")
+    keys_file = folder / "keys.json"
+    keys_file.write_text(json.dumps(TEST_KEYS))
+    port = free_port()
+    environment = {
+        **os.environ,
+        "SIGNET_KEYS_FILE": str(keys_file),
+        "SIGNET_PORT": str(port),
+        "SIGNET_MAX_MODEL_LEN": "2048",
+    }
+    log_path = folder / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            signet_command("serve"), env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = RunningServer(f"http://127.0.0.1:{port}", log_path, process)
+    try:
+        _wait_until_ready(server)
+        yield server
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_until_ready(server: RunningServer) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"signet serve exited with {server.process.returncode}:\n{server.log()[-3000:]}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"signet serve not ready after {STARTUP_TIMEOUT_S} s:\n{server.log()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def client(signet_server) -> httpx.Client:
+    with httpx.Client(base_url=signet_server.url, timeout=300) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def human_passages() -> dict[str, str]:
+    return {path.stem: path.read_text() for path in sorted((DATA_DIR / "human").glob("*.txt"))}

@@ -1,0 +1,103 @@
+"""The vLLM logits processor's batch bookkeeping, driven through vLLM's own BatchUpdate.
+
+The processor reads only ``additional_config`` from its VllmConfig; building a full
+VllmConfig needs a loaded model, so a namespace stands in for it. Everything else is
+vLLM's real classes. The engine-level behaviour is covered by tests/e2e.
+"""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from vllm import SamplingParams
+from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+
+from signet.engine.logits_processors import WatermarkLogitsProcessor
+from signet.engine.vllm_engine import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG
+from signet.keys import KeyRegistry
+
+VOCABULARY_SIZE = 1_000
+
+
+@pytest.fixture
+def keys_file(tmp_path):
+    path = tmp_path / "keys.json"
+    keys = [
+        {"key_id": "a", "secret": "processor-secret-aaaa"},
+        {"key_id": "b", "secret": "processor-secret-bbbb", "delta": 5.0, "context_width": 2},
+    ]
+    path.write_text(json.dumps({"keys": keys}))
+    return path
+
+
+@pytest.fixture
+def processor(keys_file):
+    config = SimpleNamespace(additional_config={KEYS_FILE_CONFIG: str(keys_file)})
+    return WatermarkLogitsProcessor(config, torch.device("cpu"), is_pin_memory=False)
+
+
+def _params(key_id=None):
+    return SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: key_id} if key_id else None)
+
+
+def _update(batch_size, added=(), removed=(), moved=()):
+    return BatchUpdate(batch_size=batch_size, removed=list(removed), added=list(added), moved=list(moved))
+
+
+def _expected_bias(keys_file, key_id, context):
+    scheme = KeyRegistry.load(keys_file).scheme(key_id)
+    seed = torch.tensor(scheme.context_seeds([context]), dtype=torch.int64).unsqueeze(1)
+    hashes = scheme.vocabulary_hashes(torch.arange(VOCABULARY_SIZE, dtype=torch.int64))
+    return scheme.green_mask(seed, hashes)[0].float() * scheme.parameters.delta
+
+
+def test_each_row_gets_its_own_key_and_plain_rows_are_untouched(processor, keys_file):
+    outputs_a, outputs_b = [], [40]
+    processor.update_state(
+        _update(
+            3,
+            added=[
+                (0, _params("a"), [1, 2, 3], outputs_a),
+                (1, _params(), [4, 5], []),
+                (2, _params("b"), [6, 7], outputs_b),
+            ],
+        )
+    )
+    logits = processor.apply(torch.zeros(3, VOCABULARY_SIZE))
+    assert torch.equal(logits[0], _expected_bias(keys_file, "a", [3]))
+    assert torch.count_nonzero(logits[1]) == 0
+    assert torch.equal(logits[2], _expected_bias(keys_file, "b", [7, 40]))  # prompt tail + output
+    assert 0.15 < (logits[0] > 0).float().mean() < 0.35
+
+    outputs_a.append(99)  # vLLM appends to the live list after each step
+    logits = processor.apply(torch.zeros(3, VOCABULARY_SIZE))
+    assert torch.equal(logits[0], _expected_bias(keys_file, "a", [99]))
+
+
+def test_moves_swaps_and_removals_follow_the_rows(processor, keys_file):
+    processor.update_state(_update(2, added=[(0, _params("a"), [1], []), (1, _params(), [2], [])]))
+    processor.update_state(_update(2, moved=[(0, 1, MoveDirectionality.SWAP)]))
+    logits = processor.apply(torch.zeros(2, VOCABULARY_SIZE))
+    assert torch.count_nonzero(logits[0]) == 0
+    assert torch.equal(logits[1], _expected_bias(keys_file, "a", [1]))
+
+    processor.update_state(_update(2, moved=[(1, 0, MoveDirectionality.UNIDIRECTIONAL)]))
+    logits = processor.apply(torch.zeros(2, VOCABULARY_SIZE))
+    assert torch.equal(logits[0], _expected_bias(keys_file, "a", [1]))
+    assert torch.count_nonzero(logits[1]) == 0
+
+    processor.update_state(_update(1, removed=[0]))
+    assert torch.count_nonzero(processor.apply(torch.zeros(1, VOCABULARY_SIZE))) == 0
+
+
+def test_a_plain_request_reusing_a_slot_clears_the_watermark(processor):
+    processor.update_state(_update(1, added=[(0, _params("a"), [1], [])]))
+    processor.update_state(_update(1, added=[(0, _params(), [2], [])]))
+    assert torch.count_nonzero(processor.apply(torch.zeros(1, VOCABULARY_SIZE))) == 0
+
+
+def test_validate_params_rejects_a_non_string_key_id():
+    with pytest.raises(ValueError):
+        WatermarkLogitsProcessor.validate_params(SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: 5}))
+    WatermarkLogitsProcessor.validate_params(_params("a"))
