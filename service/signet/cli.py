@@ -74,7 +74,9 @@ def serve(settings: Settings) -> None:
         raise ModelError(f"cannot load the tokenizer of {model_dir}: {error}") from None
 
     async def run() -> None:
-        options = EngineOptions(settings.max_model_len, settings.engine_memory_fraction, settings.engine_max_concurrency)
+        options = EngineOptions(
+            settings.max_model_len, settings.engine_memory_fraction, settings.engine_max_concurrency
+        )
         engine = VllmEngine.start(model_dir, keys_file, options)
         try:
             state = ServiceState(settings, keys, tokenizer, model_dir.name, engine)

@@ -98,7 +98,9 @@ class KeyRegistry:
         except (json.JSONDecodeError, yaml.YAMLError) as error:
             # The parsers quote the offending line, which may hold a secret: name only its position.
             line = getattr(error, "lineno", None) or getattr(getattr(error, "problem_mark", None), "line", None)
-            raise KeyRegistryError(f"keys file {path} is not valid {path.suffix or 'YAML'} (near line {line})") from None
+            raise KeyRegistryError(
+                f"keys file {path} is not valid {path.suffix or 'YAML'} (near line {line})"
+            ) from None
         try:
             parsed = _RegistryFile.model_validate(document)
         except ValidationError as error:
@@ -123,7 +125,9 @@ class KeyRegistry:
 
 def _describe(error: ValidationError) -> str:
     # input values are left out on purpose: they may be secrets
-    return "; ".join(f"{'.'.join(str(part) for part in item['loc']) or 'file'}: {item['msg']}" for item in error.errors())
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'file'}: {item['msg']}" for item in error.errors()
+    )
 
 
 def ensure_development_keys(cache_dir: Path) -> Path:
@@ -132,7 +136,10 @@ def ensure_development_keys(cache_dir: Path) -> Path:
     if path.exists():
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    document = {"default_key_id": DEVELOPMENT_KEY_ID, "keys": [{"key_id": DEVELOPMENT_KEY_ID, "secret": secrets.token_hex(32)}]}
+    document = {
+        "default_key_id": DEVELOPMENT_KEY_ID,
+        "keys": [{"key_id": DEVELOPMENT_KEY_ID, "secret": secrets.token_hex(32)}],
+    }
     temporary = cache_dir / f".{DEVELOPMENT_KEYS_FILENAME}.{os.getpid()}"
     file_descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(file_descriptor, "w", encoding="utf-8") as handle:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from signet.keys import KeyRegistry
 from signet.settings import Settings
@@ -22,3 +22,6 @@ class ServiceState:
 
 def get_state(request: Request) -> ServiceState:
     return request.app.state.signet
+
+
+StateDependency = Annotated[ServiceState, Depends(get_state)]

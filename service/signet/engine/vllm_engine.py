@@ -22,6 +22,7 @@ class SamplingOptions:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    ignore_eos: bool = False  # fixed-length runs for benchmarks
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class VllmEngine:
             temperature=options.temperature,
             top_p=options.top_p,
             seed=options.seed,
+            ignore_eos=options.ignore_eos,
             extra_args=extra_args,
         )
         final = None

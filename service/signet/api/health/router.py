@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from signet.api.errors import problem_response
-from signet.api.state import ServiceState, get_state
+from signet.api.state import StateDependency
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +24,7 @@ async def healthz() -> HealthResponse:
 
 
 @router.get("/readyz", response_model=ReadyResponse, summary="The engine is loaded and healthy")
-async def readyz(state: ServiceState = Depends(get_state)):
+async def readyz(state: StateDependency):
     if state.engine is None:
         return problem_response(503, "no engine loaded in this process")
     if not state.engine.is_healthy:
