@@ -1,6 +1,6 @@
 """Generation throughput with and without the watermark, same engine, interleaved rounds.
 
-    .venv/bin/python -m bench.watermark_overhead [--rounds 6] [--concurrency 8] [--tokens 128]
+    .venv/bin/python -m bench.watermark_overhead [--rounds 6] [--concurrency 8] [--tokens 128] [--eager]
 
 Each round runs the same prompts and seeds twice, once watermarked and once not, in
 alternating order, with ``ignore_eos`` so both produce the same number of tokens. The
@@ -43,7 +43,7 @@ async def _round(engine, prompt_ids, tokens, key_id):
     return sum(completion.completion_tokens for completion in completions) / elapsed
 
 
-async def generation_ratio(rounds: int, concurrency: int, tokens: int) -> None:
+async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bool) -> None:
     from signet.engine.model_store import load_tokenizer, resolve_model_dir
     from signet.engine.vllm_engine import EngineOptions, VllmEngine
     from signet.keys import KeyRegistry, resolve_keys_file
@@ -59,7 +59,9 @@ async def generation_ratio(rounds: int, concurrency: int, tokens: int) -> None:
         tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in prompts
     ]
     prompt_ids = [list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids) for ids in prompt_ids]
-    engine = VllmEngine.start(model_dir, keys_file, EngineOptions(None, settings.engine_memory_fraction, 32))
+    started = time.perf_counter()
+    engine = VllmEngine.start(model_dir, keys_file, EngineOptions(None, settings.engine_memory_fraction, 32, eager))
+    start_seconds = time.perf_counter() - started
     try:
         await _round(engine, prompt_ids, 16, None)  # warm-up
         await _round(engine, prompt_ids, 16, key_id)
@@ -69,7 +71,9 @@ async def generation_ratio(rounds: int, concurrency: int, tokens: int) -> None:
             for run_key, results in order if index % 2 == 0 else reversed(order):
                 results.append(await _round(engine, prompt_ids, tokens, run_key))
         ratios = [m / p for m, p in zip(marked, plain, strict=True)]
-        print(f"generation: {rounds} rounds x {concurrency} concurrent requests x {tokens} tokens")
+        mode = "eager" if eager else "compiled"
+        print(f"generation ({mode} engine, started in {start_seconds:.1f} s): ", end="")
+        print(f"{rounds} rounds x {concurrency} concurrent requests x {tokens} tokens")
         print(f"  plain        tokens/s median {statistics.median(plain):8.1f}  all {[round(x, 1) for x in plain]}")
         print(f"  watermarked  tokens/s median {statistics.median(marked):8.1f}  all {[round(x, 1) for x in marked]}")
         print(f"  ratio watermarked/plain: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}")
@@ -129,10 +133,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--skip-engine", action="store_true", help="only time the processor")
+    parser.add_argument("--eager", action="store_true", help="skip vLLM's warm-up compile (SIGNET_ENGINE_EAGER)")
     arguments = parser.parse_args()
     processor_step_cost()
     if not arguments.skip_engine:
-        asyncio.run(generation_ratio(arguments.rounds, arguments.concurrency, arguments.tokens))
+        asyncio.run(generation_ratio(arguments.rounds, arguments.concurrency, arguments.tokens, arguments.eager))
 
 
 if __name__ == "__main__":

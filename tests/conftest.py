@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +51,9 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def signet_server(tmp_path_factory) -> RunningServer:
-    folder = tmp_path_factory.mktemp("server")
+@contextmanager
+def running_signet_server(folder: Path, **environment: str) -> Iterator[RunningServer]:
+    """``signet serve`` in its own process group with the test keys, until ready; stopped after."""
     keys_file = folder / "keys.json"
     keys_file.write_text(json.dumps(TEST_KEYS))
     port = free_port()
@@ -60,6 +62,7 @@ def signet_server(tmp_path_factory) -> RunningServer:
         "SIGNET_KEYS_FILE": str(keys_file),
         "SIGNET_PORT": str(port),
         "SIGNET_MAX_MODEL_LEN": "2048",
+        **environment,
     }
     log_path = folder / "server.log"
     with log_path.open("w") as log:
@@ -77,6 +80,12 @@ def signet_server(tmp_path_factory) -> RunningServer:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def signet_server(tmp_path_factory) -> Iterator[RunningServer]:
+    with running_signet_server(tmp_path_factory.mktemp("server")) as server:
+        yield server
 
 
 def _wait_until_ready(server: RunningServer) -> None:

@@ -75,7 +75,10 @@ def serve(settings: Settings) -> None:
 
     async def run() -> None:
         options = EngineOptions(
-            settings.max_model_len, settings.engine_memory_fraction, settings.engine_max_concurrency
+            settings.max_model_len,
+            settings.engine_memory_fraction,
+            settings.engine_max_concurrency,
+            settings.engine_eager,
         )
         engine = VllmEngine.start(model_dir, keys_file, options)
         try:
@@ -103,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise StartupError("SIGNET_MODEL is set: that folder is served as it is, nothing to prepare")
             path = prepare_embedded_model(settings.resolved_cache_dir, force=arguments.force)
             print(path)
-    except (StartupError, ModelError, KeyRegistryError, EngineStartError) as error:
+    except (StartupError, ModelError, KeyRegistryError, EngineStartError, OSError) as error:
         print(f"signet: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -93,13 +93,15 @@ class KeyRegistry:
             raw = path.read_text(encoding="utf-8")
         except OSError as error:
             raise KeyRegistryError(f"cannot read keys file {path}: {error.strerror}") from None
+        is_json = path.suffix == ".json"
         try:
-            document = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+            document = json.loads(raw) if is_json else yaml.safe_load(raw)
         except (json.JSONDecodeError, yaml.YAMLError) as error:
-            # The parsers quote the offending line, which may hold a secret: name only its position.
-            line = getattr(error, "lineno", None) or getattr(getattr(error, "problem_mark", None), "line", None)
+            # The parsers quote the offending line, which may hold a secret: name only its number.
+            mark = getattr(error, "problem_mark", None)
+            line = error.lineno if is_json else (mark.line + 1 if mark else "?")
             raise KeyRegistryError(
-                f"keys file {path} is not valid {path.suffix or 'YAML'} (near line {line})"
+                f"keys file {path} is not valid {'JSON' if is_json else 'YAML'} (line {line})"
             ) from None
         try:
             parsed = _RegistryFile.model_validate(document)

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         default=0.25, gt=0.0, le=1.0, description="Share of memory vLLM reserves (weights + KV cache)."
     )
     engine_max_concurrency: int = Field(default=32, ge=1, description="Sequences the engine batches at once.")
+    engine_eager: bool = Field(
+        default=False, description="Skip vLLM's warm-up compile: a faster start, a slower decode."
+    )
 
     @property
     def resolved_cache_dir(self) -> Path:

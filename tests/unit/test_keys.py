@@ -66,7 +66,7 @@ def test_unparsable_file_names_the_line_not_the_content(tmp_path):
     path = _write(tmp_path, "keys.yaml", f"keys:\n  - key_id: a\n    secret: {SECRET}\n  - : [\n")
     with pytest.raises(KeyRegistryError) as raised:
         KeyRegistry.load(path)
-    assert "line" in str(raised.value) and SECRET not in str(raised.value)
+    assert "not valid YAML (line 4)" in str(raised.value) and SECRET not in str(raised.value)
 
 
 def test_missing_file(tmp_path):

@@ -75,7 +75,6 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         self._rows: dict[int, _WatermarkedRow] = {}
         self._vocabulary_hashes: dict[tuple[str, int], np.ndarray | torch.Tensor] = {}
         self._mask_cache = _GreenMaskCache(GREEN_MASK_CACHE_BYTES)
-        self._device = device
 
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:

@@ -53,7 +53,14 @@ def prepare_embedded_model(cache_dir: Path, force: bool = False) -> Path:
         return target
     gguf_path = locate_embedded_gguf()
     logger.info("preparing the embedded model %s into %s", EMBEDDED_MODEL_NAME, target)
+    try:
+        _convert(gguf_path, target)
+    except Exception as error:  # transformers, torch and the file system each raise their own
+        raise ModelError(f"preparing the embedded model in {target} failed: {error}") from error
+    return target
 
+
+def _convert(gguf_path: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,7 +84,6 @@ def prepare_embedded_model(cache_dir: Path, force: bool = False) -> Path:
     (staging / _COMPLETE_MARKER).write_text(gguf_path.name + "\n", encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    return target
 
 
 def resolve_model_dir(model: Path | None, cache_dir: Path) -> Path:

@@ -16,6 +16,10 @@ class EngineStartError(Exception):
     """vLLM could not start; vLLM's own log above says why in detail."""
 
 
+class EngineUnavailableError(Exception):
+    """The engine died or failed this request; the caller may retry elsewhere."""
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
     max_tokens: int
@@ -42,6 +46,7 @@ class EngineOptions:
     max_model_len: int | None
     memory_fraction: float
     max_concurrency: int
+    eager: bool = False
 
 
 class VllmEngine:
@@ -65,6 +70,7 @@ class VllmEngine:
             max_model_len=options.max_model_len,
             gpu_memory_utilization=options.memory_fraction,
             max_num_seqs=options.max_concurrency,
+            enforce_eager=options.eager,
             # With async scheduling, output token lists can hold -1 placeholders when the
             # processor runs (vllm issue 52461); the watermark context must be real tokens.
             async_scheduling=False,
@@ -84,6 +90,7 @@ class VllmEngine:
         self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
     ) -> Completion:
         from vllm import SamplingParams
+        from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
         extra_args = {WATERMARK_KEY_ID_ARG: watermark_key_id} if watermark_key_id is not None else None
         params = SamplingParams(
@@ -95,8 +102,11 @@ class VllmEngine:
             extra_args=extra_args,
         )
         final = None
-        async for output in self._llm.generate({"prompt_token_ids": prompt_token_ids}, params, uuid.uuid4().hex):
-            final = output
+        try:
+            async for output in self._llm.generate({"prompt_token_ids": prompt_token_ids}, params, uuid.uuid4().hex):
+                final = output
+        except (EngineDeadError, EngineGenerateError) as error:
+            raise EngineUnavailableError(f"the engine failed this request: {type(error).__name__}") from error
         sequence = final.outputs[0]
         return Completion(
             text=sequence.text,

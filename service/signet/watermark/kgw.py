@@ -78,7 +78,8 @@ class KgwScheme:
         return [context_seed(self._key, list(context[-width:])) for context in contexts]
 
     def vocabulary_hashes(self, vocabulary_ids: Words) -> Words:
-        """Token hashes of a whole vocabulary (``arange(V)`` as a tensor); cache the result."""
+        """Token hashes of a whole vocabulary, given ``arange(V)`` (torch int64 or numpy
+        uint32; the result has the same type). Callers cache it: it depends only on the key."""
         return token_hash(self._key, vocabulary_ids)
 
     def green_mask(self, seeds_column: Words, vocabulary_hashes: Words) -> Words:

@@ -8,7 +8,7 @@ from signet.api.errors import ApiError
 from signet.api.generate.protocol import GenerateRequest, GenerateResponse, Usage, WatermarkInfo
 from signet.api.limits import check_text_size
 from signet.api.state import ServiceState
-from signet.engine.vllm_engine import SamplingOptions
+from signet.engine.vllm_engine import EngineUnavailableError, SamplingOptions
 
 
 def _prompt_token_ids(tokenizer, request: GenerateRequest) -> list[int]:
@@ -37,7 +37,10 @@ async def generate(state: ServiceState, request: GenerateRequest, watermark: boo
             "max_tokens",
         )
     options = SamplingOptions(request.max_tokens, request.temperature, request.top_p, request.seed)
-    completion = await engine.generate(prompt_ids, options, key.key_id if key else None)
+    try:
+        completion = await engine.generate(prompt_ids, options, key.key_id if key else None)
+    except EngineUnavailableError as error:
+        raise ApiError(503, f"generation failed: {error}; retry later") from error
     info = (
         WatermarkInfo(
             enabled=True,

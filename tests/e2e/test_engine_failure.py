@@ -1,0 +1,38 @@
+"""When the engine process dies, generation answers 503 (not 500 or a hang), readiness
+reports it, and detection, which needs no engine, keeps working.
+
+The fault is real: the test kills vLLM's EngineCore process with SIGKILL.
+"""
+
+import httpx
+import psutil
+
+from tests.conftest import running_signet_server
+
+
+def _engine_core_processes(server_pid: int) -> list[psutil.Process]:
+    children = psutil.Process(server_pid).children(recursive=True)
+    return [child for child in children if "EngineCore" in " ".join([child.name(), *child.cmdline()])]
+
+
+def test_dead_engine_gives_503_and_detection_survives(tmp_path):
+    # Eager mode skips vLLM's one-minute warm-up compile; this test is about failure handling.
+    with (
+        running_signet_server(tmp_path, SIGNET_ENGINE_EAGER="1") as server,
+        httpx.Client(base_url=server.url, timeout=60) as client,
+    ):
+        assert client.post("/generate", json={"prompt": "Hello", "max_tokens": 4}).status_code == 200
+        engine_cores = _engine_core_processes(server.process.pid)
+        assert engine_cores, "no EngineCore child found"
+        for process in engine_cores:
+            process.kill()
+        psutil.wait_procs(engine_cores, timeout=30)
+
+        response = client.post("/generate", json={"prompt": "Hello", "max_tokens": 4})
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert client.post("/generate", json={"prompt": "Hello", "max_tokens": 4}).status_code == 503
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
+        detection = client.post("/detect", json={"text": "Detection needs only the tokenizer and the key."})
+        assert detection.status_code == 200 and detection.json()["watermarked"] is False
