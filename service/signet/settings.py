@@ -7,6 +7,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The largest max_tokens any deployment accepts; SIGNET_MAX_NEW_TOKENS may lower it.
+MAX_NEW_TOKENS_CEILING = 4096
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGNET_", extra="ignore")
@@ -19,7 +22,12 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     max_text_chars: int = Field(default=100_000, ge=1, description="Longest text or prompt accepted (characters).")
-    max_new_tokens: int = Field(default=4096, ge=1, description="Largest max_tokens a request may ask for.")
+    max_new_tokens: int = Field(
+        default=MAX_NEW_TOKENS_CEILING,
+        ge=1,
+        le=MAX_NEW_TOKENS_CEILING,
+        description="Largest max_tokens a request may ask for.",
+    )
 
     max_model_len: int | None = Field(default=None, ge=16, description="Engine context length; unset: the model's.")
     engine_memory_fraction: float = Field(

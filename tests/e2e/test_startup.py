@@ -5,6 +5,8 @@ import os
 import socket
 import subprocess
 
+import pytest
+
 from tests.conftest import free_port, signet_command
 
 
@@ -36,9 +38,13 @@ def test_invalid_keys_file_does_not_echo_the_secret(tmp_path):
     assert "keys.0.secret" in line and "tooshort" not in line
 
 
-def test_invalid_setting(tmp_path):
-    line = _serve(tmp_path, SIGNET_ENGINE_MEMORY_FRACTION="2")
-    assert "SIGNET_ENGINE_MEMORY_FRACTION" in line
+@pytest.mark.parametrize(
+    "name, value",
+    [("SIGNET_ENGINE_MEMORY_FRACTION", "2"), ("SIGNET_MAX_NEW_TOKENS", "5000"), ("SIGNET_PORT", "http")],
+)
+def test_invalid_setting(tmp_path, name, value):
+    line = _serve(tmp_path, **{name: value})
+    assert name in line
 
 
 def test_port_in_use(tmp_path):

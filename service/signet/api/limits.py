@@ -24,7 +24,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(int(declared), scope, receive, send)
+            await self._reject(f"{int(declared):,}", scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -34,8 +34,8 @@ class BodySizeLimit:
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._reject(size, scope, receive, send, at_least=True)
+            if size > self.max_bytes:  # the rest of the stream is never read
+                await self._reject(f"at least {size:,}", scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -51,9 +51,8 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, size: int, scope: Scope, receive: Receive, send: Send, at_least: bool = False) -> None:
-        error = PayloadTooLarge("request body", size, self.max_bytes, unit="bytes")
-        detail = error.detail.replace(" is ", " is at least ", 1) if at_least else error.detail
+    async def _reject(self, size: str, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"request body is {size} bytes; the limit is {self.max_bytes:,}"
         await problem_response(413, detail)(scope, receive, send)
 
 

@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from signet.api.protocol import KEY_ID_FIELD, StrictModel
-
-MAX_NEW_TOKENS = 4096
+from signet.settings import MAX_NEW_TOKENS_CEILING
 
 
 class ChatMessage(StrictModel):
@@ -24,7 +23,7 @@ class GenerateRequest(StrictModel):
         max_length=256,
         description="Chat turns, rendered with the model's chat template.",
     )
-    max_tokens: int = Field(default=256, ge=1, le=MAX_NEW_TOKENS, description="Most tokens to generate.")
+    max_tokens: int = Field(default=256, ge=1, le=MAX_NEW_TOKENS_CEILING, description="Most tokens to generate.")
     temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="0 is greedy decoding.")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Fixes sampling for reproducible output.")
