@@ -74,12 +74,19 @@ def running_signet_server(folder: Path, **environment: str) -> Iterator[RunningS
         _wait_until_ready(server)
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        finally:
+            _signal_group(process.pid, signal.SIGKILL)  # stragglers, so no test leaks an engine
             process.wait()
+
+
+def _signal_group(group_id: int, signal_number: int) -> None:
+    try:
+        os.killpg(group_id, signal_number)
+    except ProcessLookupError:
+        pass  # the whole group has exited already
 
 
 @pytest.fixture(scope="session")

@@ -87,7 +87,7 @@ def serve(settings: Settings) -> None:
             logger.info("serving %s on http://%s:%d", model_dir.name, settings.host, settings.port)
             await uvicorn.Server(config).serve(sockets=[listener])
         finally:
-            engine.shutdown()
+            engine.shutdown()  # the app's lifespan normally did this already; see create_app
 
     asyncio.run(run())
 

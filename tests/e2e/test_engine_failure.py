@@ -1,8 +1,12 @@
-"""When the engine process dies, generation answers 503 (not 500 or a hang), readiness
-reports it, and detection, which needs no engine, keeps working.
+"""Engine process lifecycle, with real faults.
 
-The fault is real: the test kills vLLM's EngineCore process with SIGKILL.
+When vLLM's EngineCore dies (SIGKILL), generation answers 503 (not 500 or a hang),
+readiness reports it, and detection, which needs no engine, keeps working. When the
+service gets SIGTERM, the engine-core process goes with it.
 """
+
+import os
+import signal
 
 import httpx
 import psutil
@@ -36,3 +40,14 @@ def test_dead_engine_gives_503_and_detection_survives(tmp_path):
         assert client.get("/healthz").status_code == 200
         detection = client.post("/detect", json={"text": "Detection needs only the tokenizer and the key."})
         assert detection.status_code == 200 and detection.json()["watermarked"] is False
+
+
+def test_sigterm_to_the_service_stops_the_engine_process(tmp_path):
+    with running_signet_server(tmp_path, SIGNET_ENGINE_EAGER="1") as server:
+        engine_cores = _engine_core_processes(server.process.pid)
+        assert engine_cores, "no EngineCore child found"
+        os.kill(server.process.pid, signal.SIGTERM)  # the main process only, as `kill PID` does
+        server.process.wait(timeout=60)
+        _, alive = psutil.wait_procs(engine_cores, timeout=30)
+        assert not alive, f"engine-core processes outlived the service: {alive}"
+        assert "Application shutdown complete" in server.log()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 import signet
@@ -14,7 +17,17 @@ from signet.api.state import ServiceState
 
 
 def create_app(state: ServiceState) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal once
+        # it has shut down, which ends the process before any code after serve() runs,
+        # and vLLM's engine-core process would outlive us.
+        if state.engine is not None:
+            state.engine.shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Signet",
         version=signet.__version__,
         description="Watermark LLM text on a vLLM engine and detect it with exact statistics.",

@@ -53,6 +53,7 @@ class VllmEngine:
     def __init__(self, llm, max_model_len: int) -> None:  # llm: vllm.v1.engine.async_llm.AsyncLLM
         self._llm = llm
         self.max_model_len = max_model_len
+        self._is_shut_down = False
 
     @classmethod
     def start(cls, model_dir: Path, keys_file: Path, options: EngineOptions) -> VllmEngine:
@@ -116,4 +117,7 @@ class VllmEngine:
         )
 
     def shutdown(self) -> None:
-        self._llm.shutdown()
+        """Stop vLLM's engine-core process; safe to call more than once."""
+        if not self._is_shut_down:
+            self._is_shut_down = True
+            self._llm.shutdown()
