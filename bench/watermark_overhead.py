@@ -44,7 +44,7 @@ async def _round(engine, prompt_ids, tokens, key_id):
 
 
 async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bool) -> None:
-    from signet.engine.model_store import load_tokenizer, resolve_model_dir
+    from signet.engine.model_store import encode_prompt, load_tokenizer, resolve_model_dir
     from signet.engine.vllm_engine import EngineOptions, VllmEngine
     from signet.keys import KeyRegistry, resolve_keys_file
     from signet.settings import Settings
@@ -55,12 +55,13 @@ async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bo
     key_id = KeyRegistry.load(keys_file).default_key_id
     tokenizer = load_tokenizer(model_dir)
     prompts = (PROMPTS * concurrency)[:concurrency]
-    prompt_ids = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in prompts
-    ]
-    prompt_ids = [list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids) for ids in prompt_ids]
+    prompt_ids = [encode_prompt(tokenizer, turns=[{"role": "user", "content": prompt}]) for prompt in prompts]
     started = time.perf_counter()
-    engine = VllmEngine.start(model_dir, keys_file, EngineOptions(None, settings.engine_memory_fraction, 32, eager))
+    engine = VllmEngine.start(
+        model_dir,
+        keys_file,
+        EngineOptions(None, settings.engine_memory_fraction, settings.engine_max_concurrency, eager),
+    )
     start_seconds = time.perf_counter() - started
     try:
         await _round(engine, prompt_ids, 16, None)  # warm-up

@@ -126,7 +126,9 @@ class WatermarkLogitsProcessor(LogitsProcessor):
             computed = self._compute_green_rows(key_id, [contexts[position] for position in missing], logits)
             for position, mask in zip(missing, computed, strict=True):
                 masks[position] = mask
-                self._mask_cache.put((key_id, contexts[position]), mask)
+                # A contiguous copy: a row view would keep its whole batch's array alive
+                # after eviction, and the cache's byte bound would not hold.
+                self._mask_cache.put((key_id, contexts[position]), mask.clone())
         return masks
 
     def _compute_green_rows(self, key_id: str, contexts: list[tuple[int, ...]], logits: torch.Tensor) -> torch.Tensor:

@@ -100,3 +100,10 @@ def load_tokenizer(model_dir: Path):  # -> transformers.PreTrainedTokenizerBase
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_dir)
+
+
+def encode_prompt(tokenizer, prompt: str | None = None, turns: list[dict[str, str]] | None = None) -> list[int]:
+    """Token ids of a raw prompt, or of chat turns rendered with the model's chat template."""
+    if turns is not None:
+        prompt = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]

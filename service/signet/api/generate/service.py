@@ -8,15 +8,13 @@ from signet.api.errors import ApiError
 from signet.api.generate.protocol import GenerateRequest, GenerateResponse, Usage, WatermarkInfo
 from signet.api.limits import check_text_size
 from signet.api.state import ServiceState
+from signet.engine.model_store import encode_prompt
 from signet.engine.vllm_engine import EngineUnavailableError, SamplingOptions
 
 
 def _prompt_token_ids(tokenizer, request: GenerateRequest) -> list[int]:
-    if request.messages is not None:
-        turns = [message.model_dump() for message in request.messages]
-        text = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    return tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
+    turns = [message.model_dump() for message in request.messages] if request.messages is not None else None
+    return encode_prompt(tokenizer, request.prompt, turns)
 
 
 async def generate(state: ServiceState, request: GenerateRequest, watermark: bool) -> GenerateResponse:
