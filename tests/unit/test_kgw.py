@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from signet.watermark.kgw import KgwParameters, KgwScheme, first_occurrences
-from signet.watermark.statistics import GreenCountTest
+from signet.watermark.statistics import p_value
 
 VOCABULARY_SIZE = 49_152
 RANDOM = np.random.default_rng(7)
@@ -24,8 +24,9 @@ def test_vocabulary_mask_matches_detection_flags(context_width):
     seeds = torch.tensor(scheme.context_seeds(contexts), dtype=torch.int64).unsqueeze(1)
     masks = scheme.green_mask(seeds, hashes)  # what generation biases, row per position
     from_generation = masks[torch.arange(len(contexts)), torch.tensor(token_ids[context_width:])].numpy()
-    scores = scheme.score(token_ids, ignore_repeated_ngrams=False)
-    np.testing.assert_array_equal(from_generation, scores.is_green)
+    evidence = scheme.evidence(token_ids, ignore_repeated_ngrams=False)
+    np.testing.assert_array_equal(from_generation, evidence.scores[context_width:] == 1.0)
+    assert not evidence.is_scored[:context_width].any()
     # each row's green list holds close to gamma of the vocabulary (5 sigma: false failure ~6e-7 per row)
     fractions = masks.float().mean(dim=1).numpy()
     assert np.all(np.abs(fractions - 0.25) < 5 * np.sqrt(0.25 * 0.75 / VOCABULARY_SIZE))
@@ -39,20 +40,21 @@ def test_text_of_only_green_tokens_is_detected():
         seed = torch.tensor(scheme.context_seeds([token_ids]), dtype=torch.int64).unsqueeze(1)
         green_tokens = torch.nonzero(scheme.green_mask(seed, hashes)[0]).flatten()
         token_ids.append(int(green_tokens[RANDOM.integers(len(green_tokens))]))
-    scores = scheme.score(token_ids)
-    assert scores.num_green_tokens == scores.num_scored_tokens == 60
-    assert GreenCountTest(60, 60, 0.25).p_value == pytest.approx(0.25**60)
+    evidence = scheme.evidence(token_ids)
+    assert evidence.score_sum == evidence.num_scored_tokens == 60
+    assert p_value(scheme.null_distribution, evidence) == pytest.approx(0.25**60)
     # another key sees no watermark: p >= 1e-4 except with probability 1e-4
-    other = _scheme(secret=b"kgw-test-secret-0002").score(token_ids)
-    assert GreenCountTest(other.num_scored_tokens, other.num_green_tokens, 0.25).p_value > 1e-4
+    other = _scheme(secret=b"kgw-test-secret-0002")
+    assert p_value(other.null_distribution, other.evidence(token_ids)) > 1e-4
 
 
 def test_repeated_ngrams_are_scored_once():
     scheme = _scheme()
     token_ids = [11, 22] * 50 + [33]
-    deduplicated = scheme.score(token_ids)
+    deduplicated = scheme.evidence(token_ids)
     assert deduplicated.num_scored_tokens == 3  # (11,22), (22,11), (22,33)
-    assert scheme.score(token_ids, ignore_repeated_ngrams=False).num_scored_tokens == 100
+    assert deduplicated.is_scored[[1, 2, 100]].all()
+    assert scheme.evidence(token_ids, ignore_repeated_ngrams=False).num_scored_tokens == 100
 
 
 def test_first_occurrences_marks_only_first_copies():
@@ -62,8 +64,8 @@ def test_first_occurrences_marks_only_first_copies():
 
 
 def test_text_shorter_than_the_context_scores_nothing():
-    scores = _scheme(context_width=3).score([5, 6, 7])
-    assert scores.num_scored_tokens == 0 and scores.num_green_tokens == 0
+    evidence = _scheme(context_width=3).evidence([5, 6, 7])
+    assert evidence.num_tokens == 3 and evidence.num_scored_tokens == 0 and evidence.score_sum == 0
 
 
 def test_p_values_are_valid_on_unwatermarked_sequences():
@@ -73,8 +75,7 @@ def test_p_values_are_valid_on_unwatermarked_sequences():
     scheme = _scheme()
     p_values = []
     for _ in range(2_000):
-        scores = scheme.score(RANDOM.integers(0, VOCABULARY_SIZE, 200))
-        p_values.append(GreenCountTest(scores.num_scored_tokens, scores.num_green_tokens, 0.25).p_value)
+        p_values.append(p_value(scheme.null_distribution, scheme.evidence(RANDOM.integers(0, VOCABULARY_SIZE, 200))))
     assert sum(p < 0.05 for p in p_values) <= 150
     assert np.mean(p_values) > 0.45  # the mean of a uniform p-value is 0.5
 

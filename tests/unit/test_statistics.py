@@ -3,11 +3,13 @@
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
+from scipy.stats import gamma as gamma_distribution
 
 from signet.watermark.kgw import KgwParameters, KgwScheme
 from signet.watermark.prf import PrfKey, context_seed, token_hash, uniform_word
-from signet.watermark.statistics import GreenCountTest, binomial_p_value, z_score
+from signet.watermark.statistics import BinomialNull, GammaNull, binomial_p_value, holm_bonferroni, p_value
 
 
 def exact_upper_tail(num_green: int, num_scored: int, gamma: Fraction) -> Fraction:
@@ -20,14 +22,14 @@ def test_binomial_p_value_and_z_on_a_hand_made_count():
     # 6 green of 10 scored at gamma 1/4: P = sum_{k=6..10} C(10,k) (1/4)^k (3/4)^(10-k) = 20686 / 1048576
     assert exact_upper_tail(6, 10, Fraction(1, 4)) == Fraction(20686, 4**10)
     assert binomial_p_value(6, 10, 0.25) == pytest.approx(20686 / 4**10, rel=1e-12)
-    assert z_score(6, 10, 0.25) == pytest.approx((6 - 2.5) / math.sqrt(10 * 0.25 * 0.75), rel=1e-12)
+    z = BinomialNull(0.25).z_scores(np.array([6.0]), np.array([10]))[0]
+    assert z == pytest.approx((6 - 2.5) / math.sqrt(10 * 0.25 * 0.75), rel=1e-12)
 
 
 def test_edge_counts():
     assert binomial_p_value(0, 50, 0.25) == 1.0
     assert binomial_p_value(0, 0, 0.25) == 1.0
-    assert z_score(0, 0, 0.25) is None
-    assert GreenCountTest(0, 0, 0.25).green_fraction is None
+    assert np.isnan(BinomialNull(0.25).z_scores(np.array([0.0]), np.array([0]))[0])
     assert binomial_p_value(50, 50, 0.25) == pytest.approx(0.25**50, rel=1e-9)
 
 
@@ -48,9 +50,25 @@ def test_detector_matches_a_direct_count_on_hand_made_tokens():
         word = uniform_word(context_seed(key, list(ngram[:2])), token_hash(key, ngram[2]))
         green += word < round(0.25 * 2**32)
 
-    scores = scheme.score(token_ids)
-    test = GreenCountTest(scores.num_scored_tokens, scores.num_green_tokens, 0.25)
-    assert (test.num_scored_tokens, test.num_green_tokens) == (scored, green)
+    evidence = scheme.evidence(token_ids)
+    assert (evidence.num_scored_tokens, evidence.score_sum) == (scored, green)
     assert scored < len(token_ids) - 2  # the example does contain repeats
-    assert test.p_value == pytest.approx(float(exact_upper_tail(green, scored, Fraction(1, 4))), rel=1e-12)
-    assert test.green_fraction == green / scored
+    assert p_value(scheme.null_distribution, evidence) == pytest.approx(
+        float(exact_upper_tail(green, scored, Fraction(1, 4))), rel=1e-12
+    )
+
+
+def test_gamma_null_matches_the_integer_shape_survival_function():
+    # P(Gamma(n, 1) >= s) = exp(-s) * sum_{k<n} s^k / k!  for integer n
+    for n, s in [(1, 0.5), (5, 3.0), (50, 80.0), (200, 150.0)]:
+        direct = math.fsum(math.exp(k * math.log(s) - s - math.lgamma(k + 1)) for k in range(n))
+        assert GammaNull().p_values(np.array([s]), np.array([n]))[0] == pytest.approx(direct, rel=1e-10)
+    assert GammaNull().p_values(np.array([0.0]), np.array([0]))[0] == 1.0
+    assert gamma_distribution.sf(10.0, 10) == pytest.approx(GammaNull().p_values(np.array([10.0]), np.array([10]))[0])
+
+
+def test_holm_bonferroni_on_a_textbook_example():
+    # sorted p: 0.01, 0.02, 0.03, 0.04 with m = 4 -> 0.04, 0.06, 0.06, 0.06 (monotone step-down)
+    assert holm_bonferroni([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm_bonferroni([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm_bonferroni([]) == []

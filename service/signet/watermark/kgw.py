@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from signet.watermark.evidence import TokenEvidence
 from signet.watermark.prf import WORD_RANGE, PrfKey, Words, context_seed, token_hash, uniform_word
+from signet.watermark.statistics import BinomialNull
 
 SCHEME_NAME = "kgw"
 _KEY_DOMAIN = b"signet-kgw-v1"
@@ -40,22 +42,6 @@ class KgwParameters:
         Clamped to 32 bits so it compares with uint32 arrays as well as int64 ones.
         """
         return min(round(self.gamma * WORD_RANGE), WORD_RANGE - 1)
-
-
-@dataclass(frozen=True)
-class TokenScores:
-    """Per-position results for the tokens after the first ``context_width``."""
-
-    is_green: np.ndarray  # bool, one per scored position
-    is_counted: np.ndarray  # bool: False for a repeat of an earlier (context, token) n-gram
-
-    @property
-    def num_scored_tokens(self) -> int:
-        return int(self.is_counted.sum())
-
-    @property
-    def num_green_tokens(self) -> int:
-        return int((self.is_green & self.is_counted).sum())
 
 
 class KgwScheme:
@@ -91,7 +77,11 @@ class KgwScheme:
 
     # Detection --------------------------------------------------------------------
 
-    def score(self, token_ids: Sequence[int] | np.ndarray, ignore_repeated_ngrams: bool = True) -> TokenScores:
+    @property
+    def null_distribution(self) -> BinomialNull:
+        return BinomialNull(self.parameters.gamma)
+
+    def evidence(self, token_ids: Sequence[int] | np.ndarray, ignore_repeated_ngrams: bool = True) -> TokenEvidence:
         """Green flags for every token that has a full context before it."""
         ids = np.asarray(token_ids, dtype=np.int64)
         width = self.parameters.context_width
@@ -99,12 +89,22 @@ class KgwScheme:
         context_columns = [ids[offset : offset + num_positions] for offset in range(width)]
         targets = ids[width : width + num_positions]
         seeds = context_seed(self._key, context_columns)
-        is_green = self.green_mask(seeds, token_hash(self._key, targets))
+        is_green = np.asarray(self.green_mask(seeds, token_hash(self._key, targets)), dtype=bool)
         if ignore_repeated_ngrams:
             is_counted = first_occurrences(np.stack([*context_columns, targets], axis=1))
         else:
             is_counted = np.ones(num_positions, dtype=bool)
-        return TokenScores(is_green=np.asarray(is_green, dtype=bool), is_counted=is_counted)
+        return padded_evidence(len(ids), is_green, is_counted)
+
+
+def padded_evidence(num_tokens: int, is_green: np.ndarray, is_counted: np.ndarray) -> TokenEvidence:
+    """Evidence for KGW-family flags that start after the first ``num_tokens - len(is_green)`` tokens."""
+    scores = np.zeros(num_tokens, dtype=np.float64)
+    is_scored = np.zeros(num_tokens, dtype=bool)
+    offset = num_tokens - len(is_green)
+    scores[offset:] = np.where(is_counted & is_green, 1.0, 0.0)
+    is_scored[offset:] = is_counted
+    return TokenEvidence(scores=scores, is_scored=is_scored)
 
 
 def first_occurrences(rows: np.ndarray) -> np.ndarray:

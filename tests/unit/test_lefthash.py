@@ -1,0 +1,238 @@
+"""kgw-lefthash: bit-exact with transformers' WatermarkLogitsProcessor and WatermarkDetector.
+
+transformers' own code runs side by side with ours on the same token ids; every
+comparison of green lists and counts is exact.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, WatermarkDetector, WatermarkingConfig
+from transformers.generation.logits_process import WatermarkLogitsProcessor
+
+from signet.watermark import lefthash
+from signet.watermark.lefthash import DEFAULT_HASHING_KEY, LefthashParameters, LefthashScheme
+from signet.watermark.statistics import BinomialNull
+
+RANDOM = np.random.default_rng(11)
+OTHER_HASHING_KEY = 2**63 + 12345  # large enough that hashing_key * token exceeds 2**64 - 1
+PARAMETER_GRID = [
+    (49_152, DEFAULT_HASHING_KEY),
+    (50_257, OTHER_HASHING_KEY),
+]
+
+
+def _transformers_detector(parameters, ignore_repeated_ngrams, bos_token_id=None):
+    # WatermarkDetector reads vocab_size, bos_token_id and is_encoder_decoder from the model config.
+    config = LlamaConfig(vocab_size=parameters.vocab_size, bos_token_id=bos_token_id)
+    watermarking = WatermarkingConfig(
+        greenlist_ratio=parameters.gamma,
+        bias=parameters.delta,
+        hashing_key=parameters.hashing_key,
+        seeding_scheme="lefthash",
+    )
+    return WatermarkDetector(config, "cpu", watermarking, ignore_repeated_ngrams=ignore_repeated_ngrams)
+
+
+def _transformers_green_masks(parameters, previous_tokens):
+    """Green masks from the public WatermarkLogitsProcessor call: green logits are the ones it biased."""
+    processor = WatermarkLogitsProcessor(
+        vocab_size=parameters.vocab_size,
+        device="cpu",
+        greenlist_ratio=parameters.gamma,
+        bias=parameters.delta,
+        hashing_key=parameters.hashing_key,
+    )
+    input_ids = torch.tensor(previous_tokens, dtype=torch.int64).unsqueeze(1)
+    scores = torch.zeros(len(previous_tokens), parameters.vocab_size)
+    return (processor(input_ids, scores) > 0).numpy()
+
+
+def _text_with_repeats(vocab_size, length=400, distinct_tokens=40):
+    """Token ids drawn from a small pool, so bigrams repeat, plus the vocabulary's edges and an id past it."""
+    pool = np.concatenate([RANDOM.integers(0, vocab_size, distinct_tokens - 3), [0, vocab_size - 1, vocab_size + 5]])
+    return RANDOM.choice(pool, size=length)
+
+
+def _z_score(evidence, gamma):
+    null = BinomialNull(gamma)
+    return float(null.z_scores(np.array([evidence.score_sum]), np.array([evidence.num_scored_tokens]))[0])
+
+
+@pytest.mark.parametrize(("vocab_size", "hashing_key"), PARAMETER_GRID)
+@pytest.mark.parametrize("gamma", [0.25, 0.5])
+def test_green_masks_equal_transformers_processor(vocab_size, hashing_key, gamma):
+    parameters = LefthashParameters(vocab_size=vocab_size, gamma=gamma, hashing_key=hashing_key)
+    previous_tokens = [0, 1, vocab_size - 1, *RANDOM.integers(0, vocab_size, 29).tolist()]
+    ours = LefthashScheme(parameters).green_mask(previous_tokens)
+    np.testing.assert_array_equal(ours, _transformers_green_masks(parameters, previous_tokens))
+    assert (ours.sum(axis=1) == parameters.greenlist_size).all()
+
+
+@pytest.mark.parametrize(("vocab_size", "gamma"), [(2, 0.5), (3, 0.4), (7, 0.9), (1_000, 0.3), (4_099, 0.25)])
+def test_green_lists_equal_torch_randperm_on_many_seeds(vocab_size, gamma):
+    """The numpy replay of torch's Fisher-Yates shuffle, seed by seed, on small vocabularies (many collisions)."""
+    parameters = LefthashParameters(vocab_size=vocab_size, gamma=gamma, hashing_key=OTHER_HASHING_KEY)
+    previous_tokens = np.arange(2_000)  # previous tokens past the vocabulary still seed a green list
+    ours = LefthashScheme(parameters).green_mask(previous_tokens.tolist())
+    generator = torch.Generator()
+    for previous_token, green_row in zip(previous_tokens.tolist(), ours, strict=True):
+        generator.manual_seed(OTHER_HASHING_KEY * previous_token % (2**64 - 1))  # as transformers seeds
+        greenlist = torch.randperm(vocab_size, generator=generator)[: parameters.greenlist_size].numpy()
+        assert np.array_equal(np.flatnonzero(green_row), np.sort(greenlist)), previous_token
+
+
+@pytest.mark.parametrize(("vocab_size", "hashing_key"), PARAMETER_GRID)
+@pytest.mark.parametrize("gamma", [0.25, 0.5])
+@pytest.mark.parametrize("ignore_repeated_ngrams", [True, False])
+def test_evidence_equals_transformers_detector(vocab_size, hashing_key, gamma, ignore_repeated_ngrams):
+    parameters = LefthashParameters(vocab_size=vocab_size, gamma=gamma, hashing_key=hashing_key)
+    token_ids = _text_with_repeats(vocab_size)
+    reference = _transformers_detector(parameters, ignore_repeated_ngrams)(
+        torch.tensor(token_ids).unsqueeze(0), return_dict=True
+    )
+    evidence = LefthashScheme(parameters).evidence(token_ids, ignore_repeated_ngrams=ignore_repeated_ngrams)
+    assert evidence.num_scored_tokens == int(reference.num_tokens_scored[0])
+    assert evidence.score_sum == float(reference.num_green_tokens[0])
+    assert _z_score(evidence, gamma) == pytest.approx(float(reference.z_score[0]), abs=1e-9)
+    assert not evidence.is_scored[0]  # the first token has no previous token
+    if ignore_repeated_ngrams:
+        assert evidence.num_scored_tokens < len(token_ids) - 1  # the text does repeat bigrams
+
+
+def test_detector_drops_a_leading_bos_token_and_evidence_does_not():
+    """The caller strips BOS: transformers' detector drops token 0 when it equals the config's bos_token_id."""
+    parameters = LefthashParameters(vocab_size=49_152)
+    bos_token_id = 1
+    token_ids = np.concatenate([[bos_token_id], _text_with_repeats(parameters.vocab_size, length=200)])
+    reference = _transformers_detector(parameters, True, bos_token_id=bos_token_id)(
+        torch.tensor(token_ids).unsqueeze(0), return_dict=True
+    )
+    evidence = LefthashScheme(parameters).evidence(token_ids[1:])
+    assert evidence.num_scored_tokens == int(reference.num_tokens_scored[0])
+    assert evidence.score_sum == float(reference.num_green_tokens[0])
+
+
+def test_text_generated_with_green_mask_is_flagged_by_transformers_and_random_text_is_not():
+    parameters = LefthashParameters(vocab_size=49_152, gamma=0.25, delta=2.0)
+    scheme = LefthashScheme(parameters)
+    token_ids = [int(RANDOM.integers(parameters.vocab_size))]
+    for _ in range(199):
+        logits = RANDOM.standard_normal(parameters.vocab_size) + parameters.delta * scheme.green_mask(token_ids[-1:])[0]
+        token_ids.append(int(np.argmax(logits)))
+    detector = _transformers_detector(parameters, ignore_repeated_ngrams=True)
+    watermarked = detector(torch.tensor([token_ids]), return_dict=True)
+    # Each argmax is green unless the best of ~36,900 red N(0,1) logits beats the best of 12,288 green ones
+    # by 2, which happens well under 10% of the time; z <= 4 needs <= 74 green of 199 tokens, so the
+    # false-failure probability is below P(Binomial(199, 0.9) <= 74) < 1e-50.
+    assert watermarked.z_score[0] > 4.0
+    random_ids = RANDOM.integers(0, parameters.vocab_size, 200)
+    plain = detector(torch.tensor(random_ids).unsqueeze(0), return_dict=True)
+    # Unwatermarked: green count ~ Binomial(199, 0.25), so z > 4 has probability ~3e-5 (normal tail).
+    assert plain.z_score[0] < 4.0
+    evidence = scheme.evidence(token_ids)
+    assert evidence.score_sum == float(watermarked.num_green_tokens[0])
+
+
+def test_cache_returns_identical_masks_and_evidence_after_eviction():
+    parameters = LefthashParameters(vocab_size=50_257, gamma=0.25)
+    three_rows = 3 * parameters.packed_row_bytes
+    tiny, roomy, uncached = (LefthashScheme(parameters, cache_bytes=size) for size in (three_rows, 2**26, 0))
+    previous_tokens = RANDOM.integers(0, parameters.vocab_size, 20).tolist()
+    expected = roomy.green_mask(previous_tokens)
+    for _ in range(2):  # the second pass reads evicted and surviving rows alike
+        np.testing.assert_array_equal(tiny.green_mask(previous_tokens), expected)
+        np.testing.assert_array_equal(uncached.green_mask(previous_tokens), expected)
+    assert len(tiny._cache) == 3 and len(uncached._cache) == 0
+    token_ids = _text_with_repeats(parameters.vocab_size)
+    expected_evidence = roomy.evidence(token_ids)
+    for scheme in (tiny, uncached, roomy):  # roomy answers from its cache this time
+        evidence = scheme.evidence(token_ids)
+        np.testing.assert_array_equal(evidence.scores, expected_evidence.scores)
+        np.testing.assert_array_equal(evidence.is_scored, expected_evidence.is_scored)
+
+
+@pytest.fixture
+def draw_counter(monkeypatch):
+    """Counts green lists drawn from scratch."""
+    drawn = []
+    draw = lefthash._greenlist_from_draws
+
+    def counting_draw(*args):
+        drawn.append(1)
+        return draw(*args)
+
+    monkeypatch.setattr(lefthash, "_greenlist_from_draws", counting_draw)
+    return drawn
+
+
+def test_detection_draws_each_distinct_previous_token_once(draw_counter):
+    scheme = LefthashScheme(LefthashParameters(vocab_size=49_152))
+    token_ids = _text_with_repeats(49_152)
+    token_ids = token_ids[token_ids < 49_152]  # the cache holds tokens of the vocabulary only
+    scheme.evidence(token_ids)
+    assert len(draw_counter) == len(np.unique(token_ids[:-1]))
+    scheme.evidence(token_ids)
+    scheme.green_mask(token_ids[:-1].tolist())
+    assert len(draw_counter) == len(np.unique(token_ids[:-1]))  # everything came from the cache
+
+
+def test_cache_evicts_the_least_recently_used_green_list(draw_counter):
+    parameters = LefthashParameters(vocab_size=1_000)
+    scheme = LefthashScheme(parameters, cache_bytes=2 * parameters.packed_row_bytes)
+    for token in (10, 20, 10, 30):  # 30 evicts 20, the least recently used
+        scheme.green_mask([token])
+    assert len(draw_counter) == 3
+    scheme.green_mask([10])
+    assert len(draw_counter) == 3
+    scheme.green_mask([20])
+    assert len(draw_counter) == 4
+
+
+def test_concurrent_detection_with_evictions_matches_serial():
+    parameters = LefthashParameters(vocab_size=4_099, gamma=0.25)
+    texts = [_text_with_repeats(parameters.vocab_size, length=300, distinct_tokens=60) for _ in range(8)]
+    expected = [LefthashScheme(parameters).evidence(text).scores for text in texts]
+    shared = LefthashScheme(parameters, cache_bytes=16 * parameters.packed_row_bytes)  # far fewer rows than tokens
+    matches: list[bool] = []  # an assert inside a thread would not fail the test
+
+    def detect(index):
+        for _ in range(5):
+            matches.append(np.array_equal(shared.evidence(texts[index]).scores, expected[index]))
+
+    threads = [threading.Thread(target=detect, args=(index,)) for index in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(matches) == 5 * len(texts) and all(matches)
+
+
+def test_short_texts_have_no_scored_tokens():
+    scheme = LefthashScheme(LefthashParameters(vocab_size=1_000))
+    for token_ids in ([], [5]):
+        evidence = scheme.evidence(token_ids)
+        assert evidence.num_tokens == len(token_ids) and evidence.num_scored_tokens == 0
+
+
+def test_repr_redacts_the_hashing_key():
+    parameters = LefthashParameters(vocab_size=1_000, hashing_key=987_654_321)
+    for text in (repr(parameters), repr(LefthashScheme(parameters))):
+        assert "987654321" not in text
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"vocab_size": 0},
+        {"vocab_size": 1_000, "gamma": 1.0},
+        {"vocab_size": 3, "gamma": 0.2},  # no green token at all
+        {"vocab_size": 1_000, "delta": -1.0},
+        {"vocab_size": 1_000, "hashing_key": 2**64},
+    ],
+)
+def test_invalid_parameters_are_rejected(arguments):
+    with pytest.raises(ValueError):
+        LefthashParameters(**arguments)
