@@ -26,9 +26,18 @@ TEST_KEYS = {
     "keys": [
         {"key_id": "main", "secret": "e2e-main-secret-5b1d0c7e93a2"},
         {"key_id": "wide", "secret": "e2e-wide-secret-88f2a1c40d9b", "gamma": 0.5, "delta": 2.5, "context_width": 2},
+        # transformers' WatermarkingConfig(seeding_scheme="lefthash") defaults: public, so not in TEST_SECRETS
+        {"key_id": "hf", "scheme": "kgw-lefthash"},
+        {"key_id": "vllm", "scheme": "gumbel", "key": 7355608191919},
+        {
+            "key_id": "folded",
+            "secret": "e2e-folded-secret-1c9e77ab30f2",
+            "normalization": ["nfc", "homoglyphs", "whitespace"],
+        },
+        {"key_id": "foreign", "secret": "e2e-foreign-secret-d04f6e2a91b7", "tokenizer": "gpt2"},
     ],
 }
-TEST_SECRETS = [key["secret"] for key in TEST_KEYS["keys"]]
+TEST_SECRETS = [str(key.get("secret", key.get("key"))) for key in TEST_KEYS["keys"] if "secret" in key or "key" in key]
 
 
 def free_port() -> int:
@@ -118,3 +127,36 @@ def client(signet_server) -> httpx.Client:
 @pytest.fixture(scope="session")
 def human_passages() -> dict[str, str]:
     return {path.stem: path.read_text() for path in sorted((DATA_DIR / "human").glob("*.txt"))}
+
+
+@pytest.fixture(scope="session")
+def test_keys_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    path.write_text(json.dumps(TEST_KEYS))
+    return path
+
+
+@pytest.fixture(scope="session")
+def detection_state(test_keys_file):
+    """The service's state with the real tokenizer and no engine: what a detection-only
+    process holds. In-process tests of /detect use it without starting vLLM."""
+    from signet.api.state import ServiceState
+    from signet.engine.model_store import model_vocab_size, prepare_embedded_model
+    from signet.engine.tokenizers import load_tokenizers
+    from signet.keys import KeyRegistry
+    from signet.settings import Settings
+
+    settings = Settings(keys_file=test_keys_file)
+    model_dir = prepare_embedded_model(settings.resolved_cache_dir)
+    keys = KeyRegistry.load(test_keys_file, model_vocab_size(model_dir))
+    return ServiceState(settings, keys, load_tokenizers(model_dir, keys))
+
+
+@pytest.fixture(scope="session")
+def detect_client(detection_state):
+    from fastapi.testclient import TestClient
+
+    from signet.api.app import create_app
+
+    with TestClient(create_app(detection_state)) as session:
+        yield session

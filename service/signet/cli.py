@@ -11,7 +11,13 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from signet.engine.model_store import ModelError, load_tokenizer, prepare_embedded_model, resolve_model_dir
+from signet.engine.model_store import (
+    ModelError,
+    model_vocab_size,
+    prepare_embedded_model,
+    resolve_model_dir,
+)
+from signet.engine.tokenizers import load_tokenizers
 from signet.keys import KeyRegistry, KeyRegistryError, resolve_keys_file
 from signet.settings import Settings
 
@@ -67,11 +73,8 @@ def serve(settings: Settings) -> None:
     cache_dir = settings.resolved_cache_dir
     model_dir = resolve_model_dir(settings.model, cache_dir)
     keys_file = resolve_keys_file(settings.keys_file, cache_dir)
-    keys = KeyRegistry.load(keys_file)
-    try:
-        tokenizer = load_tokenizer(model_dir)
-    except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load the tokenizer of {model_dir}: {error}") from None
+    keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
+    tokenizers = load_tokenizers(model_dir, keys)
 
     async def run() -> None:
         options = EngineOptions(
@@ -82,7 +85,7 @@ def serve(settings: Settings) -> None:
         )
         engine = VllmEngine.start(model_dir, keys_file, options)
         try:
-            state = ServiceState(settings, keys, tokenizer, model_dir.name, engine)
+            state = ServiceState(settings, keys, tokenizers, engine)
             config = uvicorn.Config(create_app(state), log_level=settings.log_level, lifespan="on")
             logger.info("serving %s on http://%s:%d", model_dir.name, settings.host, settings.port)
             await uvicorn.Server(config).serve(sockets=[listener])

@@ -10,10 +10,16 @@ File format::
     keys:
       - key_id: main
         secret: "at least 16 characters of random text"
-        scheme: kgw
+        scheme: kgw            # or kgw-lefthash, gumbel (see the key classes below)
         gamma: 0.25
         delta: 2.0
         context_width: 1
+      - key_id: hf
+        scheme: kgw-lefthash   # transformers' WatermarkingConfig(seeding_scheme="lefthash")
+        hashing_key: 15485863
+      - key_id: vllm
+        scheme: gumbel         # vLLM's native Gumbel-max watermark
+        key: 42
 """
 
 from __future__ import annotations
@@ -22,13 +28,20 @@ import json
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError, model_validator
 
-from signet.watermark.kgw import SCHEME_NAME, KgwParameters, KgwScheme
+from signet.watermark.gumbel import SCHEME_NAME as GUMBEL
+from signet.watermark.gumbel import GumbelParameters, GumbelScheme
+from signet.watermark.kgw import SCHEME_NAME as KGW
+from signet.watermark.kgw import KgwParameters, KgwScheme
+from signet.watermark.lefthash import DEFAULT_HASHING_KEY, LefthashParameters, LefthashScheme
+from signet.watermark.lefthash import SCHEME_NAME as LEFTHASH
+from signet.watermark.normalization import NormalizationStep
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +59,89 @@ class UnknownKeyError(LookupError):
         self.key_id = key_id
 
 
-class WatermarkKey(BaseModel):
+class _KeyBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     key_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    tokenizer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Name of the tokenizer the generator used; unset: the served model's.",
+    )
+    normalization: tuple[NormalizationStep, ...] = Field(
+        default=(), description="Steps applied to a text before tokenizing it for detection."
+    )
+    min_scored_tokens: int = Field(
+        default=25, ge=1, le=100_000, description="Fewer scored tokens than this: insufficient_evidence."
+    )
+
+
+class KgwKey(_KeyBase):
+    """Signet's own KGW watermark on a keyed counter-based PRF."""
+
+    scheme: Literal["kgw"] = KGW
     secret: SecretStr = Field(min_length=16)
-    scheme: Literal["kgw"] = SCHEME_NAME
     gamma: float = Field(default=0.25, gt=0.0, lt=1.0)
     delta: float = Field(default=2.0, ge=0.0, le=20.0)
     context_width: int = Field(default=1, ge=1, le=8)
 
-    @property
-    def parameters(self) -> KgwParameters:
-        return KgwParameters(gamma=self.gamma, delta=self.delta, context_width=self.context_width)
+    def build_scheme(self, model_vocab_size: int | None) -> KgwScheme:
+        parameters = KgwParameters(gamma=self.gamma, delta=self.delta, context_width=self.context_width)
+        return KgwScheme(self.secret.get_secret_value().encode(), parameters)
 
-    def build_scheme(self) -> KgwScheme:
-        return KgwScheme(self.secret.get_secret_value().encode(), self.parameters)
+
+class LefthashKey(_KeyBase):
+    """Hugging Face transformers' / TGI's / lm-watermarking's ``lefthash`` (``simple_1``)."""
+
+    scheme: Literal["kgw-lefthash"]
+    # Not a SecretStr because peers configure it as an integer; repr=False keeps it
+    # out of logs and tracebacks all the same.
+    hashing_key: int = Field(default=DEFAULT_HASHING_KEY, ge=0, lt=2**63, repr=False)
+    gamma: float = Field(default=0.25, gt=0.0, lt=1.0)
+    delta: float = Field(default=2.0, ge=0.0, le=20.0)
+    vocab_size: int | None = Field(
+        default=None, ge=2, le=2**22, description="The randperm size; unset: the served model's vocabulary size."
+    )
+
+    def build_scheme(self, model_vocab_size: int | None) -> LefthashScheme:
+        vocab_size = self.vocab_size or model_vocab_size
+        if vocab_size is None:
+            raise KeyRegistryError(f"key {self.key_id!r}: vocab_size is needed when no model is loaded")
+        parameters = LefthashParameters(
+            vocab_size=vocab_size, gamma=self.gamma, delta=self.delta, hashing_key=self.hashing_key
+        )
+        return LefthashScheme(parameters)
+
+
+class GumbelKey(_KeyBase):
+    """vLLM's native Gumbel-max watermark (``--watermark-config '{"algorithm": "gumbel", ...}'``)."""
+
+    scheme: Literal["gumbel"]
+    key: int = Field(ge=0, le=2**64 - 1, repr=False)
+    context_width: int = Field(default=4, ge=1, le=16)
+
+    def build_scheme(self, model_vocab_size: int | None) -> GumbelScheme:
+        return GumbelScheme(self.key, GumbelParameters(context_width=self.context_width))
+
+
+def _scheme_tag(value: object) -> str:
+    # Keys written before there were several schemes name none: they are KGW keys.
+    if isinstance(value, dict):
+        return value.get("scheme", KGW)
+    return getattr(value, "scheme", KGW)
+
+
+WatermarkKey = Annotated[
+    Annotated[KgwKey, Tag(KGW)] | Annotated[LefthashKey, Tag(LEFTHASH)] | Annotated[GumbelKey, Tag(GUMBEL)],
+    Discriminator(
+        _scheme_tag,
+        custom_error_type="unknown_scheme",
+        custom_error_message=f"scheme must be one of {KGW}, {LEFTHASH}, {GUMBEL}",
+    ),
+]
+Scheme = KgwScheme | LefthashScheme | GumbelScheme
+_SCHEME_TAGS = (KGW, LEFTHASH, GUMBEL)
 
 
 class _RegistryFile(BaseModel):
@@ -81,14 +161,24 @@ class _RegistryFile(BaseModel):
 
 
 class KeyRegistry:
-    def __init__(self, keys: list[WatermarkKey], default_key_id: str, source: Path) -> None:
+    """Keys by id, and each key's scheme, built on first use.
+
+    ``model_vocab_size`` is the served model's vocabulary size: the default size of
+    a ``kgw-lefthash`` key's permutation.
+    """
+
+    def __init__(
+        self, keys: list[WatermarkKey], default_key_id: str, source: Path, model_vocab_size: int | None = None
+    ) -> None:
         self._keys = {key.key_id: key for key in keys}
-        self._schemes = {key.key_id: key.build_scheme() for key in keys}
+        self._schemes: dict[str, Scheme] = {}
+        self._lock = threading.Lock()
         self.default_key_id = default_key_id
         self.source = source
+        self.model_vocab_size = model_vocab_size
 
     @classmethod
-    def load(cls, path: Path) -> KeyRegistry:
+    def load(cls, path: Path, model_vocab_size: int | None = None) -> KeyRegistry:
         try:
             raw = path.read_text(encoding="utf-8")
         except OSError as error:
@@ -108,7 +198,7 @@ class KeyRegistry:
         except ValidationError as error:
             raise KeyRegistryError(f"keys file {path} is invalid: {_describe(error)}") from None
         default = parsed.default_key_id or parsed.keys[0].key_id
-        return cls(parsed.keys, default, path)
+        return cls(parsed.keys, default, path, model_vocab_size)
 
     @property
     def key_ids(self) -> list[str]:
@@ -121,14 +211,20 @@ class KeyRegistry:
         except KeyError:
             raise UnknownKeyError(resolved) from None
 
-    def scheme(self, key_id: str) -> KgwScheme:
-        return self._schemes[self.get(key_id).key_id]
+    def scheme(self, key_id: str) -> Scheme:
+        key = self.get(key_id)
+        with self._lock:
+            if key.key_id not in self._schemes:
+                self._schemes[key.key_id] = key.build_scheme(self.model_vocab_size)
+            return self._schemes[key.key_id]
 
 
 def _describe(error: ValidationError) -> str:
     # input values are left out on purpose: they may be secrets
+    # the scheme tag pydantic adds to a key's location ("keys.0.kgw.secret") is noise
     return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or 'file'}: {item['msg']}" for item in error.errors()
+        f"{'.'.join(str(part) for part in item['loc'] if part not in _SCHEME_TAGS) or 'file'}: {item['msg']}"
+        for item in error.errors()
     )
 
 

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     max_text_chars: int = Field(default=100_000, ge=1, description="Longest text or prompt accepted (characters).")
+    max_batch_items: int = Field(default=64, ge=1, le=10_000, description="Most items in one POST /detect/batch.")
+    max_batch_chars: int = Field(
+        default=400_000, ge=1, description="Most characters (or token ids) in one POST /detect/batch, all items."
+    )
     max_new_tokens: int = Field(
         default=MAX_NEW_TOKENS_CEILING,
         ge=1,
@@ -44,6 +48,7 @@ class Settings(BaseSettings):
 
     @property
     def max_body_bytes(self) -> int:
-        # JSON may escape one character as a surrogate pair (12 bytes); a text at the
-        # character limit must still fit, with room for the other fields.
-        return 12 * self.max_text_chars + 64 * 1024
+        # JSON may escape one character as a surrogate pair (12 bytes); a text (or a
+        # batch) at the character limit must still fit, with room for the other fields.
+        # A token id takes at most 12 bytes too ("4294967295, ").
+        return 12 * max(self.max_text_chars, self.max_batch_chars) + 64 * 1024

@@ -50,7 +50,10 @@ def test_json_registry_defaults_to_the_first_key(tmp_path):
         ({"keys": [{"key_id": "a", "secret": SECRET}, {"key_id": "a", "secret": SECRET}]}, "unique"),
         ({"default_key_id": "z", "keys": [{"key_id": "a", "secret": SECRET}]}, "default_key_id"),
         ({"keys": [{"key_id": "a", "secret": SECRET, "gamma": 1.5}]}, "keys.0.gamma"),
-        ({"keys": [{"key_id": "a", "secret": SECRET, "scheme": "unknown"}]}, "keys.0.scheme"),
+        (
+            {"keys": [{"key_id": "a", "secret": SECRET, "scheme": "unknown"}]},
+            "keys.0: scheme must be one of kgw, kgw-lefthash, gumbel",
+        ),
         ({"keys": []}, "keys"),
     ],
 )
@@ -84,3 +87,24 @@ def test_development_key_is_created_once_and_private(tmp_path):
     secret = registry.get(None).secret.get_secret_value()
     assert len(secret) >= 32
     assert secret not in repr(registry.get(None)) and secret not in repr(registry.scheme(DEVELOPMENT_KEY_ID))
+
+
+def test_peer_scheme_keys_take_the_model_vocabulary_and_hide_their_keys(tmp_path):
+    document = {
+        "keys": [
+            {"key_id": "hf", "scheme": "kgw-lefthash", "hashing_key": 987654321987, "gamma": 0.5},
+            {"key_id": "hf-gpt2", "scheme": "kgw-lefthash", "vocab_size": 50257, "tokenizer": "gpt2"},
+            {"key_id": "vllm", "scheme": "gumbel", "key": 123456789123, "normalization": ["nfc"]},
+        ]
+    }
+    registry = KeyRegistry.load(_write(tmp_path, "keys.json", json.dumps(document)), model_vocab_size=49152)
+    assert registry.scheme("hf").parameters.vocab_size == 49152
+    assert registry.scheme("hf").parameters.gamma == 0.5
+    assert registry.scheme("hf-gpt2").parameters.vocab_size == 50257
+    assert registry.scheme("vllm").parameters.context_width == 4
+    assert registry.get("vllm").normalization == ("nfc",)
+    for key_id, secret in (("hf", "987654321987"), ("vllm", "123456789123")):
+        assert secret not in repr(registry.get(key_id)) and secret not in repr(registry.scheme(key_id))
+    without_model = KeyRegistry.load(_write(tmp_path, "keys.json", json.dumps(document)))
+    with pytest.raises(KeyRegistryError, match="vocab_size"):
+        without_model.scheme("hf")

@@ -8,18 +8,22 @@ details; their traceback goes to the log, never to the client.
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
+import re
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from signet.api.protocol import Problem
 from signet.keys import UnknownKeyError
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+_LOCATION_KINDS = ("body", "query", "path", "header")
+_UNION_MEMBER = re.compile(r"[\[\]'()-]")
 
 
 class ApiError(Exception):
@@ -36,15 +40,18 @@ class PayloadTooLarge(ApiError):
 
 
 def problem_response(status: int, detail: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    if field is not None:
-        body["field"] = field
+    body = Problem.of(status, detail, field).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _is_union_member(part: str | int) -> bool:
+    return isinstance(part, str) and _UNION_MEMBER.search(part) is not None
 
 
 def _field_name(location: tuple) -> str | None:
     """('body', 'messages', 0, 'content') -> 'messages[0].content'."""
-    parts = [part for part in location if part not in ("body", "query", "path", "header")]
+    # pydantic names the member of a union it tried, e.g. "list[constrained-str]": not a field
+    parts = [part for part in location if part not in _LOCATION_KINDS and not _is_union_member(part)]
     name = ""
     for part in parts:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
@@ -63,16 +70,26 @@ async def _on_api_error(request: Request, error: ApiError) -> JSONResponse:
     return problem_response(error.status, error.detail, error.field)
 
 
+def unknown_key_problem(error: UnknownKeyError) -> ApiError:
+    return ApiError(404, f"no watermark key with key_id {error.key_id!r}", "key_id")
+
+
 async def _on_unknown_key(request: Request, error: UnknownKeyError) -> JSONResponse:
-    return problem_response(404, f"no watermark key with key_id {error.key_id!r}", "key_id")
+    problem = unknown_key_problem(error)
+    return problem_response(problem.status, problem.detail, problem.field)
 
 
-async def _on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    errors = error.errors()
+def describe_validation_errors(errors: Sequence[dict], prefix: tuple = ()) -> tuple[str, str | None]:
+    """(detail, field) of a 422 for pydantic errors; ``prefix`` locates a nested body."""
+    errors = [{**item, "loc": (*prefix, *item.get("loc", ()))} for item in errors]
     first = errors[0] if errors else {}
     detail = "; ".join(_validation_detail(item) for item in errors) or "invalid request"
     field = None if first.get("type") == "json_invalid" else _field_name(tuple(first.get("loc", ())))
-    return problem_response(422, detail, field)
+    return detail, field
+
+
+async def _on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    return problem_response(422, *describe_validation_errors(error.errors()))
 
 
 async def _on_http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from pydantic import BaseModel, ConfigDict, Field
 
 KEY_ID_FIELD = Field(
@@ -23,3 +25,17 @@ def require_visible_text(value: str) -> str:
     if not value.strip():
         raise ValueError("must contain non-whitespace text")
     return value
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: the body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = Field(default=None, description="The offending request field, where there is one.")
+
+    @classmethod
+    def of(cls, status: int, detail: str, field: str | None = None) -> Problem:
+        return cls(title=HTTPStatus(status).phrase, status=status, detail=detail, field=field)

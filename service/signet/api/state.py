@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from signet.engine.tokenizers import TokenizerCatalog
 from signet.keys import KeyRegistry
 from signet.settings import Settings
 
@@ -15,9 +16,17 @@ from signet.settings import Settings
 class ServiceState:
     settings: Settings
     keys: KeyRegistry
-    tokenizer: Any  # transformers.PreTrainedTokenizerBase
-    model_name: str
+    tokenizers: TokenizerCatalog
     engine: Any | None = None  # signet.engine.vllm_engine.VllmEngine; None in a detection-only process
+
+    @property
+    def model_name(self) -> str:
+        return self.tokenizers.served_name
+
+    @property
+    def tokenizer(self) -> Any:  # transformers.PreTrainedTokenizerBase
+        """The served model's tokenizer."""
+        return self.tokenizers.get(self.tokenizers.served_name)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -1,4 +1,9 @@
-"""A vLLM logits processor that applies each request's KGW watermark.
+"""A vLLM logits processor that applies each request's watermark.
+
+Three schemes, chosen by the request's key: ``kgw`` (Signet's own) and
+``kgw-lefthash`` add ``delta`` to the green logits; ``gumbel`` picks the token vLLM's
+native Gumbel-max watermark would pick, ``argmax(logits / T + g)`` with Philox noise
+``g``, and leaves only that token possible.
 
 It implements the V1 runner's interface (``vllm.v1.sample.logits_processor``), which
 vLLM runs on CPU and, with ``VLLM_USE_V2_MODEL_RUNNER=0``, on GPU. It runs in the
@@ -10,7 +15,7 @@ engine-core process, so it loads the key registry itself from the path passed in
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +26,9 @@ from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDi
 
 from signet.engine.vllm_engine import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG
 from signet.keys import KeyRegistry
+from signet.watermark.gumbel import SCHEME_NAME as GUMBEL
+from signet.watermark.gumbel import GumbelScheme
+from signet.watermark.lefthash import SCHEME_NAME as LEFTHASH
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -60,18 +68,36 @@ class _WatermarkedRow:
     key_id: str
     prompt_ids: list[int]
     output_ids: list[int]  # vLLM's live list: it grows as the request decodes
+    temperature: float
+    # Gumbel only: the contexts of the output positions already sampled, as vLLM's
+    # "single_turn" deduplication sees them; a repeated context is not watermarked.
+    seen_contexts: set[tuple[int, ...]] = field(default_factory=set)
+    contexts_recorded: int = 0
 
     def context(self, width: int) -> list[int]:
-        """The last ``width`` tokens before the one being sampled."""
+        """The last ``width`` tokens before the one being sampled, prompt included."""
         generated = self.output_ids[-width:]
         missing = width - len(generated)
         return (self.prompt_ids[-missing:] if missing > 0 else []) + generated
+
+    def record_gumbel_contexts(self, scheme: GumbelScheme) -> tuple[int, ...]:
+        """The current generation context; notes earlier positions' contexts as seen."""
+        for position in range(self.contexts_recorded, len(self.output_ids)):
+            self.seen_contexts.add(_generated_context(self.output_ids[:position], scheme))
+        self.contexts_recorded = len(self.output_ids)
+        return _generated_context(self.output_ids, scheme)
+
+
+def _generated_context(output_ids: list[int], scheme: GumbelScheme) -> tuple[int, ...]:
+    return tuple(int(token) for token in scheme.generation_contexts([output_ids])[0])
 
 
 class WatermarkLogitsProcessor(LogitsProcessor):
     def __init__(self, vllm_config: VllmConfig, device: torch.device, is_pin_memory: bool) -> None:
         keys_file = (vllm_config.additional_config or {}).get(KEYS_FILE_CONFIG)
-        self._registry = KeyRegistry.load(Path(keys_file)) if keys_file else None
+        model_config = getattr(vllm_config, "model_config", None)
+        vocabulary_size = model_config.get_vocab_size() if model_config is not None else None
+        self._registry = KeyRegistry.load(Path(keys_file), vocabulary_size) if keys_file else None
         self._rows: dict[int, _WatermarkedRow] = {}
         self._vocabulary_hashes: dict[tuple[str, int], np.ndarray | torch.Tensor] = {}
         self._mask_cache = _GreenMaskCache(GREEN_MASK_CACHE_BYTES)
@@ -96,7 +122,7 @@ class WatermarkLogitsProcessor(LogitsProcessor):
                 self._rows.pop(index, None)  # an unwatermarked request took this slot
             else:
                 self._require_key(key_id)
-                self._rows[index] = _WatermarkedRow(key_id, list(prompt_ids or []), output_ids)
+                self._rows[index] = _WatermarkedRow(key_id, list(prompt_ids or []), output_ids, params.temperature)
         for source, target, direction in batch_update.moved:
             moving = self._rows.pop(source, None)
             displaced = self._rows.pop(target, None)
@@ -112,11 +138,51 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         for index, row in self._rows.items():
             rows_by_key[row.key_id].append(index)
         for key_id, indices in rows_by_key.items():
-            scheme = self._registry.scheme(key_id)
-            contexts = [tuple(self._rows[index].context(scheme.parameters.context_width)) for index in indices]
-            for index, mask in zip(indices, self._green_masks(key_id, contexts, logits), strict=True):
-                logits[index].add_(mask, alpha=scheme.parameters.delta)
+            scheme_name = self._registry.get(key_id).scheme
+            if scheme_name == GUMBEL:
+                self._apply_gumbel(key_id, indices, logits)
+            elif scheme_name == LEFTHASH:
+                self._apply_lefthash(key_id, indices, logits)
+            else:
+                self._apply_kgw(key_id, indices, logits)
         return logits
+
+    def _apply_kgw(self, key_id: str, indices: list[int], logits: torch.Tensor) -> None:
+        scheme = self._registry.scheme(key_id)
+        contexts = [tuple(self._rows[index].context(scheme.parameters.context_width)) for index in indices]
+        for index, mask in zip(indices, self._green_masks(key_id, contexts, logits), strict=True):
+            logits[index].add_(mask, alpha=scheme.parameters.delta)
+
+    def _apply_lefthash(self, key_id: str, indices: list[int], logits: torch.Tensor) -> None:
+        scheme = self._registry.scheme(key_id)
+        previous_tokens = [self._rows[index].context(1)[0] for index in indices]
+        # The permutation covers vocab_size ids; logits may be wider (padded) or,
+        # with a key made for another model, narrower.
+        width = min(scheme.parameters.vocab_size, logits.shape[1])
+        masks = torch.from_numpy(scheme.green_mask(previous_tokens)[:, :width]).to(logits.device)
+        for row, index in enumerate(indices):
+            logits[index, :width].add_(masks[row], alpha=scheme.parameters.delta)
+
+    def _apply_gumbel(self, key_id: str, indices: list[int], logits: torch.Tensor) -> None:
+        scheme = self._registry.scheme(key_id)
+        watermarked, contexts = [], []
+        for index in indices:
+            row = self._rows[index]
+            context = row.record_gumbel_contexts(scheme)
+            # Greedy rows and repeated contexts sample as usual, as in vLLM's own sampler.
+            if row.temperature > 0 and context not in row.seen_contexts:
+                watermarked.append(index)
+                contexts.append(context)
+        if not watermarked:
+            return
+        noise = torch.from_numpy(scheme.gumbel_noise(np.array(contexts, dtype=np.int64), logits.shape[1]))
+        rows = torch.tensor(watermarked, device=logits.device)
+        temperatures = torch.tensor([self._rows[index].temperature for index in watermarked], device=logits.device)
+        scaled = logits[rows].float() / temperatures.unsqueeze(1) + noise.to(logits.device)
+        chosen = scaled.argmax(dim=1)
+        # Only the chosen token stays possible, whatever temperature the sampler applies next.
+        logits[rows] = float("-inf")
+        logits[rows, chosen] = 0.0
 
     def _green_masks(self, key_id: str, contexts: list[tuple[int, ...]], logits: torch.Tensor) -> list[torch.Tensor]:
         """One boolean [V] green mask per context, from the cache or computed together."""

@@ -9,6 +9,7 @@ once, under the cache directory.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -107,3 +108,13 @@ def encode_prompt(tokenizer, prompt: str | None = None, turns: list[dict[str, st
     if turns is not None:
         prompt = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
     return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def model_vocab_size(model_dir: Path) -> int | None:
+    """The vocabulary size in the model's config: the width of its logits."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    size = config.get("vocab_size") or config.get("text_config", {}).get("vocab_size")
+    return size if isinstance(size, int) else None

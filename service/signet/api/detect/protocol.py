@@ -1,33 +1,130 @@
-"""Request and response bodies of ``POST /detect``."""
+"""Request and response bodies of ``POST /detect`` and ``POST /detect/batch``."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from typing import Annotated, Literal
 
-from signet.api.protocol import KEY_ID_FIELD, StrictModel, require_visible_text
+from pydantic import BaseModel, Field, SkipValidation, field_validator, model_validator
+
+from signet.api.protocol import KEY_ID_FIELD, Problem, StrictModel, require_visible_text
+
+Verdict = Literal["watermarked", "not_watermarked", "insufficient_evidence"]
 
 
 class DetectRequest(StrictModel):
-    text: str = Field(min_length=1, description="Text to test for the watermark.", examples=["Once upon a time..."])
+    text: str | None = Field(
+        default=None, min_length=1, description="Text to test. Give this or token_ids.", examples=["Once upon a time"]
+    )
+    token_ids: list[Annotated[int, Field(ge=0, lt=2**31)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="Token ids to test, from the key's tokenizer: for text this service cannot tokenize.",
+    )
     key_id: str | None = KEY_ID_FIELD
+    key_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | Literal["all"] | None = Field(
+        default=None,
+        description='Test several keys ("all": every key), correcting for it (Holm-Bonferroni).',
+    )
+    tokenizer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The tokenizer the text or token_ids belong to; refused when a key was made with another.",
+    )
     alpha: float = Field(
         default=1e-4,
         gt=0.0,
         lt=1.0,
-        description="Significance level: the text is called watermarked when p_value < alpha.",
+        description="Family-wise significance level: watermarked when the corrected p-value < alpha.",
     )
+    windows: bool = Field(
+        default=False,
+        description="Also search windows for a watermarked passage inside other text (WinMax, corrected).",
+    )
+    details: bool = Field(default=False, description="Report every token's span and score.")
 
     _text_visible = field_validator("text")(require_visible_text)
 
+    @model_validator(mode="after")
+    def _one_input_one_key_choice(self) -> DetectRequest:
+        if (self.text is None) == (self.token_ids is None):
+            raise ValueError("give exactly one of text and token_ids")
+        if self.key_id is not None and self.key_ids is not None:
+            raise ValueError("give key_id or key_ids, not both")
+        return self
 
-class DetectResponse(BaseModel):
-    watermarked: bool = Field(description="p_value < alpha.")
-    p_value: float = Field(description="Exact one-sided binomial p-value: P(Bin(T, gamma) >= green tokens).")
-    z_score: float | None = Field(description="(G - gamma T) / sqrt(T gamma (1 - gamma)); null when T = 0.")
-    green_fraction: float | None = Field(description="Green tokens / scored tokens; null when T = 0.")
-    num_scored_tokens: int = Field(description="T: distinct (context, token) n-grams scored.")
-    num_green_tokens: int
-    num_tokens: int = Field(description="Tokens in the text, repeats and the first context tokens included.")
-    alpha: float
-    scheme: str
+
+class WindowReport(BaseModel):
+    token_start: int = Field(description="First token of the most significant window.")
+    token_end: int = Field(description="One past its last token.")
+    char_start: int | None = Field(description="Its span in the request's text; null for token_ids.")
+    char_end: int | None
+    num_scored_tokens: int
+    p_value: float = Field(description="That window's own p-value.")
+    corrected_p_value: float = Field(description="p_value times num_windows (Bonferroni), at most 1.")
+    num_windows: int = Field(description="Windows tested, the whole text included.")
+
+
+class TokenDetail(BaseModel):
+    index: int
+    token_id: int
+    char_start: int | None = Field(description="Span in the request's text; null for token_ids.")
+    char_end: int | None
+    scored: bool = Field(description="False for tokens without a full context and for repeated n-grams/contexts.")
+    green: bool | None = Field(description="KGW schemes: the token is on its context's green list.")
+    score: float | None = Field(description="Gumbel: -log(1 - u), Exp(1) without the watermark.")
+
+
+class KeyDetection(BaseModel):
     key_id: str
+    scheme: str
+    tokenizer: str
+    verdict: Verdict
+    watermarked: bool = Field(description="verdict == 'watermarked'.")
+    corrected_p_value: float = Field(
+        description="The p-value compared with alpha: corrected for the windows searched and the keys tested."
+    )
+    p_value: float = Field(description="Whole text: exact binomial tail (KGW) or Gamma(T, 1) tail (Gumbel).")
+    z_score: float | None = Field(description="Normal-approximation z of the whole text; null when T = 0.")
+    score: float = Field(description="The statistic: green tokens (KGW) or the sum of -log(1 - u) (Gumbel).")
+    num_green_tokens: int | None = Field(description="KGW schemes only.")
+    green_fraction: float | None = Field(description="KGW schemes only; null when T = 0.")
+    num_tokens: int = Field(description="Tokens in the text, repeats and the first context tokens included.")
+    num_scored_tokens: int = Field(description="T: tokens that count as evidence.")
+    min_scored_tokens: int = Field(description="Below this T the verdict is insufficient_evidence.")
+    window: WindowReport | None = Field(default=None, description="With windows=true.")
+    tokens: list[TokenDetail] | None = Field(default=None, description="With details=true.")
+
+
+class DetectResponse(KeyDetection):
+    """The best-matching key's result at the top level; every key's under ``keys``."""
+
+    alpha: float
+    num_keys_tested: int = Field(description="Keys with enough evidence to test; the Holm correction's m.")
+    keys: list[KeyDetection] = Field(description="One entry per key, most significant first.")
+
+
+class DetectBatchRequest(StrictModel):
+    # Items are validated one by one in the route, so one bad item gets its own error
+    # entry instead of failing the batch; the schema still documents their shape.
+    items: Annotated[list[DetectRequest], SkipValidation] = Field(
+        min_length=1, description="Detection requests, each answered independently."
+    )
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _is_a_list(cls, value: object) -> object:
+        if not isinstance(value, list):
+            raise ValueError("must be a list of detection requests")
+        return value
+
+
+class DetectBatchItem(BaseModel):
+    index: int
+    status: int = Field(description="The status this item would have had as a POST /detect.")
+    result: DetectResponse | None = None
+    error: Problem | None = None
+
+
+class DetectBatchResponse(BaseModel):
+    results: list[DetectBatchItem]

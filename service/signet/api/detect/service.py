@@ -1,29 +1,207 @@
-"""``/detect`` logic: tokenize, score with the key's scheme, test."""
+"""``/detect`` logic: pick keys, tokenize as each key needs, test, correct, report."""
 
 from __future__ import annotations
 
-from signet.api.detect.protocol import DetectRequest, DetectResponse
+from dataclasses import dataclass
+
+import numpy as np
+
+from signet.api.detect.protocol import (
+    DetectRequest,
+    DetectResponse,
+    KeyDetection,
+    TokenDetail,
+    Verdict,
+    WindowReport,
+)
+from signet.api.errors import ApiError
 from signet.api.limits import check_text_size
 from signet.api.state import ServiceState
-from signet.watermark.statistics import GreenCountTest
+from signet.keys import WatermarkKey
+from signet.watermark.evidence import TokenEvidence
+from signet.watermark.normalization import normalize
+from signet.watermark.statistics import BinomialNull, holm_bonferroni, p_value, z_score
+from signet.watermark.windows import WindowResult, best_window
+
+
+@dataclass(frozen=True)
+class Tokens:
+    ids: list[int]
+    char_spans: list[tuple[int, int]] | None  # in the request's text; None for token_ids input
+
+
+@dataclass(frozen=True)
+class KeyTest:
+    key: WatermarkKey
+    tokenizer: str
+    tokens: Tokens
+    evidence: TokenEvidence
+    p_value: float
+    z_score: float | None
+    window: WindowResult | None
+    counts_green: bool  # a KGW-family scheme: scores are 1.0 green / 0.0 red
+
+    @property
+    def has_enough_evidence(self) -> bool:
+        return self.evidence.num_scored_tokens >= self.key.min_scored_tokens
+
+    @property
+    def decision_p_value(self) -> float:
+        return self.p_value if self.window is None else self.window.corrected_p_value
 
 
 def detect(state: ServiceState, request: DetectRequest) -> DetectResponse:
-    check_text_size("text", len(request.text), state.settings.max_text_chars)
-    key = state.keys.get(request.key_id)
-    token_ids = state.tokenizer(request.text, add_special_tokens=False)["input_ids"]
-    scores = state.keys.scheme(key.key_id).score(token_ids)
-    test = GreenCountTest(scores.num_scored_tokens, scores.num_green_tokens, key.gamma)
-    p_value = test.p_value
-    return DetectResponse(
-        watermarked=p_value < request.alpha,
-        p_value=p_value,
-        z_score=test.z_score,
-        green_fraction=test.green_fraction,
-        num_scored_tokens=test.num_scored_tokens,
-        num_green_tokens=test.num_green_tokens,
-        num_tokens=len(token_ids),
-        alpha=request.alpha,
-        scheme=key.scheme,
-        key_id=key.key_id,
+    if request.text is not None:
+        check_text_size("text", len(request.text), state.settings.max_text_chars)
+    else:
+        check_text_size("token_ids", len(request.token_ids), state.settings.max_text_chars)
+    tokens_by_recipe: dict[tuple, Tokens] = {}
+    tests = [_test_key(state, key, request, tokens_by_recipe) for key in _keys_to_test(state, request)]
+    tested = [test for test in tests if test.has_enough_evidence]
+    adjusted = holm_bonferroni([test.decision_p_value for test in tested])
+    adjusted_by_key = {test.key.key_id: value for test, value in zip(tested, adjusted, strict=True)}
+    # A key without enough evidence is not tested at all: it cannot reject, so it is
+    # left out of Holm's m and keeps the other keys' power.
+    detections = [_report(test, adjusted_by_key.get(test.key.key_id, 1.0), request) for test in tests]
+    detections.sort(key=_significance_order)
+    best = detections[0]
+    return DetectResponse(**best.model_dump(), alpha=request.alpha, num_keys_tested=len(tested), keys=detections)
+
+
+def _keys_to_test(state: ServiceState, request: DetectRequest) -> list[WatermarkKey]:
+    if request.key_ids is None:
+        return [state.keys.get(request.key_id)]
+    if request.key_ids != "all":
+        return [state.keys.get(key_id) for key_id in dict.fromkeys(request.key_ids)]
+    keys = [state.keys.get(key_id) for key_id in state.keys.key_ids]
+    # "all" means every key this input can be tested against: a key made with another
+    # tokenizer than the request names, or one this service cannot tokenize text for,
+    # is left out rather than failing the request.
+    usable = [key for key in keys if _tokenizer_problem(state, key, request) is None]
+    if not usable:
+        raise ApiError(422, "no key can test this input: " + _tokenizer_problem(state, keys[0], request), "tokenizer")
+    return usable
+
+
+def _tokenizer_problem(state: ServiceState, key: WatermarkKey, request: DetectRequest) -> str | None:
+    name = state.tokenizers.resolve_name(key.tokenizer)
+    if request.tokenizer is not None and request.tokenizer != name:
+        return f"key {key.key_id!r} was made with tokenizer {name!r}, not {request.tokenizer!r}"
+    if request.text is not None and state.tokenizers.get(name) is None:
+        return (
+            f"key {key.key_id!r} was made with tokenizer {name!r}, which this service does not load; "
+            "send token_ids made with it instead of text"
+        )
+    return None
+
+
+def _test_key(state: ServiceState, key: WatermarkKey, request: DetectRequest, cache: dict[tuple, Tokens]) -> KeyTest:
+    problem = _tokenizer_problem(state, key, request)
+    if problem is not None:
+        raise ApiError(422, problem, "tokenizer" if request.tokenizer is not None else "text")
+    tokenizer_name = state.tokenizers.resolve_name(key.tokenizer)
+    recipe = (tokenizer_name, key.normalization)
+    if recipe not in cache:
+        cache[recipe] = _tokenize(state, key, tokenizer_name, request)
+    tokens = cache[recipe]
+    scheme = state.keys.scheme(key.key_id)
+    _check_vocabulary(state, key, tokenizer_name, tokens.ids, getattr(scheme, "parameters", None))
+    evidence = scheme.evidence(tokens.ids)
+    null = scheme.null_distribution
+    enough = evidence.num_scored_tokens >= key.min_scored_tokens
+    window = best_window(evidence, null, key.min_scored_tokens) if request.windows and enough else None
+    counts_green = isinstance(null, BinomialNull)
+    return KeyTest(
+        key, tokenizer_name, tokens, evidence, p_value(null, evidence), z_score(null, evidence), window, counts_green
     )
+
+
+def _tokenize(state: ServiceState, key: WatermarkKey, tokenizer_name: str, request: DetectRequest) -> Tokens:
+    if request.token_ids is not None:
+        return Tokens(list(request.token_ids), None)
+    tokenizer = state.tokenizers.get(tokenizer_name)
+    normalized = normalize(request.text, key.normalization)
+    encoded = tokenizer(normalized.text, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
+    spans = None
+    if tokenizer.is_fast:
+        spans = [normalized.source_span(start, end) for start, end in encoded["offset_mapping"]]
+    return Tokens(encoded["input_ids"], spans)
+
+
+def _check_vocabulary(state: ServiceState, key: WatermarkKey, tokenizer_name: str, ids: list[int], parameters) -> None:
+    limit = getattr(parameters, "vocab_size", None) or state.tokenizers.vocabulary_size(tokenizer_name)
+    if limit is not None and ids and max(ids) >= limit:
+        raise ApiError(
+            422,
+            f"token id {max(ids)} is outside the vocabulary of key {key.key_id!r} ({limit} ids, tokenizer "
+            f"{tokenizer_name!r})",
+            "token_ids",
+        )
+
+
+def _report(test: KeyTest, corrected_p_value: float, request: DetectRequest) -> KeyDetection:
+    evidence = test.evidence
+    is_kgw_family = test.counts_green
+    verdict: Verdict
+    if not test.has_enough_evidence:
+        verdict = "insufficient_evidence"
+    else:
+        verdict = "watermarked" if corrected_p_value < request.alpha else "not_watermarked"
+    num_scored = evidence.num_scored_tokens
+    return KeyDetection(
+        key_id=test.key.key_id,
+        scheme=test.key.scheme,
+        tokenizer=test.tokenizer,
+        verdict=verdict,
+        watermarked=verdict == "watermarked",
+        corrected_p_value=corrected_p_value,
+        p_value=test.p_value,
+        z_score=test.z_score,
+        score=evidence.score_sum,
+        num_green_tokens=round(evidence.score_sum) if is_kgw_family else None,
+        green_fraction=(evidence.score_sum / num_scored if num_scored else None) if is_kgw_family else None,
+        num_tokens=evidence.num_tokens,
+        num_scored_tokens=num_scored,
+        min_scored_tokens=test.key.min_scored_tokens,
+        window=_window_report(test.window, test.tokens),
+        tokens=_token_details(test, is_kgw_family) if request.details else None,
+    )
+
+
+def _window_report(window: WindowResult | None, tokens: Tokens) -> WindowReport | None:
+    if window is None:
+        return None
+    spans = tokens.char_spans
+    return WindowReport(
+        token_start=window.token_start,
+        token_end=window.token_end,
+        char_start=spans[window.token_start][0] if spans else None,
+        char_end=spans[window.token_end - 1][1] if spans else None,
+        num_scored_tokens=window.num_scored_tokens,
+        p_value=window.p_value,
+        corrected_p_value=window.corrected_p_value,
+        num_windows=window.num_windows,
+    )
+
+
+def _token_details(test: KeyTest, is_kgw_family: bool) -> list[TokenDetail]:
+    spans = test.tokens.char_spans
+    scores: np.ndarray = test.evidence.scores
+    is_scored: np.ndarray = test.evidence.is_scored
+    return [
+        TokenDetail(
+            index=index,
+            token_id=token_id,
+            char_start=spans[index][0] if spans else None,
+            char_end=spans[index][1] if spans else None,
+            scored=bool(is_scored[index]),
+            green=bool(scores[index] == 1.0) if is_kgw_family and is_scored[index] else None,
+            score=float(scores[index]) if not is_kgw_family and is_scored[index] else None,
+        )
+        for index, token_id in enumerate(test.tokens.ids)
+    ]
+
+
+def _significance_order(detection: KeyDetection) -> tuple:
+    insufficient = detection.verdict == "insufficient_evidence"
+    return (detection.verdict != "watermarked", insufficient, detection.corrected_p_value)

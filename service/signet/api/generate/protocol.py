@@ -59,13 +59,14 @@ class WatermarkInfo(BaseModel):
     enabled: bool
     scheme: str | None = None
     key_id: str | None = None
-    gamma: float | None = None
-    delta: float | None = None
+    gamma: float | None = Field(default=None, description="KGW schemes: the green fraction of the vocabulary.")
+    delta: float | None = Field(default=None, description="KGW schemes: the bias added to green logits.")
     context_width: int | None = None
 
 
 class GenerateResponse(BaseModel):
     text: str
+    token_ids: list[int] = Field(description="The generated tokens: detect these exactly with POST /detect token_ids.")
     finish_reason: str = Field(description="'stop' (end of text) or 'length' (max_tokens reached).")
     usage: Usage
     model: str

@@ -10,6 +10,8 @@ from signet.api.limits import check_text_size
 from signet.api.state import ServiceState
 from signet.engine.model_store import encode_prompt
 from signet.engine.vllm_engine import EngineUnavailableError, SamplingOptions
+from signet.keys import WatermarkKey
+from signet.watermark.gumbel import SCHEME_NAME as GUMBEL
 
 
 def _prompt_token_ids(tokenizer, request: GenerateRequest) -> list[int]:
@@ -22,6 +24,8 @@ async def generate(state: ServiceState, request: GenerateRequest, watermark: boo
     if request.max_tokens > state.settings.max_new_tokens:
         raise ApiError(422, f"max_tokens: at most {state.settings.max_new_tokens}", "max_tokens")
     key = state.keys.get(request.key_id) if watermark else None
+    if key is not None:
+        _check_key_fits(state, key, request)
     engine = state.engine
     if engine is None or not engine.is_healthy:
         raise ApiError(503, "generation is unavailable: no healthy engine in this process")
@@ -39,22 +43,41 @@ async def generate(state: ServiceState, request: GenerateRequest, watermark: boo
         completion = await engine.generate(prompt_ids, options, key.key_id if key else None)
     except EngineUnavailableError as error:
         raise ApiError(503, f"generation failed: {error}; retry later") from error
-    info = (
-        WatermarkInfo(
-            enabled=True,
-            scheme=key.scheme,
-            key_id=key.key_id,
-            gamma=key.gamma,
-            delta=key.delta,
-            context_width=key.context_width,
-        )
-        if key
-        else WatermarkInfo(enabled=False)
-    )
     return GenerateResponse(
         text=completion.text,
+        token_ids=completion.token_ids,
         finish_reason=completion.finish_reason,
         usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
         model=state.model_name,
-        watermark=info,
+        watermark=_watermark_info(key),
+    )
+
+
+def _check_key_fits(state: ServiceState, key: WatermarkKey, request: GenerateRequest) -> None:
+    tokenizer = state.tokenizers.resolve_name(key.tokenizer)
+    if tokenizer != state.model_name:
+        raise ApiError(
+            422,
+            f"key {key.key_id!r} is for tokenizer {tokenizer!r}; this service generates with {state.model_name!r}",
+            "key_id",
+        )
+    if key.scheme == GUMBEL:
+        # Gumbel-max sampling replaces the sampler: like vLLM's own, it has no greedy
+        # form, and it does not apply top_p.
+        if request.temperature == 0:
+            raise ApiError(422, f"temperature: key {key.key_id!r} (gumbel) needs temperature > 0", "temperature")
+        if request.top_p != 1.0:
+            raise ApiError(422, f"top_p: key {key.key_id!r} (gumbel) samples from the whole vocabulary", "top_p")
+
+
+def _watermark_info(key: WatermarkKey | None) -> WatermarkInfo:
+    if key is None:
+        return WatermarkInfo(enabled=False)
+    return WatermarkInfo(
+        enabled=True,
+        scheme=key.scheme,
+        key_id=key.key_id,
+        gamma=getattr(key, "gamma", None),
+        delta=getattr(key, "delta", None),
+        context_width=getattr(key, "context_width", 1),
     )

@@ -1,0 +1,195 @@
+"""POST /detect and /detect/batch in-process: real tokenizer and keys, no engine.
+
+Watermarked inputs come from each scheme's own generator on random logits
+(tests/watermarking.py); generation on the real engine is tested in tests/e2e/.
+"""
+
+import numpy as np
+import pytest
+
+from signet.watermark.normalization import normalize
+from tests.conftest import TEST_KEYS, TEST_SECRETS
+from tests.watermarking import watermarked_token_ids
+
+RANDOM = np.random.default_rng(2026)
+SCHEME_KEYS = ["main", "hf", "vllm"]  # kgw, kgw-lefthash, gumbel
+
+
+def _detect(client, expected_status=200, **body):
+    response = client.post("/detect", json=body)
+    assert response.status_code == expected_status, response.text
+    for secret in TEST_SECRETS:
+        assert secret not in response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def watermarked(detection_state):
+    return {key_id: watermarked_token_ids(detection_state.keys.scheme(key_id), 150, RANDOM) for key_id in SCHEME_KEYS}
+
+
+@pytest.mark.parametrize("key_id", SCHEME_KEYS)
+def test_each_scheme_finds_its_watermark_and_not_random_tokens(detect_client, watermarked, key_id):
+    result = _detect(detect_client, token_ids=watermarked[key_id], key_id=key_id)
+    assert result["verdict"] == "watermarked" and result["watermarked"] is True
+    assert result["p_value"] < 1e-10 and result["scheme"] == TEST_KEYS_BY_ID[key_id].get("scheme", "kgw")
+    # Random tokens: flagged with probability alpha = 1e-4 (the false-failure probability).
+    random_ids = RANDOM.integers(0, 49_152, 150).tolist()
+    assert _detect(detect_client, token_ids=random_ids, key_id=key_id)["verdict"] == "not_watermarked"
+
+
+TEST_KEYS_BY_ID = {key["key_id"]: key for key in TEST_KEYS["keys"]}
+
+
+def test_text_and_its_token_ids_give_the_same_statistics(detect_client, detection_state, human_passages):
+    text = next(iter(human_passages.values()))
+    token_ids = detection_state.tokenizer(text, add_special_tokens=False)["input_ids"]
+    for key_id in SCHEME_KEYS:
+        from_text = _detect(detect_client, text=text, key_id=key_id)
+        from_ids = _detect(detect_client, token_ids=token_ids, key_id=key_id)
+        for field in ("p_value", "score", "num_tokens", "num_scored_tokens"):
+            assert from_text[field] == from_ids[field]
+        assert from_text["verdict"] == "not_watermarked"
+
+
+def test_all_keys_are_corrected_with_holm_and_the_right_key_is_named(detect_client, watermarked):
+    result = _detect(detect_client, token_ids=watermarked["hf"], key_ids="all")
+    assert result["key_id"] == "hf" and result["verdict"] == "watermarked"
+    tested = [key for key in result["keys"] if key["verdict"] != "insufficient_evidence"]
+    assert result["num_keys_tested"] == len(tested) == len(TEST_KEYS["keys"])
+    # Holm multiplies the smallest p-value by m
+    assert result["corrected_p_value"] == pytest.approx(min(1.0, len(tested) * result["p_value"]), rel=1e-9)
+    assert [key["verdict"] for key in result["keys"][1:]] == ["not_watermarked"] * (len(tested) - 1)
+
+
+def test_all_keys_leaves_out_keys_whose_tokenizer_cannot_read_the_text(detect_client, human_passages):
+    result = _detect(detect_client, text=next(iter(human_passages.values())), key_ids="all")
+    assert "foreign" not in {key["key_id"] for key in result["keys"]}
+    assert result["num_keys_tested"] == len(TEST_KEYS["keys"]) - 1
+
+
+def test_tokenizer_mismatches_are_refused(detect_client, watermarked):
+    refused = _detect(detect_client, 422, text="Some text to test for a watermark.", key_id="foreign")
+    assert refused["field"] == "text" and "'gpt2'" in refused["detail"] and "token_ids" in refused["detail"]
+    refused = _detect(detect_client, 422, text="Some text to test.", key_id="main", tokenizer="gpt2")
+    assert refused["field"] == "tokenizer" and "SmolLM2-135M-Instruct" in refused["detail"]
+    # token_ids made with the key's tokenizer are fine: the service needs no tokenizer for them
+    accepted = _detect(detect_client, token_ids=watermarked["main"], key_id="foreign", tokenizer="gpt2")
+    assert accepted["tokenizer"] == "gpt2" and accepted["verdict"] == "not_watermarked"
+
+
+def test_token_ids_outside_the_vocabulary_are_refused(detect_client):
+    refused = _detect(detect_client, 422, token_ids=[5, 49_152, 7], key_id="main")
+    assert refused["field"] == "token_ids" and "49152" in refused["detail"]
+
+
+def test_short_text_is_insufficient_evidence_not_a_verdict(detect_client, watermarked):
+    result = _detect(detect_client, token_ids=watermarked["main"][:10], key_id="main")
+    assert result["verdict"] == "insufficient_evidence" and result["watermarked"] is False
+    assert result["num_scored_tokens"] < result["min_scored_tokens"] and result["corrected_p_value"] == 1.0
+    # ... even though the ten tokens alone are improbable: p is reported, not acted on
+    assert result["p_value"] < 0.05
+
+
+def test_window_finds_a_watermarked_passage_in_human_text(detect_client, detection_state, watermarked, human_passages):
+    texts = list(human_passages.values())
+    before = detection_state.tokenizer(texts[0], add_special_tokens=False)["input_ids"][:500]
+    after = detection_state.tokenizer(texts[1], add_special_tokens=False)["input_ids"][:500]
+    passage = watermarked["main"][:80]
+    token_ids = before + passage + after
+    whole_only = _detect(detect_client, token_ids=token_ids, key_id="main")
+    windowed = _detect(detect_client, token_ids=token_ids, key_id="main", windows=True)
+    window = windowed["window"]
+    assert windowed["verdict"] == "watermarked"
+    assert window["corrected_p_value"] == pytest.approx(min(1.0, window["p_value"] * window["num_windows"]))
+    assert windowed["corrected_p_value"] == window["corrected_p_value"]
+    # A tested window may reach half its length past the passage's edges; most of it lies inside.
+    inside = min(window["token_end"], len(before) + len(passage)) - max(window["token_start"], len(before))
+    assert inside >= 0.5 * (window["token_end"] - window["token_start"]) and inside >= len(passage) / 4
+    assert window["char_start"] is None  # token_ids input has no characters
+    assert window["p_value"] < whole_only["p_value"]
+
+
+def test_details_give_each_token_its_span_and_flag(detect_client, detection_state):
+    text = "Moderation teams need evidence they can show: which tokens were green, and where they are."
+    result = _detect(detect_client, text=text, key_id="main", details=True)
+    tokens = result["tokens"]
+    assert len(tokens) == result["num_tokens"]
+    for token in tokens:
+        assert text[token["char_start"] : token["char_end"]] == detection_state.tokenizer.decode([token["token_id"]])
+    assert tokens[0]["scored"] is False and tokens[0]["green"] is None  # no context before the first token
+    assert sum(token["green"] is True for token in tokens) == result["num_green_tokens"]
+    gumbel = _detect(detect_client, text=text, key_id="vllm", details=True)
+    scores = [token["score"] for token in gumbel["tokens"] if token["scored"]]
+    assert sum(scores) == pytest.approx(gumbel["score"]) and all(token["green"] is None for token in gumbel["tokens"])
+
+
+def test_normalization_undoes_homoglyphs_and_spacing_for_keys_that_ask(detect_client, detection_state, human_passages):
+    decode = detection_state.tokenizer.decode
+    clean = next(iter(human_passages.values()))
+    attacked = clean.replace("a", "а").replace("o", "о").replace(" ", "  ").replace("e", "e\u200b")  # Cyrillic а, о
+    folded_clean = _detect(detect_client, text=clean, key_id="folded", details=True)
+    folded_attacked = _detect(detect_client, text=attacked, key_id="folded", details=True)
+    assert folded_attacked["score"] == folded_clean["score"]
+    assert folded_attacked["num_tokens"] == folded_clean["num_tokens"]
+    # spans point into the caller's (attacked) text
+    for token in folded_attacked["tokens"][-20:]:
+        original = attacked[token["char_start"] : token["char_end"]]
+        assert normalize(original, ["homoglyphs", "whitespace"]).text.strip() == decode([token["token_id"]]).strip()
+    plain_attacked = _detect(detect_client, text=attacked, key_id="main")
+    assert plain_attacked["num_tokens"] > folded_clean["num_tokens"]  # without folding the attack changes the tokens
+
+
+def test_batch_answers_each_item_on_its_own(detect_client, watermarked):
+    items = [
+        {"token_ids": watermarked["vllm"], "key_id": "vllm"},
+        {"key_id": "main"},  # no input
+        {"text": "Some text.", "key_id": "absent"},
+        {"text": "Some text.", "key_id": "main", "tokenizer": "gpt2"},
+        "not an object",
+        {"text": "A short but fine text.", "key_id": "main"},
+    ]
+    response = detect_client.post("/detect/batch", json={"items": items})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [item["status"] for item in results] == [200, 422, 404, 422, 422, 200]
+    assert results[0]["result"]["verdict"] == "watermarked"
+    assert results[1]["error"]["field"] == "items[1]"
+    assert "exactly one of text and token_ids" in results[1]["error"]["detail"]
+    assert results[2]["error"]["field"] == "items[2].key_id"
+    assert results[3]["error"]["field"] == "items[3].tokenizer"
+    assert results[5]["result"]["verdict"] == "insufficient_evidence"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"items": []}, 422, "items"),
+        ({"items": "text"}, 422, "items"),
+        ({"items": [{"text": "x"}] * 65}, 413, "items"),
+        ({"items": [{"text": "x" * 100_000}] * 5}, 413, "items"),
+        ({}, 422, "items"),
+    ],
+)
+def test_batch_limits_fail_the_whole_request(detect_client, body, status, field):
+    response = detect_client.post("/detect/batch", json=body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": "x", "token_ids": [1, 2]}, None),
+        ({"token_ids": []}, "token_ids"),
+        ({"token_ids": [-1]}, "token_ids[0]"),
+        ({"token_ids": ["1"]}, "token_ids[0]"),
+        ({"text": "x", "key_id": "main", "key_ids": ["hf"]}, None),
+        ({"text": "x", "key_ids": "some"}, "key_ids"),
+        ({"text": "x", "windows": "yes"}, "windows"),
+    ],
+)
+def test_bad_detect_requests_get_a_clear_422(detect_client, body, field):
+    problem = _detect(detect_client, 422, **body)
+    assert problem.get("field") == field and problem["detail"]
