@@ -7,6 +7,7 @@ import asyncio
 import logging
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from signet.engine.model_store import (
     resolve_model_dir,
 )
 from signet.engine.tokenizers import load_tokenizers
-from signet.keys import KeyRegistry, KeyRegistryError, resolve_keys_file
+from signet.keys import KeyRegistry, KeyRegistryError, prewarm_greenlists, resolve_keys_file
 from signet.settings import Settings
 
 logger = logging.getLogger("signet")
@@ -75,6 +76,8 @@ def serve(settings: Settings) -> None:
     keys_file = resolve_keys_file(settings.keys_file, cache_dir)
     keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
     tokenizers = load_tokenizers(model_dir, keys)
+    # A daemon thread: detection works before it is done, only slower for lefthash keys.
+    threading.Thread(target=prewarm_greenlists, args=(keys,), name="prewarm", daemon=True).start()
 
     async def run() -> None:
         options = EngineOptions(

@@ -219,6 +219,15 @@ class KeyRegistry:
             return self._schemes[key.key_id]
 
 
+def prewarm_greenlists(registry: KeyRegistry) -> None:
+    """Fill each ``kgw-lefthash`` key's greenlist cache (seconds per key; run it in a thread)."""
+    for key_id in registry.key_ids:
+        scheme = registry.scheme(key_id)
+        if isinstance(scheme, LefthashScheme):
+            scheme.prewarm(range(min(scheme.cache_capacity, scheme.parameters.vocab_size)))
+            logger.info("greenlist cache of key %r warmed", key_id)
+
+
 def _describe(error: ValidationError) -> str:
     # input values are left out on purpose: they may be secrets
     # the scheme tag pydantic adds to a key's location ("keys.0.kgw.secret") is noise

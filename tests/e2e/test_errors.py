@@ -5,7 +5,7 @@ import pytest
 LIMIT = 100_000  # the default SIGNET_MAX_TEXT_CHARS
 
 CASES = [
-    ("/detect", {}, 422, "text"),
+    ("/detect", {}, 422, None),  # "give exactly one of text and token_ids"
     ("/detect", {"text": ""}, 422, "text"),
     ("/detect", {"text": "   \n"}, 422, "text"),
     ("/detect", {"text": 42}, 422, "text"),
@@ -16,6 +16,8 @@ CASES = [
     ("/detect", {"text": "hello", "key_id": "nope"}, 404, "key_id"),
     ("/detect", {"text": "hello", "unexpected": 1}, 422, "unexpected"),
     ("/detect", {"text": "a" * (LIMIT + 1)}, 413, "text"),
+    ("/detect", {"token_ids": [1] * (LIMIT + 1)}, 413, "token_ids"),
+    ("/detect", {"text": "hello", "tokenizer": "gpt2"}, 422, "tokenizer"),
     ("/generate", {}, 422, None),
     ("/generate", {"prompt": ""}, 422, None),
     ("/generate", {"prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}, 422, None),
@@ -59,13 +61,14 @@ def test_body_that_is_not_json(client):
 
 
 def test_oversized_body_is_refused_before_parsing(client):
-    body = b'{"text": "' + b"a" * 2_000_000 + b'"}'
+    # the byte limit: 12 bytes per character of the larger of the text and batch limits, plus 64 KiB
+    body = b'{"text": "' + b"a" * 6_000_000 + b'"}'
     response = client.post("/detect", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413 and "request body" in response.json()["detail"]
 
     def chunks():  # no Content-Length: the limit must hold while streaming too
         yield b'{"text": "'
-        for _ in range(40):
+        for _ in range(120):
             yield b"a" * 50_000
         yield b'"}'
 

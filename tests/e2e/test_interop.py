@@ -7,7 +7,6 @@ then score the same token ids, and must flag them with the statistics /detect re
 
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 import torch
 
@@ -98,10 +97,3 @@ def test_gumbel_generation_refuses_greedy_and_top_p(client):
         body = {"prompt": "Hello", "max_tokens": 8, "key_id": "vllm", **extra}
         response = client.post("/generate", params={"watermark": "true"}, json=body)
         assert response.status_code == 422 and response.json()["field"] == field, response.text
-
-
-def test_gumbel_generation_is_reproducible_with_a_seed(client):
-    # Gumbel-max is deterministic given the context: the seed matters only where the
-    # watermark is skipped (repeated contexts), so two runs agree token for token.
-    first, second = (_generate(client, "vllm")[0]["token_ids"] for _ in range(2))
-    assert np.array_equal(first, second)

@@ -236,3 +236,12 @@ def test_repr_redacts_the_hashing_key():
 def test_invalid_parameters_are_rejected(arguments):
     with pytest.raises(ValueError):
         LefthashParameters(**arguments)
+
+
+def test_prewarm_fills_the_cache_with_the_lowest_ids_it_can_hold(draw_counter):
+    parameters = LefthashParameters(vocab_size=1_000)
+    scheme = LefthashScheme(parameters, cache_bytes=300 * parameters.packed_row_bytes)
+    scheme.prewarm(range(parameters.vocab_size), chunk=64)
+    assert len(draw_counter) == scheme.cache_capacity == 300
+    scheme.evidence(np.arange(300))  # previous tokens 0..298: all warmed
+    assert len(draw_counter) == 300

@@ -1,7 +1,7 @@
 """The vLLM logits processor's batch bookkeeping, driven through vLLM's own BatchUpdate.
 
-The processor reads only ``additional_config`` from its VllmConfig; building a full
-VllmConfig needs a loaded model, so a namespace stands in for it. Everything else is
+The processor reads ``additional_config`` (and ``model_config`` when present) from its
+VllmConfig; building a full VllmConfig needs a loaded model, so a namespace stands in. Everything else is
 vLLM's real classes. The engine-level behaviour is covered by tests/e2e.
 """
 
@@ -26,6 +26,8 @@ def keys_file(tmp_path):
     keys = [
         {"key_id": "a", "secret": "processor-secret-aaaa"},
         {"key_id": "b", "secret": "processor-secret-bbbb", "delta": 5.0, "context_width": 2},
+        {"key_id": "hf", "scheme": "kgw-lefthash", "vocab_size": VOCABULARY_SIZE, "delta": 3.0},
+        {"key_id": "g", "scheme": "gumbel", "key": 99, "context_width": 2},
     ]
     path.write_text(json.dumps({"keys": keys}))
     return path
@@ -37,8 +39,8 @@ def processor(keys_file):
     return WatermarkLogitsProcessor(config, torch.device("cpu"), is_pin_memory=False)
 
 
-def _params(key_id=None):
-    return SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: key_id} if key_id else None)
+def _params(key_id=None, temperature=1.0):
+    return SamplingParams(temperature=temperature, extra_args={WATERMARK_KEY_ID_ARG: key_id} if key_id else None)
 
 
 def _update(batch_size, added=(), removed=(), moved=()):
@@ -101,3 +103,41 @@ def test_validate_params_rejects_a_non_string_key_id():
     with pytest.raises(ValueError):
         WatermarkLogitsProcessor.validate_params(SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: 5}))
     WatermarkLogitsProcessor.validate_params(_params("a"))
+
+
+def test_lefthash_rows_get_transformers_greenlists_of_their_previous_token(processor, keys_file):
+    outputs = []
+    processor.update_state(_update(1, added=[(0, _params("hf"), [5, 6, 7], outputs)]))
+    scheme = KeyRegistry.load(keys_file).scheme("hf")
+    logits = processor.apply(torch.zeros(1, VOCABULARY_SIZE))
+    assert torch.equal(logits[0], torch.from_numpy(scheme.green_mask([7])[0]).float() * 3.0)
+    outputs.append(321)
+    logits = processor.apply(torch.zeros(1, VOCABULARY_SIZE))
+    assert torch.equal(logits[0], torch.from_numpy(scheme.green_mask([321])[0]).float() * 3.0)
+
+
+def test_gumbel_rows_keep_only_the_gumbel_max_token(processor, keys_file):
+    scheme = KeyRegistry.load(keys_file).scheme("g")
+    outputs = [11]
+    processor.update_state(
+        _update(
+            2,
+            added=[(0, _params("g", temperature=0.7), [1, 2, 3], outputs), (1, _params("g", temperature=0.0), [4], [])],
+        )
+    )
+    raw = torch.randn(2, VOCABULARY_SIZE, generator=torch.Generator().manual_seed(3))
+    logits = processor.apply(raw.clone())
+    # prompt tokens never enter a Gumbel context (vLLM): the context is [-1, 11]
+    noise = torch.from_numpy(scheme.gumbel_noise(scheme.generation_contexts([outputs]), VOCABULARY_SIZE)[0])
+    expected = int(torch.argmax(raw[0] / 0.7 + noise))
+    assert torch.isfinite(logits[0]).nonzero().flatten().tolist() == [expected]
+    assert torch.equal(logits[1], raw[1])  # greedy: not watermarked, as in vLLM
+
+
+def test_gumbel_repeated_contexts_sample_as_usual(processor):
+    outputs = [5, 6, 5, 6]  # the next context (5, 6) was the context of position 2
+    processor.update_state(_update(1, added=[(0, _params("g"), [1], outputs)]))
+    raw = torch.randn(1, VOCABULARY_SIZE)
+    assert torch.equal(processor.apply(raw.clone()), raw)
+    outputs.append(7)  # context (6, 7) is new
+    assert torch.isfinite(processor.apply(raw.clone())).sum() == 1

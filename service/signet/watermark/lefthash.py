@@ -121,6 +121,21 @@ class LefthashScheme:
         unpacked = np.unpackbits(packed, axis=1, count=self.parameters.vocab_size, bitorder="little")
         return unpacked.view(bool)[row_of_token]
 
+    def prewarm(self, previous_tokens: Sequence[int], chunk: int = 256) -> None:
+        """Draw and cache green lists before requests need them.
+
+        A server warms the ids its cache can hold, lowest first: in BPE vocabularies
+        low ids are the early, frequent merges, so later requests mostly hit.
+        """
+        tokens = np.asarray(previous_tokens, dtype=np.int64)[: self._cache.capacity]
+        for start in range(0, len(tokens), chunk):
+            self._packed_greenlists(np.unique(tokens[start : start + chunk]))
+
+    @property
+    def cache_capacity(self) -> int:
+        """Green lists the cache holds."""
+        return self._cache.capacity
+
     # Detection --------------------------------------------------------------------
 
     @property
