@@ -86,3 +86,16 @@ def test_parameters_are_checked():
     with pytest.raises(ValueError):
         KgwParameters(context_width=0)
     assert "kgw-test-secret" not in repr(_scheme())
+
+
+@pytest.mark.parametrize(("columns", "largest_id"), [(2, 49_152), (4, 49_152), (4, 100_000), (5, 2**31 - 1)])
+def test_first_occurrences_agrees_with_a_set_on_both_packings(columns, largest_id):
+    # (4, 49_152) packs into uint64, (4, 100_000) and (5, ...) into void scalars; -1 is "no token"
+    rows = RANDOM.integers(-1, largest_id, (2_000, columns))
+    rows[1_000:] = rows[:1_000]
+    rows[::7] = rows[3]
+    seen, expected = set(), []
+    for row in map(tuple, rows.tolist()):
+        expected.append(row not in seen)
+        seen.add(row)
+    assert first_occurrences(rows).tolist() == expected

@@ -108,15 +108,27 @@ def padded_evidence(num_tokens: int, is_green: np.ndarray, is_counted: np.ndarra
 
 
 def first_occurrences(rows: np.ndarray) -> np.ndarray:
-    """True where a row of ``rows`` has not appeared earlier.
+    """True where a row of ``rows`` (token ids, -1 allowed) has not appeared earlier.
 
-    Token ids fit in 32 bits, so an n-gram packs losslessly into one void scalar per
-    row, and a 1-D ``np.unique`` on those is much faster than ``np.unique(axis=0)``.
+    Each row packs losslessly into one scalar, and a 1-D ``np.unique`` on those is
+    much faster than ``np.unique(axis=0)``: into one uint64 when the ids are small
+    enough to share 64 bits (vocabularies under 65,535 ids, contexts up to 4 wide),
+    else into a void scalar of 32 bits per id.
     """
     is_first = np.zeros(len(rows), dtype=bool)
     if len(rows) == 0:
         return is_first
-    packed = np.ascontiguousarray(rows.astype(np.uint32)).view(np.dtype((np.void, 4 * rows.shape[1])))
-    _, first_index = np.unique(packed.ravel(), return_index=True)
+    _, first_index = np.unique(_packed_rows(rows), return_index=True)
     is_first[first_index] = True
     return is_first
+
+
+def _packed_rows(rows: np.ndarray) -> np.ndarray:
+    bits_per_id = 64 // rows.shape[1]
+    shifted = rows.astype(np.int64) + 1  # -1 (no token) becomes 0
+    if bits_per_id < 64 and int(shifted.max()) < (1 << bits_per_id) and int(shifted.min()) >= 0:
+        packed = np.zeros(len(rows), dtype=np.uint64)
+        for column in range(rows.shape[1]):
+            packed |= shifted[:, column].astype(np.uint64) << np.uint64(bits_per_id * column)
+        return packed
+    return np.ascontiguousarray(rows.astype(np.uint32)).view(np.dtype((np.void, 4 * rows.shape[1]))).ravel()
