@@ -8,7 +8,8 @@ for docs/DETECTION.md:
 
 1. False positives at alpha = 1e-3 on tests/data/corpus (human prose and highly
    repetitive human text), whole-text and windowed, through the service's own
-   ``detect`` (tokenizer, normalisation, statistics: the /detect code path).
+   ``detect`` (tokenizer, normalisation, statistics: the /detect code path); then the
+   same texts under ``--calibration-keys`` keys per scheme, for the rate itself.
 2. True positives: ``--generations`` watermarked completions of ``--tokens`` tokens
    (``ignore_eos``, temperature 1) per scheme on the embedded vLLM engine, detected
    from their text.
@@ -126,6 +127,43 @@ def false_positive_table(state) -> None:
             )
 
 
+def calibration_table(state, num_keys: int) -> None:
+    """The false-positive rate over many keys: one key's count on a few hundred texts
+    is a small sample (expected 0.4 at alpha 1e-3), many keys show the rate itself."""
+    import numpy as np
+
+    from signet.watermark.gumbel import GumbelParameters, GumbelScheme
+    from signet.watermark.kgw import KgwParameters, KgwScheme
+    from signet.watermark.lefthash import LefthashParameters, LefthashScheme
+    from signet.watermark.statistics import p_value
+
+    texts = [text for corpus in corpus_texts().values() for text in corpus]
+    token_ids = [state.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    vocabulary_size = len(state.tokenizer)
+    makers = {
+        "kgw": lambda index: KgwScheme(f"calibration-secret-{index:06d}".encode(), KgwParameters()),
+        "kgw-lefthash": lambda index: LefthashScheme(
+            LefthashParameters(vocab_size=vocabulary_size, hashing_key=15485863 + 7919 * index)
+        ),
+        "gumbel": lambda index: GumbelScheme(1_000_003 * (index + 1), GumbelParameters()),
+    }
+    print(f"\n### Calibration: {num_keys} keys per scheme x {len(texts)} human texts (whole text)\n")
+    print("| scheme | tests | p < 1e-2 | p < 1e-3 | p < 1e-4 | rate at 1e-3 | keys flagging 2+ texts at 1e-3 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, make in makers.items():
+        per_key = []
+        for index in range(num_keys):
+            scheme = make(index)
+            per_key.append([p_value(scheme.null_distribution, scheme.evidence(ids)) for ids in token_ids])
+        p_values = np.array(per_key)
+        counts = [int((p_values < alpha).sum()) for alpha in (1e-2, 1e-3, 1e-4)]
+        many = int(((p_values < 1e-3).sum(axis=1) >= 2).sum())
+        print(
+            f"| {name} | {p_values.size} | {counts[0]} | {counts[1]} | {counts[2]} "
+            f"| {counts[1] / p_values.size:.1e} | {many} of {num_keys} |"
+        )
+
+
 def prompts(count: int) -> list[str]:
     grid = [template.format(topic=topic) for template in TEMPLATES for topic in TOPICS]
     return [grid[index % len(grid)] for index in range(count)]
@@ -218,13 +256,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--skip-engine", action="store_true", help="only the false-positive table")
+    parser.add_argument("--skip-engine", action="store_true", help="only the false-positive tables")
+    parser.add_argument("--calibration-keys", type=int, default=40, help="keys per scheme in the calibration table")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         keys_file = Path(folder) / "keys.json"
         keys_file.write_text(json.dumps(KEYS))
         state, model_dir = make_state(keys_file)
         false_positive_table(state)
+        calibration_table(state, arguments.calibration_keys)
         if not arguments.skip_engine:
             asyncio.run(true_positive_tables(state, model_dir, keys_file, arguments.generations, arguments.tokens))
 

@@ -2,11 +2,13 @@
 
 When vLLM's EngineCore dies (SIGKILL), generation answers 503 (not 500 or a hang),
 readiness reports it, and detection, which needs no engine, keeps working. When the
-service gets SIGTERM, the engine-core process goes with it.
+service gets SIGTERM, the engine-core process goes with it. And a load that used to
+kill vLLM's CPU engine no longer does.
 """
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
@@ -51,3 +53,19 @@ def test_sigterm_to_the_service_stops_the_engine_process(tmp_path):
         _, alive = psutil.wait_procs(engine_cores, timeout=30)
         assert not alive, f"engine-core processes outlived the service: {alive}"
         assert "Application shutdown complete" in server.log()
+
+
+def test_concurrent_seeded_requests_with_long_prompts_do_not_kill_the_engine(client):
+    # Regression: vLLM's CPU runner died when a seeded request's prompt was prefilled in
+    # chunks ("CPU Generator does not use offset"). Twelve distinct ~260-token prompts
+    # overflow one 2048-token step (SIGNET_MAX_MODEL_LEN in tests), which forced a split.
+    filler = "The quick brown fox jumps over the lazy dog. " * 22
+
+    def one(index):
+        body = {"messages": [{"role": "user", "content": f"{index}: {filler}"}], "max_tokens": 8, "seed": index}
+        return client.post("/generate", params={"watermark": "true"}, json=body)
+
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(one, range(12)))
+    assert [response.status_code for response in responses] == [200] * 12, responses[0].text
+    assert client.get("/readyz").status_code == 200

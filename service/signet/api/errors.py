@@ -35,8 +35,8 @@ class ApiError(Exception):
 
 
 class PayloadTooLarge(ApiError):
-    def __init__(self, field: str, size: int, limit: int) -> None:
-        super().__init__(413, f"{field} is {size:,} characters; the limit is {limit:,}", field)
+    def __init__(self, field: str, size: int, limit: int, unit: str = "characters") -> None:
+        super().__init__(413, f"{field} is {size:,} {unit}; the limit is {limit:,}", field)
 
 
 def problem_response(status: int, detail: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:

@@ -56,6 +56,6 @@ class BodySizeLimit:
         await problem_response(413, detail)(scope, receive, send)
 
 
-def check_text_size(field: str, length: int, limit: int) -> None:
+def check_text_size(field: str, length: int, limit: int, unit: str = "characters") -> None:
     if length > limit:
-        raise PayloadTooLarge(field, length, limit)
+        raise PayloadTooLarge(field, length, limit, unit)

@@ -60,6 +60,7 @@ class VllmEngine:
         # Our processor implements the V1 runner's interface; keep GPUs on that runner too.
         os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
         from signet.engine.logits_processors import WatermarkLogitsProcessor
@@ -75,6 +76,10 @@ class VllmEngine:
             # With async scheduling, output token lists can hold -1 placeholders when the
             # processor runs (vllm issue 52461); the watermark context must be real tokens.
             async_scheduling=False,
+            # On CPU, a seeded request whose prompt is split across steps makes vLLM's V1
+            # runner rewind its torch generator, which CPU generators cannot do, and the
+            # engine dies ("CPU Generator does not use offset"): prefill whole prompts there.
+            enable_chunked_prefill=False if current_platform.is_cpu() else None,
             disable_log_stats=True,
         )
         try:

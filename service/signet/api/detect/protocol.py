@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, SkipValidation, field_validator, model_va
 from signet.api.protocol import KEY_ID_FIELD, Problem, StrictModel, require_visible_text
 
 Verdict = Literal["watermarked", "not_watermarked", "insufficient_evidence"]
+KeyIds = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=256)]
 
 
 class DetectRequest(StrictModel):
@@ -21,7 +22,7 @@ class DetectRequest(StrictModel):
         description="Token ids to test, from the key's tokenizer: for text this service cannot tokenize.",
     )
     key_id: str | None = KEY_ID_FIELD
-    key_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | Literal["all"] | None = Field(
+    key_ids: KeyIds | Literal["all"] | None = Field(
         default=None,
         description='Test several keys ("all": every key), correcting for it (Holm-Bonferroni).',
     )

@@ -54,7 +54,8 @@ def detect(state: ServiceState, request: DetectRequest) -> DetectResponse:
     if request.text is not None:
         check_text_size("text", len(request.text), state.settings.max_text_chars)
     else:
-        check_text_size("token_ids", len(request.token_ids), state.settings.max_text_chars)
+        # a token is at least one character: the text limit bounds token_ids too
+        check_text_size("token_ids", len(request.token_ids), state.settings.max_text_chars, "token ids")
     tokens_by_recipe: dict[tuple, Tokens] = {}
     tests = [_test_key(state, key, request, tokens_by_recipe) for key in _keys_to_test(state, request)]
     tested = [test for test in tests if test.has_enough_evidence]
@@ -105,7 +106,7 @@ def _test_key(state: ServiceState, key: WatermarkKey, request: DetectRequest, ca
         cache[recipe] = _tokenize(state, key, tokenizer_name, request)
     tokens = cache[recipe]
     scheme = state.keys.scheme(key.key_id)
-    _check_vocabulary(state, key, tokenizer_name, tokens.ids, getattr(scheme, "parameters", None))
+    _check_vocabulary(state, key, tokenizer_name, tokens.ids, getattr(scheme.parameters, "vocab_size", None))
     evidence = scheme.evidence(tokens.ids)
     null = scheme.null_distribution
     enough = evidence.num_scored_tokens >= key.min_scored_tokens
@@ -128,8 +129,11 @@ def _tokenize(state: ServiceState, key: WatermarkKey, tokenizer_name: str, reque
     return Tokens(encoded["input_ids"], spans)
 
 
-def _check_vocabulary(state: ServiceState, key: WatermarkKey, tokenizer_name: str, ids: list[int], parameters) -> None:
-    limit = getattr(parameters, "vocab_size", None) or state.tokenizers.vocabulary_size(tokenizer_name)
+def _check_vocabulary(
+    state: ServiceState, key: WatermarkKey, tokenizer_name: str, ids: list[int], scheme_vocab_size: int | None
+) -> None:
+    """Ids the key's tokenizer cannot have produced mean the caller used another tokenizer."""
+    limit = scheme_vocab_size or state.tokenizers.vocabulary_size(tokenizer_name)
     if limit is not None and ids and max(ids) >= limit:
         raise ApiError(
             422,
