@@ -198,7 +198,20 @@ class KeyRegistry:
         except ValidationError as error:
             raise KeyRegistryError(f"keys file {path} is invalid: {_describe(error)}") from None
         default = parsed.default_key_id or parsed.keys[0].key_id
-        return cls(parsed.keys, default, path, model_vocab_size)
+        registry = cls(parsed.keys, default, path, model_vocab_size)
+        registry._build_schemes()
+        return registry
+
+    def _build_schemes(self) -> None:
+        """Build every scheme now, so a bad combination of parameters (a vocabulary too
+        small for its gamma, say) fails at start, not as a 500 on a request."""
+        for key in self._keys.values():
+            if isinstance(key, LefthashKey) and key.vocab_size is None and self.model_vocab_size is None:
+                continue  # built once a model tells the vocabulary size
+            try:
+                self.scheme(key.key_id)
+            except ValueError as error:
+                raise KeyRegistryError(f"keys file {self.source} is invalid: key {key.key_id!r}: {error}") from None
 
     @property
     def key_ids(self) -> list[str]:

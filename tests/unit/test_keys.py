@@ -108,3 +108,10 @@ def test_peer_scheme_keys_take_the_model_vocabulary_and_hide_their_keys(tmp_path
     without_model = KeyRegistry.load(_write(tmp_path, "keys.json", json.dumps(document)))
     with pytest.raises(KeyRegistryError, match="vocab_size"):
         without_model.scheme("hf")
+
+
+def test_parameters_that_cannot_make_a_scheme_fail_at_load(tmp_path):
+    # 10 ids x gamma 0.05 leaves an empty greenlist: refused when the file loads, not on a request
+    document = {"keys": [{"key_id": "tiny", "scheme": "kgw-lefthash", "vocab_size": 10, "gamma": 0.05}]}
+    with pytest.raises(KeyRegistryError, match="key 'tiny'"):
+        KeyRegistry.load(_write(tmp_path, "keys.json", json.dumps(document)))

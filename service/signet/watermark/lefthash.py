@@ -39,6 +39,10 @@ from signet.watermark.statistics import BinomialNull
 
 SCHEME_NAME = "kgw-lefthash"
 DEFAULT_HASHING_KEY = 15485863  # the millionth prime: transformers', TGI's and lm-watermarking's default
+# A 49,152-token vocabulary's complete greenlist table is 49,152 rows of 6 KiB: 302 MB.
+# Holding all of it means detection never draws a greenlist once warmed; larger
+# vocabularies keep their most recently used rows within this budget.
+DEFAULT_CACHE_BYTES = 320 * 2**20
 
 # transformers reduces the seed modulo 2**64 - 1 (not 2**64) before torch sees it.
 _SEED_MODULUS = 2**64 - 1
@@ -97,7 +101,7 @@ class LefthashScheme:
     name = SCHEME_NAME
     context_width = 1
 
-    def __init__(self, parameters: LefthashParameters, cache_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, parameters: LefthashParameters, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.parameters = parameters
         self._steps = np.arange(parameters.greenlist_size, dtype=np.int32)
         # Fisher-Yates step i draws modulo the n - i entries not yet settled.
