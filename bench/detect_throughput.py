@@ -102,6 +102,7 @@ def gumbel_rows(texts: list[list[int]], peer_texts: list[list[int]]) -> list[tup
     scheme = GumbelScheme(GUMBEL_KEY, GumbelParameters())
     peer = GumbelWatermarkDetector(key=GUMBEL_KEY, context_width=4)
     peer.detect(texts[0])
+    scheme.evidence(texts[0])  # loads (or, on a fresh install, compiles) the numba kernels
     theirs = tokens_per_second(peer.detect, peer_texts)
     ours = tokens_per_second(lambda ids: p_value(scheme.null_distribution, scheme.evidence(ids)), texts)
     return [("gumbel", "vLLM GumbelWatermarkDetector", theirs, None), ("gumbel", "Signet", ours, theirs)]

@@ -141,3 +141,14 @@ def test_gumbel_repeated_contexts_sample_as_usual(processor):
     assert torch.equal(processor.apply(raw.clone()), raw)
     outputs.append(7)  # context (6, 7) is new
     assert torch.isfinite(processor.apply(raw.clone())).sum() == 1
+
+
+def test_importing_the_processor_does_not_load_numba():
+    # vLLM's CPU worker scans every loaded module while it starts and crashes on
+    # llvmlite's FFI objects; the engine-core process imports this module before that.
+    import subprocess
+    import sys
+
+    code = "import sys, signet.engine.logits_processors; print('llvmlite' in sys.modules, 'numba' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]

@@ -18,14 +18,17 @@ Why numba: a token costs two 10-round Philox calls of 32x32-bit multiplies. In n
 each round is a dozen array operations whose per-call overhead dominates at the
 thousand-token scale of a detection (6x faster than vLLM's own detector, against a
 goal of 10x), and the whole-vocabulary noise of generation took 12 ms per 8 rows.
-Compiled loops keep the words in registers. The kernels are cached on disk, so a
-process compiles them once (about a second) per installation.
+Compiled loops keep the words in registers. The kernels (``philox_kernels.py``) are
+imported on first use and cached on disk: about a second to compile per installation.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+from types import ModuleType
+
 import numpy as np
-from numba import njit
 
 UINT32_MASK = 0xFFFFFFFF
 PHILOX_M0 = 0xD2511F53
@@ -36,12 +39,6 @@ CONTEXT_DOMAIN = 0x574D4358
 TOKEN_DOMAIN = 0x574D544B
 CONTEXT_BLOCK = 4  # Philox4x32 absorbs four 32-bit context ids per call
 MAX_KEY = 2**64 - 1
-
-_MASK = np.uint64(UINT32_MASK)
-_SHIFT_32 = np.uint64(32)
-_M0, _M1 = np.uint64(PHILOX_M0), np.uint64(PHILOX_M1)
-_W0, _W1 = np.uint64(PHILOX_W0), np.uint64(PHILOX_W1)
-_CONTEXT_DOMAIN, _TOKEN_DOMAIN = np.uint64(CONTEXT_DOMAIN), np.uint64(TOKEN_DOMAIN)
 
 
 def key_words(key: int) -> tuple[int, int]:
@@ -59,10 +56,12 @@ def uniform(key: int, contexts: np.ndarray, token_ids: np.ndarray) -> np.ndarray
     width = contexts.shape[-1]
     output_shape = np.broadcast_shapes(contexts.shape[:-1] + (1,), tokens.shape)
     # One (context, token) pair per output element; detection has one token per context.
-    row_contexts = np.broadcast_to(contexts[..., np.newaxis, :], output_shape + (width,)).reshape(-1, width)
-    row_tokens = np.broadcast_to(tokens, output_shape).reshape(-1)
+    row_contexts = np.ascontiguousarray(
+        np.broadcast_to(contexts[..., np.newaxis, :], output_shape + (width,)).reshape(-1, width)
+    )
+    row_tokens = np.ascontiguousarray(np.broadcast_to(tokens, output_shape).reshape(-1))
     output = np.empty(len(row_tokens), dtype=np.float32)
-    _pair_uniforms(*_key_array(key), np.ascontiguousarray(row_contexts), np.ascontiguousarray(row_tokens), output)
+    _kernels().pair_uniforms(*_key_array(key), row_contexts, row_tokens, output)
     return output.reshape(output_shape)
 
 
@@ -74,7 +73,7 @@ def vocabulary_uniforms(key: int, contexts: np.ndarray, vocabulary_size: int) ->
     contexts = np.asarray(contexts, dtype=np.int64)
     rows = np.ascontiguousarray(contexts.reshape(-1, contexts.shape[-1]))
     output = np.empty((len(rows), vocabulary_size), dtype=np.float32)
-    _vocabulary_uniforms(*_key_array(key), rows, output)
+    _kernels().vocabulary_uniforms(*_key_array(key), rows, output)
     return output.reshape(contexts.shape[:-1] + (vocabulary_size,))
 
 
@@ -83,71 +82,7 @@ def _key_array(key: int) -> tuple[np.uint64, np.uint64]:
     return np.uint64(key_low), np.uint64(key_high)
 
 
-# The kernels below are untyped on purpose: numba infers uint64 words and int64 arrays
-# from the callers above, and compiles one specialisation.
-
-
-@njit(cache=True, inline="always")
-def _philox4x32_10(c0, c1, c2, c3, k0, k1):
-    """Ten Philox4x32 rounds (Salmon et al. 2011) on 32-bit words held in uint64."""
-    for _ in range(10):
-        product_0 = c0 * _M0  # exact: both factors are below 2**32
-        product_1 = c2 * _M1
-        c0, c1, c2, c3 = (
-            ((product_1 >> _SHIFT_32) ^ c1 ^ k0) & _MASK,
-            product_1 & _MASK,
-            ((product_0 >> _SHIFT_32) ^ c3 ^ k1) & _MASK,
-            product_0 & _MASK,
-        )
-        k0 = (k0 + _W0) & _MASK
-        k1 = (k1 + _W1) & _MASK
-    return c0, c1, c2, c3
-
-
-@njit(cache=True, inline="always")
-def _context_word(contexts, row, position, index):
-    if position < contexts.shape[1]:
-        return np.uint64(contexts[row, position]) & _MASK  # -1 becomes 0xFFFFFFFF, as in vLLM
-    return _MASK - np.uint64(index)
-
-
-@njit(cache=True, inline="always")
-def _context_state(key_low, key_high, contexts, row):
-    width = contexts.shape[1]
-    s0, s1, s2, s3 = _CONTEXT_DOMAIN, np.uint64(width), np.uint64(0), np.uint64(0)
-    for offset in range(0, width, 4):
-        s0, s1, s2, s3 = _philox4x32_10(
-            s0 ^ _context_word(contexts, row, offset, 0),
-            s1 ^ _context_word(contexts, row, offset + 1, 1),
-            s2 ^ _context_word(contexts, row, offset + 2, 2),
-            s3 ^ _context_word(contexts, row, offset + 3, 3),
-            (key_low ^ np.uint64(offset)) & _MASK,
-            key_high,
-        )
-    return s0, s1, s2, s3
-
-
-@njit(cache=True, inline="always")
-def _to_uniform(word):
-    return np.float32((np.float64(word >> np.uint64(8)) + 1.0) / (2**24 + 1))
-
-
-@njit(cache=True)
-def _pair_uniforms(key_low, key_high, contexts, tokens, output):
-    for row in range(len(tokens)):
-        s0, s1, s2, s3 = _context_state(key_low, key_high, contexts, row)
-        token = np.uint64(tokens[row]) & _MASK
-        words = _philox4x32_10(token >> np.uint64(2), s0, s1, s2, (key_low ^ s3) & _MASK, key_high ^ _TOKEN_DOMAIN)
-        output[row] = _to_uniform(words[token & np.uint64(3)])
-
-
-@njit(cache=True)
-def _vocabulary_uniforms(key_low, key_high, contexts, output):
-    vocabulary_size = output.shape[1]
-    for row in range(contexts.shape[0]):
-        s0, s1, s2, s3 = _context_state(key_low, key_high, contexts, row)
-        token_key = (key_low ^ s3) & _MASK
-        for group in range((vocabulary_size + 3) // 4):
-            words = _philox4x32_10(np.uint64(group), s0, s1, s2, token_key, key_high ^ _TOKEN_DOMAIN)
-            for index in range(min(4, vocabulary_size - 4 * group)):
-                output[row, 4 * group + index] = _to_uniform(words[index])
+@functools.cache
+def _kernels() -> ModuleType:
+    """The compiled kernels, imported on first use (philox_kernels.py says why)."""
+    return importlib.import_module("signet.watermark.philox_kernels")
