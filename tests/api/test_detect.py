@@ -13,6 +13,7 @@ from tests.watermarking import watermarked_token_ids
 
 RANDOM = np.random.default_rng(2026)
 SCHEME_KEYS = ["main", "hf", "vllm"]  # kgw, kgw-lefthash, gumbel
+TEST_KEYS_BY_ID = {key["key_id"]: key for key in TEST_KEYS["keys"]}
 
 
 def _detect(client, expected_status=200, **body):
@@ -36,9 +37,6 @@ def test_each_scheme_finds_its_watermark_and_not_random_tokens(detect_client, wa
     # Random tokens: flagged with probability alpha = 1e-4 (the false-failure probability).
     random_ids = RANDOM.integers(0, 49_152, 150).tolist()
     assert _detect(detect_client, token_ids=random_ids, key_id=key_id)["verdict"] == "not_watermarked"
-
-
-TEST_KEYS_BY_ID = {key["key_id"]: key for key in TEST_KEYS["keys"]}
 
 
 def test_text_and_its_token_ids_give_the_same_statistics(detect_client, detection_state, human_passages):
