@@ -133,19 +133,17 @@ async def detect_latencies(texts: list[str]) -> dict[str, list[float]]:
 
     from signet.api.app import create_app
     from signet.api.state import ServiceState
-    from signet.engine.model_store import model_vocab_size, resolve_model_dir
-    from signet.engine.tokenizers import load_tokenizers
-    from signet.keys import KeyRegistry, prewarm_greenlists
+    from signet.engine.model_store import resolve_model_dir
+    from signet.keys import prewarm_greenlists
     from signet.settings import Settings
 
     with tempfile.TemporaryDirectory() as folder:
         keys_file = Path(folder) / "keys.json"
         keys_file.write_text(json.dumps(KEYS))
         settings = Settings(keys_file=keys_file)
-        model_dir = resolve_model_dir(settings.model, settings.resolved_cache_dir)
-        keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
-        prewarm_greenlists(keys)  # what `signet serve` does in a thread at start
-        app = create_app(ServiceState(settings, keys, load_tokenizers(model_dir, keys)))
+        state = ServiceState.load(settings, resolve_model_dir(settings.model, settings.resolved_cache_dir), keys_file)
+        prewarm_greenlists(state.keys)  # what `signet serve` does in a thread at start
+        app = create_app(state)
     latencies: dict[str, list[float]] = {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signet") as client:
         for key in KEYS["keys"]:

@@ -83,15 +83,12 @@ def corpus_texts() -> dict[str, list[str]]:
 
 def make_state(keys_file: Path):
     from signet.api.state import ServiceState
-    from signet.engine.model_store import model_vocab_size, resolve_model_dir
-    from signet.engine.tokenizers import load_tokenizers
-    from signet.keys import KeyRegistry
+    from signet.engine.model_store import resolve_model_dir
     from signet.settings import Settings
 
     settings = Settings(keys_file=keys_file)
     model_dir = resolve_model_dir(settings.model, settings.resolved_cache_dir)
-    keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
-    return ServiceState(settings, keys, load_tokenizers(model_dir, keys)), model_dir
+    return ServiceState.load(settings, model_dir, keys_file), model_dir
 
 
 def detect_text(state, text: str, key_id: str, windows: bool = False):

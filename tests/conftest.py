@@ -141,15 +141,11 @@ def detection_state(test_keys_file):
     """The service's state with the real tokenizer and no engine: what a detection-only
     process holds. In-process tests of /detect use it without starting vLLM."""
     from signet.api.state import ServiceState
-    from signet.engine.model_store import model_vocab_size, prepare_embedded_model
-    from signet.engine.tokenizers import load_tokenizers
-    from signet.keys import KeyRegistry
+    from signet.engine.model_store import prepare_embedded_model
     from signet.settings import Settings
 
     settings = Settings(keys_file=test_keys_file)
-    model_dir = prepare_embedded_model(settings.resolved_cache_dir)
-    keys = KeyRegistry.load(test_keys_file, model_vocab_size(model_dir))
-    return ServiceState(settings, keys, load_tokenizers(model_dir, keys))
+    return ServiceState.load(settings, prepare_embedded_model(settings.resolved_cache_dir), test_keys_file)
 
 
 @pytest.fixture(scope="session")

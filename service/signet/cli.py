@@ -12,14 +12,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from signet.engine.model_store import (
-    ModelError,
-    model_vocab_size,
-    prepare_embedded_model,
-    resolve_model_dir,
-)
-from signet.engine.tokenizers import load_tokenizers
-from signet.keys import KeyRegistry, KeyRegistryError, prewarm_greenlists, resolve_keys_file
+from signet.engine.model_store import ModelError, prepare_embedded_model, resolve_model_dir
+from signet.keys import KeyRegistryError, prewarm_greenlists, resolve_keys_file
 from signet.settings import Settings
 
 logger = logging.getLogger("signet")
@@ -74,10 +68,9 @@ def serve(settings: Settings) -> None:
     cache_dir = settings.resolved_cache_dir
     model_dir = resolve_model_dir(settings.model, cache_dir)
     keys_file = resolve_keys_file(settings.keys_file, cache_dir)
-    keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
-    tokenizers = load_tokenizers(model_dir, keys)
+    state = ServiceState.load(settings, model_dir, keys_file)
     # A daemon thread: detection works before it is done, only slower for lefthash keys.
-    threading.Thread(target=prewarm_greenlists, args=(keys,), name="prewarm", daemon=True).start()
+    threading.Thread(target=prewarm_greenlists, args=(state.keys,), name="prewarm", daemon=True).start()
 
     async def run() -> None:
         options = EngineOptions(
@@ -87,8 +80,8 @@ def serve(settings: Settings) -> None:
             settings.engine_eager,
         )
         engine = VllmEngine.start(model_dir, keys_file, options)
+        state.engine = engine
         try:
-            state = ServiceState(settings, keys, tokenizers, engine)
             config = uvicorn.Config(create_app(state), log_level=settings.log_level, lifespan="on")
             logger.info("serving %s on http://%s:%d", model_dir.name, settings.host, settings.port)
             await uvicorn.Server(config).serve(sockets=[listener])

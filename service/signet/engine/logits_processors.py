@@ -82,8 +82,10 @@ class _WatermarkedRow:
 
     def record_gumbel_contexts(self, scheme: GumbelScheme) -> tuple[int, ...]:
         """The current generation context; notes earlier positions' contexts as seen."""
+        width = scheme.parameters.context_width
         for position in range(self.contexts_recorded, len(self.output_ids)):
-            self.seen_contexts.add(_generated_context(self.output_ids[:position], scheme))
+            preceding = self.output_ids[max(position - width, 0) : position]  # all a context needs
+            self.seen_contexts.add(_generated_context(preceding, scheme))
         self.contexts_recorded = len(self.output_ids)
         return _generated_context(self.output_ids, scheme)
 
