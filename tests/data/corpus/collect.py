@@ -228,6 +228,14 @@ def is_prose(par: str) -> bool:
     return True
 
 
+def line_blocks(text: str) -> Iterator[list[str]]:
+    """The non-blank lines of each blank-line-separated block; blocks without any are skipped."""
+    for block in re.split(r"\n\s*\n", text):
+        lines = [ln for ln in block.split("\n") if ln.strip()]
+        if lines:
+            yield lines
+
+
 def join_lines(lines: list[str]) -> str:
     """Join the wrapped lines of one paragraph; a line that ends inside a
     hyphenated word ("non-" + "negative") is joined without a space."""
@@ -433,10 +441,7 @@ def man_paragraphs(path: Path) -> Iterator[str | None]:
         if line.startswith("       ") and line[7:8] != " ":
             wide[re.sub(r"\s+", "", line)] = line.strip()
     skip_section = False
-    for block in re.split(r"\n\s*\n", render_man(path, 80)):
-        lines = [ln for ln in block.split("\n") if ln.strip()]
-        if not lines:
-            continue
+    for lines in line_blocks(render_man(path, 80)):
         indents = {len(ln) - len(ln.lstrip(" ")) for ln in lines}
         if indents == {0}:  # section heading, page header/footer
             skip_section = lines[0].strip() in MAN_SKIP_SECTIONS
@@ -527,10 +532,7 @@ def info_documents() -> Iterator[Document]:
             if not m or INFO_SKIP_NODE.search(m.group(1)) or body.startswith("Tag Table"):
                 continue
             paragraphs.append(None)
-            for block in re.split(r"\n\s*\n", body):
-                lines = [ln for ln in block.split("\n") if ln.strip()]
-                if not lines:
-                    continue
+            for lines in line_blocks(body):
                 indents = [len(ln) - len(ln.lstrip(" ")) for ln in lines]
                 first_ok = indents[0] in (0, 3)
                 rest_ok = all(i == 0 for i in indents[1:])
@@ -569,10 +571,7 @@ def clean_rst_inline(text: str) -> str:
 
 def docstring_paragraphs(doc: str) -> list[str | None]:
     out: list[str | None] = [None]
-    for block in re.split(r"\n\s*\n", doc):
-        lines = [ln for ln in block.split("\n") if ln.strip()]
-        if not lines:
-            continue
+    for lines in line_blocks(doc):
         indents = {len(ln) - len(ln.lstrip()) for ln in lines}
         if (
             indents != {0}
@@ -708,10 +707,7 @@ def markdown_paragraphs(text: str) -> list[str | None]:
     text = re.sub(r"<!--.*?-->", "\n\n", text, flags=re.S)
     text = re.sub(r"^(```|~~~).*?^\1[^\n]*$", "\n\n```\n\n", text, flags=re.S | re.M)
     out: list[str | None] = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = [ln for ln in block.split("\n") if ln.strip()]
-        if not lines:
-            continue
+    for lines in line_blocks(text):
         first = lines[0].lstrip()
         if (
             lines[0][:1] == " "
@@ -737,10 +733,7 @@ def markdown_paragraphs(text: str) -> list[str | None]:
 
 def rst_paragraphs(text: str) -> list[str | None]:
     out: list[str | None] = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = [ln for ln in block.split("\n") if ln.strip()]
-        if not lines:
-            continue
+    for lines in line_blocks(text):
         first = lines[0].lstrip()
         if (
             lines[0][:1] == " "
