@@ -24,6 +24,7 @@ File format::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -75,6 +76,16 @@ class _KeyBase(BaseModel):
     min_scored_tokens: int = Field(
         default=25, ge=1, le=100_000, description="Fewer scored tokens than this: insufficient_evidence."
     )
+
+    @property
+    def fingerprint(self) -> str:
+        """A one-way digest of the whole key, secret included. It tells versions of a key
+        apart (in cache keys, in queued jobs) without revealing the secret."""
+        fields = {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in self
+        }
+        canonical = json.dumps(fields, sort_keys=True, default=str).encode()
+        return hashlib.sha256(b"signet key fingerprint v1\0" + canonical).hexdigest()[:32]
 
 
 class KgwKey(_KeyBase):

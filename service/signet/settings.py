@@ -42,6 +42,57 @@ class Settings(BaseSettings):
         default=False, description="Skip vLLM's warm-up compile: a faster start, a slower decode."
     )
 
+    # Distributed mode: API processes queue jobs on Redis for `signet worker` processes.
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the job queue, detection cache and rate limits; unset: embedded mode.",
+    )
+    redis_namespace: str = Field(
+        default="signet",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Prefix of every Redis key, so deployments can share one Redis.",
+    )
+    redis_timeout_seconds: float = Field(
+        default=0.5, gt=0.0, le=30.0, description="Connect and command timeout of non-blocking Redis calls."
+    )
+    queue_max_jobs: int = Field(
+        default=256, ge=1, description="Jobs waiting or running in the queue above which new jobs get 503."
+    )
+    queue_retry_after_seconds: int = Field(
+        default=2, ge=1, le=3600, description="Retry-After of a 503 when the queue is full or unreachable."
+    )
+    job_timeout_seconds: float = Field(
+        default=300.0, gt=0.0, le=86_400.0, description="Deadline of a queued job; past it the caller gets 504."
+    )
+    job_max_deliveries: int = Field(
+        default=3, ge=1, le=100, description="Deliveries of a job before it is set aside on the dead-letter stream."
+    )
+    job_claim_idle_seconds: float = Field(
+        default=15.0,
+        gt=0.0,
+        le=3600.0,
+        description="A job no worker has reported on for this long is taken over by another worker.",
+    )
+    worker_concurrency: int | None = Field(
+        default=None, ge=1, description="Jobs one worker runs at once; unset: SIGNET_ENGINE_MAX_CONCURRENCY."
+    )
+    worker_drain_seconds: float = Field(
+        default=25.0, ge=0.0, le=3600.0, description="On SIGTERM, how long a worker finishes its running jobs."
+    )
+
+    detect_cache_ttl_seconds: int = Field(
+        default=3600, ge=0, le=30 * 86_400, description="How long a /detect result is cached; 0 turns the cache off."
+    )
+    detect_cache_entries: int = Field(
+        default=10_000, ge=1, description="Results the in-memory cache of embedded mode holds."
+    )
+    rate_limit_per_minute: int = Field(
+        default=0, ge=0, description="Requests a caller may make per minute (sustained); 0 turns limits off."
+    )
+    rate_limit_burst: int | None = Field(
+        default=None, ge=1, description="Requests a caller may make at once; unset: a tenth of the per-minute rate."
+    )
+
     @property
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir.expanduser().resolve()

@@ -1,4 +1,5 @@
-"""What the routes share: settings, keys, tokenizer and (in embedded mode) the engine."""
+"""What the routes share: settings, keys, tokenizers, the engine (embedded, or the queue
+to remote workers) and the stores for cached results and rate limits."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from signet.cache.detection import DetectionCache, MemoryDetectionCache, RedisDetectionCache
+from signet.cache.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from signet.engine.model_store import model_vocab_size
 from signet.engine.tokenizers import TokenizerCatalog, load_tokenizers
 from signet.keys import KeyRegistry
+from signet.redis_link import RedisLink
 from signet.settings import Settings
 
 
@@ -19,13 +23,23 @@ class ServiceState:
     settings: Settings
     keys: KeyRegistry
     tokenizers: TokenizerCatalog
-    engine: Any | None = None  # signet.engine.vllm_engine.VllmEngine; None in a detection-only process
+    # signet.engine.vllm_engine.VllmEngine (embedded) or signet.queue.remote_engine.RemoteEngine
+    # (distributed); None in a detection-only process.
+    engine: Any | None = None
+    redis: RedisLink | None = None  # distributed mode only
+    detection_cache: DetectionCache | None = None
+    rate_limiter: RateLimiter | None = None
 
     @classmethod
     def load(cls, settings: Settings, model_dir: Path, keys_file: Path) -> ServiceState:
-        """Keys and tokenizers for ``model_dir``, without an engine: what detection needs."""
+        """Keys, tokenizers and stores for ``model_dir``, without an engine: what detection needs."""
         keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
-        return cls(settings, keys, load_tokenizers(model_dir, keys))
+        state = cls(settings, keys, load_tokenizers(model_dir, keys))
+        if settings.redis_url is not None:
+            state.redis = RedisLink(settings.redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
+        state.detection_cache = _detection_cache(settings, state.redis)
+        state.rate_limiter = _rate_limiter(settings, state.redis)
+        return state
 
     @property
     def model_name(self) -> str:
@@ -35,6 +49,23 @@ class ServiceState:
     def tokenizer(self) -> Any:  # transformers.PreTrainedTokenizerBase
         """The served model's tokenizer."""
         return self.tokenizers.get(self.tokenizers.served_name)
+
+
+def _detection_cache(settings: Settings, redis: RedisLink | None) -> DetectionCache | None:
+    if settings.detect_cache_ttl_seconds == 0:
+        return None
+    if redis is not None:
+        return RedisDetectionCache(redis, settings.detect_cache_ttl_seconds)
+    return MemoryDetectionCache(settings.detect_cache_entries, settings.detect_cache_ttl_seconds)
+
+
+def _rate_limiter(settings: Settings, redis: RedisLink | None) -> RateLimiter | None:
+    if settings.rate_limit_per_minute == 0:
+        return None
+    burst = settings.rate_limit_burst or max(1, settings.rate_limit_per_minute // 10)
+    if redis is not None:
+        return RedisRateLimiter(redis, settings.rate_limit_per_minute, burst)
+    return MemoryRateLimiter(settings.rate_limit_per_minute, burst)
 
 
 def get_state(request: Request) -> ServiceState:
