@@ -103,6 +103,10 @@ class DetectResponse(KeyDetection):
     alpha: float
     num_keys_tested: int = Field(description="Keys with enough evidence to test; the Holm correction's m.")
     keys: list[KeyDetection] = Field(description="One entry per key, most significant first.")
+    cached: bool = Field(
+        description="Whether the result came from the cache (results for the same input, keys and options "
+        "are kept for a while); false when the cache is off or unreachable."
+    )
 
 
 class DetectBatchRequest(StrictModel):

@@ -1,4 +1,9 @@
-"""``/detect`` logic: pick keys, tokenize as each key needs, test, correct, report."""
+"""``/detect`` logic: pick keys, tokenize as each key needs, test, correct, report.
+
+Results are cached (``state.detection_cache``) under a digest of the normalised
+input, the keys and the options, so a repeat, or a text that differs only in what
+the keys' normalisation folds away, is answered without tokenizing or scoring.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from signet.api.detect.caching import cache_key, cached_response, store, text_digest, token_ids_digest
 from signet.api.detect.protocol import (
     DetectRequest,
     DetectResponse,
@@ -19,7 +25,7 @@ from signet.api.limits import check_text_size
 from signet.api.state import ServiceState
 from signet.keys import WatermarkKey
 from signet.watermark.evidence import TokenEvidence
-from signet.watermark.normalization import normalize
+from signet.watermark.normalization import NormalizationStep, NormalizedText, normalize
 from signet.watermark.statistics import BinomialNull, holm_bonferroni, p_value, z_score
 from signet.watermark.windows import WindowResult, best_window
 
@@ -28,6 +34,15 @@ from signet.watermark.windows import WindowResult, best_window
 class Tokens:
     ids: list[int]
     char_spans: list[tuple[int, int]] | None  # in the request's text; None for token_ids input
+
+
+@dataclass(frozen=True)
+class KeyInput:
+    """A key to test, and the request's input as that key reads it."""
+
+    key: WatermarkKey
+    tokenizer: str  # the resolved name
+    text: NormalizedText | None  # normalised as the key asks; None for token_ids input
 
 
 @dataclass(frozen=True)
@@ -51,13 +66,32 @@ class KeyTest:
 
 
 def detect(state: ServiceState, request: DetectRequest) -> DetectResponse:
+    _check_input_size(state, request)
+    # Refusals (unknown keys, tokenizer mismatches) come before the cache is asked, so
+    # a request that fails never gets a cached answer; failures are never stored.
+    inputs = _key_inputs(state, request)
+    cache = state.detection_cache
+    if cache is None:
+        return _run(state, request, inputs)
+    entry = _cache_key(state, request, inputs)
+    response = cached_response(cache, entry)
+    if response is None:
+        response = _run(state, request, inputs)
+        store(cache, entry, response)
+    return response
+
+
+def _check_input_size(state: ServiceState, request: DetectRequest) -> None:
     if request.text is not None:
         check_text_size("text", len(request.text), state.settings.max_text_chars)
     else:
         # a token is at least one character: the text limit bounds token_ids too
         check_text_size("token_ids", len(request.token_ids), state.settings.max_text_chars, "token ids")
+
+
+def _run(state: ServiceState, request: DetectRequest, inputs: list[KeyInput]) -> DetectResponse:
     tokens_by_recipe: dict[tuple, Tokens] = {}
-    tests = [_test_key(state, key, request, tokens_by_recipe) for key in _keys_to_test(state, request)]
+    tests = [_test_key(state, item, request, tokens_by_recipe) for item in inputs]
     tested = [test for test in tests if test.has_enough_evidence]
     adjusted = holm_bonferroni([test.decision_p_value for test in tested])
     adjusted_by_key = {test.key.key_id: value for test, value in zip(tested, adjusted, strict=True)}
@@ -66,7 +100,26 @@ def detect(state: ServiceState, request: DetectRequest) -> DetectResponse:
     detections = [_report(test, adjusted_by_key.get(test.key.key_id, 1.0), request) for test in tests]
     detections.sort(key=_significance_order)
     best = detections[0]
-    return DetectResponse(**best.model_dump(), alpha=request.alpha, num_keys_tested=len(tested), keys=detections)
+    return DetectResponse(
+        **best.model_dump(), alpha=request.alpha, num_keys_tested=len(tested), keys=detections, cached=False
+    )
+
+
+def _key_inputs(state: ServiceState, request: DetectRequest) -> list[KeyInput]:
+    """The keys to test with the input as each reads it; a text is normalised once per set of steps."""
+    normalized: dict[tuple[NormalizationStep, ...], NormalizedText] = {}
+    inputs = []
+    for key in _keys_to_test(state, request):
+        problem = _tokenizer_problem(state, key, request)
+        if problem is not None:
+            raise ApiError(422, problem, "tokenizer" if request.tokenizer is not None else "text")
+        text = None
+        if request.text is not None:
+            if key.normalization not in normalized:
+                normalized[key.normalization] = normalize(request.text, key.normalization)
+            text = normalized[key.normalization]
+        inputs.append(KeyInput(key, state.tokenizers.resolve_name(key.tokenizer), text))
+    return inputs
 
 
 def _keys_to_test(state: ServiceState, request: DetectRequest) -> list[WatermarkKey]:
@@ -96,15 +149,58 @@ def _tokenizer_problem(state: ServiceState, key: WatermarkKey, request: DetectRe
     return None
 
 
-def _test_key(state: ServiceState, key: WatermarkKey, request: DetectRequest, cache: dict[tuple, Tokens]) -> KeyTest:
-    problem = _tokenizer_problem(state, key, request)
-    if problem is not None:
-        raise ApiError(422, problem, "tokenizer" if request.tokenizer is not None else "text")
-    tokenizer_name = state.tokenizers.resolve_name(key.tokenizer)
+def _cache_key(state: ServiceState, request: DetectRequest, inputs: list[KeyInput]) -> str:
+    """Everything the response depends on; texts and secrets only as digests."""
+    digests = _input_digests(request, inputs)
+    return cache_key(
+        {
+            "alpha": request.alpha,
+            "windows": request.windows,
+            "details": request.details,
+            "tokenizer": request.tokenizer,
+            # the permutation size of kgw-lefthash keys that leave vocab_size unset
+            "model_vocab_size": state.keys.model_vocab_size,
+            "raw_text": _raw_text_digest(request, inputs),
+            "keys": [
+                [item.key.scheme, item.key.key_id, item.key.fingerprint, item.tokenizer, digest]
+                for item, digest in zip(inputs, digests, strict=True)
+            ],
+        }
+    )
+
+
+def _input_digests(request: DetectRequest, inputs: list[KeyInput]) -> list[str]:
+    """Per key, the digest of what it tokenizes: its normalised text, or the token ids."""
+    if request.token_ids is not None:
+        return ["token_ids:" + token_ids_digest(request.token_ids)] * len(inputs)
+    by_steps: dict[tuple[NormalizationStep, ...], str] = {}
+    for item in inputs:
+        if item.key.normalization not in by_steps:
+            by_steps[item.key.normalization] = "text:" + text_digest(item.text.text)
+    return [by_steps[item.key.normalization] for item in inputs]
+
+
+def _raw_text_digest(request: DetectRequest, inputs: list[KeyInput]) -> str | None:
+    """The caller's own text, where the response depends on more than its normalised forms.
+
+    Window and token spans are offsets into the caller's text: two texts that normalise
+    alike but differ (in spacing, say) need their own results when spans are reported.
+    """
+    if request.text is None or not (request.windows or request.details):
+        return None
+    if all(item.text.text == request.text for item in inputs):
+        return None  # the normalised texts are the caller's, and their digests already pin it down
+    return text_digest(request.text)
+
+
+def _test_key(
+    state: ServiceState, item: KeyInput, request: DetectRequest, tokens_by_recipe: dict[tuple, Tokens]
+) -> KeyTest:
+    key, tokenizer_name = item.key, item.tokenizer
     recipe = (tokenizer_name, key.normalization)
-    if recipe not in cache:
-        cache[recipe] = _tokenize(state, key, tokenizer_name, request)
-    tokens = cache[recipe]
+    if recipe not in tokens_by_recipe:
+        tokens_by_recipe[recipe] = _tokenize(state, item, request)
+    tokens = tokens_by_recipe[recipe]
     scheme = state.keys.scheme(key.key_id)
     _check_vocabulary(state, key, tokenizer_name, tokens.ids, getattr(scheme.parameters, "vocab_size", None))
     evidence = scheme.evidence(tokens.ids)
@@ -117,11 +213,11 @@ def _test_key(state: ServiceState, key: WatermarkKey, request: DetectRequest, ca
     )
 
 
-def _tokenize(state: ServiceState, key: WatermarkKey, tokenizer_name: str, request: DetectRequest) -> Tokens:
-    if request.token_ids is not None:
+def _tokenize(state: ServiceState, item: KeyInput, request: DetectRequest) -> Tokens:
+    normalized = item.text
+    if normalized is None:
         return Tokens(list(request.token_ids), None)
-    tokenizer = state.tokenizers.get(tokenizer_name)
-    normalized = normalize(request.text, key.normalization)
+    tokenizer = state.tokenizers.get(item.tokenizer)
     encoded = tokenizer(normalized.text, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
     spans = None
     if tokenizer.is_fast:

@@ -1,0 +1,135 @@
+"""What travels through the queue: jobs, their outcomes, and the Redis key names.
+
+A job is one entry of a Redis stream, read by workers in one consumer group. Its
+outcome goes to ``result:<request_id>`` (kept a while, so a redelivered job is not
+run twice) and to ``reply:<request_id>``, a list the waiting API process pops.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from signet.redis_link import RedisLink
+
+
+class JobError(Exception):
+    """A job that did not produce a value: the HTTP status and message its caller gets."""
+
+    def __init__(self, status: int, detail: str, field: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+        self.retry_after = retry_after
+
+
+class WorkerUnfit(Exception):
+    """This worker can run no more jobs (its engine died): it stops and leaves its jobs to others."""
+
+
+class MalformedJob(ValueError):
+    """A stream entry that is not a job this code understands."""
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Every Redis key the queue uses, under the deployment's namespace."""
+
+    link: RedisLink
+
+    @property
+    def stream(self) -> str:
+        return self.link.key("jobs")
+
+    @property
+    def group(self) -> str:
+        return self.link.key("workers")
+
+    @property
+    def dead_letters(self) -> str:
+        return self.link.key("jobs", "dead")
+
+    @property
+    def cancel_channel(self) -> str:
+        return self.link.key("cancel")
+
+    @property
+    def workers_alive(self) -> str:
+        """Sorted set: worker name -> Unix time of its last heartbeat."""
+        return self.link.key("workers", "alive")
+
+    def worker_stats(self, worker_name: str) -> str:
+        return self.link.key("worker", worker_name)
+
+    def reply(self, request_id: str) -> str:
+        return self.link.key("reply", request_id)
+
+    def result(self, request_id: str) -> str:
+        return self.link.key("result", request_id)
+
+    def cancelled(self, request_id: str) -> str:
+        return self.link.key("cancelled", request_id)
+
+
+@dataclass(frozen=True)
+class Job:
+    request_id: str
+    kind: str
+    payload: dict[str, Any]
+    deadline: float  # Unix time: API and worker clocks are assumed in sync (NTP), as Kubernetes nodes are
+
+    @property
+    def seconds_left(self) -> float:
+        return self.deadline - time.time()
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "request_id": self.request_id,
+            "kind": self.kind,
+            "deadline": repr(self.deadline),
+            "payload": json.dumps(self.payload, separators=(",", ":")),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> Job:
+        try:
+            payload = json.loads(fields[b"payload"])
+            job = cls(fields[b"request_id"].decode(), fields[b"kind"].decode(), payload, float(fields[b"deadline"]))
+        except (KeyError, ValueError, UnicodeDecodeError) as error:
+            raise MalformedJob(f"not a job: {type(error).__name__}") from None
+        if not isinstance(job.payload, dict) or not job.request_id:
+            raise MalformedJob("not a job: payload is not an object or request_id is empty")
+        return job
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A value, or the error status and message the caller gets instead."""
+
+    value: dict[str, Any] | None = None
+    status: int = 200
+    detail: str = ""
+    field: str | None = None
+
+    @classmethod
+    def failure(cls, error: JobError) -> JobOutcome:
+        return cls(status=error.status, detail=error.detail, field=error.field)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"value": self.value, "status": self.status, "detail": self.detail, "field": self.field},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> JobOutcome:
+        document = json.loads(raw)
+        return cls(document["value"], document["status"], document["detail"], document["field"])
+
+    def unwrap(self) -> dict[str, Any]:
+        if self.value is None:
+            raise JobError(self.status, self.detail, self.field)
+        return self.value

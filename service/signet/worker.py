@@ -1,0 +1,76 @@
+"""``signet worker``: one vLLM engine serving jobs from the Redis queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from signet.engine.model_store import model_vocab_size
+from signet.engine.vllm_engine import EngineOptions, VllmEngine
+from signet.keys import KeyRegistry
+from signet.queue import generation
+from signet.queue.consumer import JobWorker, WorkerOptions
+from signet.redis_link import RedisLink
+from signet.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_ENGINE_CHECK_SECONDS = 1.0
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    return EngineOptions(
+        settings.max_model_len, settings.engine_memory_fraction, settings.engine_max_concurrency, settings.engine_eager
+    )
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    return WorkerOptions(
+        name=settings.worker_name or f"{socket.gethostname()}-{os.getpid()}",
+        concurrency=settings.worker_concurrency or settings.engine_max_concurrency,
+        claim_idle_seconds=settings.job_claim_idle_seconds,
+        max_deliveries=settings.job_max_deliveries,
+        drain_seconds=settings.worker_drain_seconds,
+    )
+
+
+def run_worker(settings: Settings, redis_url: str, model_dir: Path, keys_file: Path) -> int:
+    """Serve jobs until SIGTERM/SIGINT (exit 0, after draining) or the engine dies (exit 1)."""
+    keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))  # to check the keys jobs name
+    options = worker_options(settings)
+    return asyncio.run(_serve_jobs(settings, redis_url, model_dir, keys_file, keys, options))
+
+
+async def _serve_jobs(
+    settings: Settings, redis_url: str, model_dir: Path, keys_file: Path, keys: KeyRegistry, options: WorkerOptions
+) -> int:
+    engine = VllmEngine.start(model_dir, keys_file, engine_options(settings))
+    link = RedisLink(redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
+    handlers = {generation.KIND: generation.generation_handler(engine, keys, options.name)}
+    worker = JobWorker(link, handlers, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
+    watchdog = asyncio.create_task(_stop_when_engine_dies(engine, stop))
+    try:
+        await worker.run(stop)
+    finally:
+        watchdog.cancel()
+        engine.shutdown()
+        await link.aclose()
+    if worker.unfit or not engine.is_healthy:
+        logger.error("worker %s stopped: its engine failed; its jobs go to other workers", options.name)
+        return 1
+    logger.info("worker %s stopped", options.name)
+    return 0
+
+
+async def _stop_when_engine_dies(engine: VllmEngine, stop: asyncio.Event) -> None:
+    while engine.is_healthy:
+        await asyncio.sleep(_ENGINE_CHECK_SECONDS)
+    stop.set()

@@ -1,0 +1,281 @@
+"""The queue's semantics against a real Redis, with small in-process handlers in place of
+the engine (the engine runs in tests/e2e/test_distributed.py): delivery, backpressure,
+deadlines, cancellation, take-over of a dead consumer's jobs, dead letters, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from signet.queue.consumer import JobWorker, WorkerOptions
+from signet.queue.jobs import Job, JobError
+from signet.queue.producer import JobQueue
+from signet.redis_link import RedisLink
+from tests.conftest import free_port, redis_test_url
+
+CLAIM_IDLE_SECONDS = 0.6
+
+
+@pytest_asyncio.fixture
+async def link() -> AsyncIterator[RedisLink]:
+    link = RedisLink(redis_test_url(), f"signet-test-{uuid.uuid4().hex}", timeout_seconds=0.5)
+    yield link
+    keys = [key async for key in link.async_client.scan_iter(match=f"{link.namespace}:*")]
+    if keys:
+        await link.async_client.delete(*keys)
+    await link.aclose()
+
+
+def options(name: str = "w1", concurrency: int = 4, max_deliveries: int = 2) -> WorkerOptions:
+    return WorkerOptions(name, concurrency, CLAIM_IDLE_SECONDS, max_deliveries, drain_seconds=1.0)
+
+
+class RunningWorker:
+    def __init__(self, worker: JobWorker) -> None:
+        self.worker = worker
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(worker.run(self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, timeout=10)
+
+
+async def start_worker(link: RedisLink, handlers: dict, **overrides) -> RunningWorker:
+    running = RunningWorker(JobWorker(link, handlers, options(**overrides)))
+    await asyncio.sleep(0.05)  # the consumer group exists once run() has begun
+    return running
+
+
+async def echo(payload: dict) -> dict:
+    return {"echo": payload}
+
+
+async def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
+async def test_a_job_runs_and_its_entry_is_deleted(link):
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    worker = await start_worker(link, {"echo": echo})
+    try:
+        assert await queue.run("echo", {"n": 1}, timeout_seconds=10) == {"echo": {"n": 1}}
+        assert await queue.depth() == 0
+        assert worker.worker.counters.completed == 1
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_jobs_run_concurrently_up_to_the_bound(link):
+    running, most = 0, 0
+
+    async def slow(payload: dict) -> dict:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.2)
+        running -= 1
+        return payload
+
+    queue = JobQueue(link, max_jobs=50, retry_after_seconds=2)
+    worker = await start_worker(link, {"slow": slow}, concurrency=3)
+    try:
+        results = await asyncio.gather(*(queue.run("slow", {"i": i}, 20) for i in range(9)))
+        assert [result["i"] for result in results] == list(range(9))
+        assert most == 3  # never more than the bound, and the bound is used
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_full_queue_refuses_with_retry_after(link):
+    queue = JobQueue(link, max_jobs=2, retry_after_seconds=7)
+    waiting = [asyncio.create_task(queue.run("echo", {}, 30)) for _ in range(2)]  # no worker: they stay queued
+    try:
+        await wait_until(lambda: _depth_is(queue, 2))
+        with pytest.raises(JobError) as refused:
+            await queue.run("echo", {}, 30)
+        assert refused.value.status == 503 and refused.value.retry_after == 7
+        assert "full" in refused.value.detail
+    finally:
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await queue.aclose()
+
+
+async def _depth_is(queue: JobQueue, depth: int) -> bool:
+    return await queue.depth() == depth
+
+
+@pytest.mark.asyncio
+async def test_past_its_deadline_the_caller_gets_504_and_no_worker_runs_the_job(link):
+    calls = []
+
+    async def record(payload: dict) -> dict:
+        calls.append(payload)
+        return payload
+
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    started = time.monotonic()
+    with pytest.raises(JobError) as timed_out:
+        await queue.run("record", {"late": True}, timeout_seconds=0.3)
+    assert timed_out.value.status == 504
+    assert time.monotonic() - started < 2
+    worker = await start_worker(link, {"record": record})
+    try:
+        await wait_until(lambda: _depth_is(queue, 0))
+        assert calls == []
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_caller_that_goes_away_cancels_its_running_job(link):
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def forever(payload: dict) -> dict:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return payload
+
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    worker = await start_worker(link, {"forever": forever})
+    try:
+        caller = asyncio.create_task(queue.run("forever", {}, 60))
+        await asyncio.wait_for(started.wait(), 10)
+        caller.cancel()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await wait_until(lambda: _depth_is(queue, 0))  # acknowledged: nobody will run it again
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_dead_consumers_job_is_taken_over(link):
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    caller = asyncio.create_task(queue.run("echo", {"survives": True}, 30))
+    await wait_until(lambda: _depth_is(queue, 1))
+    # A consumer reads the job and dies without a word: what kill -9 leaves behind.
+    await link.async_client.xgroup_create(queue.keys.stream, queue.keys.group, id="0", mkstream=True)
+    taken = await link.async_client.xreadgroup(queue.keys.group, "ghost", {queue.keys.stream: ">"}, count=1)
+    assert taken and len(taken[0][1]) == 1
+    worker = await start_worker(link, {"echo": echo})
+    try:
+        assert await asyncio.wait_for(caller, 15) == {"echo": {"survives": True}}
+        assert worker.worker.counters.reclaimed == 1
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_job_that_always_fails_is_dead_lettered_and_its_caller_told(link):
+    calls = 0
+
+    async def broken(payload: dict) -> dict:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("a bug")
+
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    worker = await start_worker(link, {"broken": broken}, max_deliveries=2)
+    try:
+        with pytest.raises(JobError) as failed:
+            await queue.run("broken", {}, timeout_seconds=30)
+        assert failed.value.status == 502 and "set aside" in failed.value.detail
+        assert calls == 2
+        dead = await link.async_client.xrange(queue.keys.dead_letters)
+        assert len(dead) == 1 and dead[0][1][b"kind"] == b"broken"
+        assert b"delivered 3 times" in dead[0][1][b"reason"]
+        assert await queue.depth() == 0
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_job_delivered_again_after_its_outcome_is_not_run_again(link):
+    calls = 0
+
+    async def count(payload: dict) -> dict:
+        nonlocal calls
+        calls += 1
+        return {"calls": calls}
+
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    worker = await start_worker(link, {"count": count})
+    try:
+        job = Job(uuid.uuid4().hex, "count", {}, time.time() + 30)
+        for _ in range(2):  # the same job again once it has an outcome, as a redelivery would bring it
+            await link.async_client.xadd(queue.keys.stream, job.to_fields())
+            await wait_until(lambda: _depth_is(queue, 0))
+        assert calls == 1
+        replies = await link.async_client.lrange(queue.keys.reply(job.request_id), 0, -1)
+        assert len(replies) == 1
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_entry_goes_straight_to_the_dead_letters(link):
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    worker = await start_worker(link, {"echo": echo})
+    try:
+        await link.async_client.xadd(queue.keys.stream, {"what": "not a job"})
+        await wait_until(lambda: _depth_is(queue, 0))
+        dead = await link.async_client.xrange(queue.keys.dead_letters)
+        assert len(dead) == 1 and b"not a job" in dead[0][1][b"reason"]
+        assert await queue.run("echo", {"still": "working"}, 10) == {"echo": {"still": "working"}}
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_worker_recreates_the_stream_after_redis_lost_it(link):
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    worker = await start_worker(link, {"echo": echo})
+    try:
+        assert await queue.run("echo", {"before": 1}, 10) == {"echo": {"before": 1}}
+        await link.async_client.delete(queue.keys.stream)  # what a restarted Redis without persistence holds
+        assert await queue.run("echo", {"after": 1}, 15) == {"echo": {"after": 1}}
+    finally:
+        await worker.close()
+        await queue.aclose()
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_redis_refuses_in_well_under_a_second():
+    link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", "signet-test-down", timeout_seconds=0.5)
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=3)
+    try:
+        for _ in range(3):  # the first finds out, the others are refused by the circuit breaker
+            started = time.monotonic()
+            with pytest.raises(JobError) as refused:
+                await queue.run("echo", {}, 10)
+            assert time.monotonic() - started < 1.0
+            assert refused.value.status == 503 and refused.value.retry_after == 3
+            assert "127.0.0.1" not in refused.value.detail  # the URL may carry a password: never echoed
+    finally:
+        await queue.aclose()
+        await link.aclose()
