@@ -27,11 +27,14 @@ _UNION_MEMBER = re.compile(r"[\[\]'()-]")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.field = field
+        self.headers = headers  # e.g. Retry-After of a 429
 
 
 class PayloadTooLarge(ApiError):
@@ -67,7 +70,7 @@ def _validation_detail(error: dict) -> str:
 
 
 async def _on_api_error(request: Request, error: ApiError) -> JSONResponse:
-    return problem_response(error.status, error.detail, error.field)
+    return problem_response(error.status, error.detail, error.field, headers=error.headers)
 
 
 def unknown_key_problem(error: UnknownKeyError) -> ApiError:

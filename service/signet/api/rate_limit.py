@@ -1,0 +1,61 @@
+"""Per-caller rate limits on the work routes (/generate, /detect): a 429 with Retry-After.
+
+A caller is its API key when it sends one (``Authorization: Bearer <token>`` or
+``X-API-Key: <token>``), else its address. Only a SHA-256 prefix of a key is kept (as
+the Redis key and in memory), never the key itself. Signet does not check the keys: a
+caller that makes up a new one each time gets a fresh allowance each time, so behind a
+gateway that does not authenticate callers the address is the limit that holds.
+The address is the TCP peer, or the client a trusted proxy names when uvicorn runs
+with ``--proxy-headers``/``--forwarded-allow-ips``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from fastapi import Request
+
+from signet.api.errors import ApiError
+from signet.api.state import StateDependency
+
+_KEY_DIGEST_CHARS = 32  # 128 bits of SHA-256: no collisions between real callers
+
+
+def caller_identity(request: Request) -> str:
+    """``key:<sha256 prefix>`` for a caller with an API key, else ``ip:<address>``."""
+    token = _api_key(request)
+    if token:
+        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:_KEY_DIGEST_CHARS]
+    host = request.client.host if request.client is not None else None
+    return f"ip:{host or 'unknown'}"
+
+
+def _api_key(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-key", "").strip() or None
+
+
+def retry_after_header(seconds: float) -> int:
+    """Whole seconds, at least 1, never earlier than ``seconds``."""
+    return max(1, math.ceil(seconds))
+
+
+def enforce_rate_limit(request: Request, state: StateDependency) -> None:
+    """A route dependency: 429 when the caller is over its limit; nothing when limits are off."""
+    limiter = state.rate_limiter
+    if limiter is None:
+        return
+    decision = limiter.acquire(caller_identity(request))
+    if decision.allowed:
+        return
+    retry_after = retry_after_header(decision.retry_after_seconds)
+    per_minute, burst = getattr(limiter, "per_minute", None), getattr(limiter, "burst", None)
+    limit = f"at most {per_minute} requests per minute (burst {burst})" if per_minute and burst else "too many requests"
+    raise ApiError(
+        429,
+        f"rate limit exceeded: {limit}; retry in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
