@@ -40,6 +40,11 @@ TEST_KEYS = {
 TEST_SECRETS = [str(key.get("secret", key.get("key"))) for key in TEST_KEYS["keys"] if "secret" in key or "key" in key]
 
 
+def redis_test_url() -> str:
+    """The Redis the tests use: .ci/run exports SIGNET_TEST_REDIS_URL when it starts its own."""
+    return os.environ.get("SIGNET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -61,37 +66,47 @@ class RunningServer:
 
 
 @contextmanager
-def running_signet_server(folder: Path, **environment: str) -> Iterator[RunningServer]:
-    """``signet serve`` in its own process group with the test keys, until ready; stopped after."""
-    keys_file = folder / "keys.json"
-    keys_file.write_text(json.dumps(TEST_KEYS))
-    port = free_port()
-    environment = {
-        **os.environ,
-        "SIGNET_KEYS_FILE": str(keys_file),
-        "SIGNET_PORT": str(port),
-        "SIGNET_MAX_MODEL_LEN": "2048",
-        **environment,
-    }
-    log_path = folder / "server.log"
+def signet_process(command: str, log_path: Path, **environment: str) -> Iterator[subprocess.Popen]:
+    """``signet <command>`` in its own process group (vLLM's engine process included), so
+    stopping or killing the group leaves nothing behind."""
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            signet_command("serve"), env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            signet_command(command),
+            env={**os.environ, **environment},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    server = RunningServer(f"http://127.0.0.1:{port}", log_path, process)
     try:
-        _wait_until_ready(server)
-        yield server
+        yield process
     finally:
-        _signal_group(process.pid, signal.SIGTERM)
+        signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         finally:
-            _signal_group(process.pid, signal.SIGKILL)  # stragglers, so no test leaks an engine
+            signal_group(process.pid, signal.SIGKILL)  # stragglers, so no test leaks an engine
             process.wait()
 
 
-def _signal_group(group_id: int, signal_number: int) -> None:
+def keys_environment(folder: Path) -> dict[str, str]:
+    keys_file = folder / "keys.json"
+    keys_file.write_text(json.dumps(TEST_KEYS))
+    return {"SIGNET_KEYS_FILE": str(keys_file), "SIGNET_MAX_MODEL_LEN": "2048"}
+
+
+@contextmanager
+def running_signet_server(folder: Path, **environment: str) -> Iterator[RunningServer]:
+    """``signet serve`` with the test keys, until ready; stopped after."""
+    port = free_port()
+    log_path = folder / "server.log"
+    environment = {**keys_environment(folder), "SIGNET_PORT": str(port), **environment}
+    with signet_process("serve", log_path, **environment) as process:
+        server = RunningServer(f"http://127.0.0.1:{port}", log_path, process)
+        _wait_until_ready(server)
+        yield server
+
+
+def signal_group(group_id: int, signal_number: int) -> None:
     try:
         os.killpg(group_id, signal_number)
     except ProcessLookupError:
@@ -156,3 +171,35 @@ def detect_client(detection_state):
 
     with TestClient(create_app(detection_state)) as session:
         yield session
+
+
+@pytest.fixture
+def redis_link():
+    """A RedisLink to the test Redis under a namespace of its own, whose keys are deleted after."""
+    import asyncio
+    import uuid
+
+    from signet.redis_link import CONNECTION_ERRORS, RedisLink
+
+    link = RedisLink(redis_test_url(), f"signet-test-{uuid.uuid4().hex}", timeout_seconds=2.0)
+    try:
+        link.sync.ping()
+    except CONNECTION_ERRORS as error:
+        pytest.fail(f"no Redis at SIGNET_TEST_REDIS_URL (default redis://127.0.0.1:6379/0): {error!r}")
+    yield link
+    names = list(link.sync.scan_iter(match=f"{link.namespace}:*"))
+    if names:
+        link.sync.delete(*names)
+    asyncio.run(link.aclose())
+
+
+@pytest.fixture
+def unreachable_redis_link():
+    """A RedisLink to a port nothing listens on: connections are refused at once."""
+    import asyncio
+
+    from signet.redis_link import RedisLink
+
+    link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", "signet-test-unreachable", timeout_seconds=0.5)
+    yield link
+    asyncio.run(link.aclose())

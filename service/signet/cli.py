@@ -1,4 +1,4 @@
-"""``signet serve`` and ``signet model prepare``."""
+"""``signet serve``, ``signet worker`` and ``signet model prepare``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -26,9 +27,13 @@ class StartupError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signet", description="Watermark and detect LLM text.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API with an embedded vLLM engine")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API with an embedded vLLM engine, or queueing jobs for workers if SIGNET_REDIS_URL is set",
+    )
     serve.add_argument("--host", help="listen address (default: SIGNET_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: SIGNET_PORT or 8000)")
+    commands.add_parser("worker", help="run one vLLM engine on jobs from the queue at SIGNET_REDIS_URL")
     model = commands.add_parser("model", help="manage the served model")
     model_commands = model.add_subparsers(dest="model_command", required=True)
     prepare = model_commands.add_parser("prepare", help="convert the embedded SmolLM2 GGUF for vLLM (once)")
@@ -62,7 +67,6 @@ def serve(settings: Settings) -> None:
 
     from signet.api.app import create_app
     from signet.api.state import ServiceState
-    from signet.engine.vllm_engine import EngineOptions, VllmEngine
 
     listener = _bind(settings.host, settings.port)
     cache_dir = settings.resolved_cache_dir
@@ -73,22 +77,45 @@ def serve(settings: Settings) -> None:
     threading.Thread(target=prewarm_greenlists, args=(state.keys,), name="prewarm", daemon=True).start()
 
     async def run() -> None:
-        options = EngineOptions(
-            settings.max_model_len,
-            settings.engine_memory_fraction,
-            settings.engine_max_concurrency,
-            settings.engine_eager,
-        )
-        engine = VllmEngine.start(model_dir, keys_file, options)
-        state.engine = engine
+        state.engine = _engine(settings, state, model_dir, keys_file)
         try:
             config = uvicorn.Config(create_app(state), log_level=settings.log_level, lifespan="on")
-            logger.info("serving %s on http://%s:%d", model_dir.name, settings.host, settings.port)
+            mode = "embedded engine" if state.redis is None else "queueing jobs for workers"
+            logger.info("serving %s (%s) on http://%s:%d", model_dir.name, mode, settings.host, settings.port)
             await uvicorn.Server(config).serve(sockets=[listener])
         finally:
-            engine.shutdown()  # the app's lifespan normally did this already; see create_app
+            state.engine.shutdown()  # the app's lifespan normally did this already; see create_app
 
     asyncio.run(run())
+
+
+def _engine(settings: Settings, state, model_dir: Path, keys_file: Path):  # -> VllmEngine | RemoteEngine
+    """Embedded mode runs vLLM here; distributed mode hands generation to workers."""
+    if state.redis is None:
+        from signet.engine.vllm_engine import VllmEngine
+        from signet.worker import engine_options
+
+        return VllmEngine.start(model_dir, keys_file, engine_options(settings))
+    from signet.engine.model_store import model_context_length
+    from signet.queue.generation import RemoteEngine
+    from signet.queue.producer import JobQueue
+
+    queue = JobQueue(state.redis, settings.queue_max_jobs, settings.queue_retry_after_seconds)
+    max_model_len = settings.max_model_len or model_context_length(model_dir)
+    if max_model_len is None:
+        raise StartupError(f"{model_dir}/config.json names no max_position_embeddings: set SIGNET_MAX_MODEL_LEN")
+    return RemoteEngine(queue, state.keys, max_model_len, settings.job_timeout_seconds)
+
+
+def worker(settings: Settings) -> int:
+    from signet.worker import run_worker
+
+    if settings.redis_url is None:
+        raise StartupError("SIGNET_REDIS_URL is not set: a worker takes its jobs from Redis")
+    cache_dir = settings.resolved_cache_dir
+    model_dir = resolve_model_dir(settings.model, cache_dir)
+    keys_file = resolve_keys_file(settings.keys_file, cache_dir)
+    return run_worker(settings, settings.redis_url, model_dir, keys_file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments.command == "serve":
             serve(_load_settings({"host": arguments.host, "port": arguments.port}))
+        elif arguments.command == "worker":
+            return worker(_load_settings({}))
         elif arguments.command == "model" and arguments.model_command == "prepare":
             settings = _load_settings({})
             if settings.model is not None:

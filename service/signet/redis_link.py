@@ -16,12 +16,22 @@ from typing import TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import NoBackoff
 
 T = TypeVar("T")
 
 # What a lost, refused or slow Redis raises; command errors (a bad script, a wrong
 # type) are bugs and propagate as they are.
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def _reconnect_once(retry_class):
+    """After Redis restarts, every pooled connection is dead and fails its next command:
+    reconnect and send it once more instead of failing a request per stale connection.
+    Timeouts are not retried, so a hung Redis still fails within one timeout."""
+    return retry_class(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
 class RedisUnavailable(Exception):
@@ -39,8 +49,10 @@ class RedisLink:
         self._lock = threading.Lock()
         options = {"socket_timeout": timeout_seconds, "socket_connect_timeout": timeout_seconds}
         # Thread-pool routes (/detect) use the synchronous client, async routes the other.
-        self.sync = redis.Redis.from_url(url, **options)
-        self.async_client = redis.asyncio.Redis.from_url(url, **options)
+        self.sync = redis.Redis.from_url(url, retry=_reconnect_once(redis.retry.Retry), **options)
+        self.async_client = redis.asyncio.Redis.from_url(
+            url, retry=_reconnect_once(redis.asyncio.retry.Retry), **options
+        )
 
     def key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
@@ -50,7 +62,11 @@ class RedisLink:
         wait is not mistaken for a dead server, and its own pool, so waits do not starve
         the short calls."""
         return redis.asyncio.Redis.from_url(
-            self._url, socket_connect_timeout=self._timeout, socket_timeout=None, health_check_interval=30
+            self._url,
+            socket_connect_timeout=self._timeout,
+            socket_timeout=None,
+            health_check_interval=30,
+            retry=_reconnect_once(redis.asyncio.retry.Retry),
         )
 
     @property

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     worker_concurrency: int | None = Field(
         default=None, ge=1, description="Jobs one worker runs at once; unset: SIGNET_ENGINE_MAX_CONCURRENCY."
     )
+    worker_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="This worker's consumer name in the queue; unset: host name and process id.",
+    )
     worker_drain_seconds: float = Field(
         default=25.0, ge=0.0, le=3600.0, description="On SIGTERM, how long a worker finishes its running jobs."
     )

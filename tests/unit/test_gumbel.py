@@ -144,10 +144,11 @@ def test_noised_argmax_equals_vllm_watermarked_sample():
     # the noise itself, computed from the (bit-exact) uniforms as vLLM's CPU path does
     uniforms = torch.from_numpy(scheme.uniforms(contexts, np.arange(VOCABULARY_SIZE)))
     torch_noise = -torch.log(-torch.log(uniforms.clamp_min(torch.finfo(torch.float32).tiny)))
-    # torch's float32 log is not correctly rounded (Sleef, 1 ulp), ours is: rare 1-ulp
+    # torch's float32 log is not correctly rounded (Sleef, 1 ulp), ours is: 1-ulp
     # differences, which near noise 0 (where -log(u) ~ 1) are about one ulp of 1.0 absolute.
+    # How often they occur depends on the CPU's vector path (under 1% of values on the
+    # machine this was written on, 14% on an AMD EPYC), so only their size is asserted.
     np.testing.assert_allclose(noise, torch_noise.numpy(), rtol=2.5e-7, atol=2.5e-7)
-    assert np.mean(noise == torch_noise.numpy()) > 0.99
 
 
 def test_generation_contexts_hold_the_last_generated_tokens():

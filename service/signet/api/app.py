@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import signet
 from signet.api.detect.router import router as detect_router
@@ -13,6 +13,7 @@ from signet.api.errors import install_error_handlers
 from signet.api.generate.router import router as generate_router
 from signet.api.health.router import router as health_router
 from signet.api.limits import BodySizeLimit
+from signet.api.rate_limit import enforce_rate_limit
 from signet.api.state import ServiceState
 
 
@@ -25,6 +26,8 @@ def create_app(state: ServiceState) -> FastAPI:
         # and vLLM's engine-core process would outlive us.
         if state.engine is not None:
             state.engine.shutdown()
+        if state.redis is not None:
+            await state.redis.aclose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -35,6 +38,7 @@ def create_app(state: ServiceState) -> FastAPI:
     app.state.signet = state
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_body_bytes)
-    for router in (generate_router, detect_router, health_router):
-        app.include_router(router)
+    for router in (generate_router, detect_router):
+        app.include_router(router, dependencies=[Depends(enforce_rate_limit)])
+    app.include_router(health_router)  # probes are never limited
     return app

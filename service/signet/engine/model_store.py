@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -77,14 +78,23 @@ def _convert(gguf_path: Path, target: Path) -> None:
     plain = plain.to(torch.bfloat16)
 
     # Build beside the target and rename: an interrupted run never leaves a folder
-    # that looks complete.
-    staging = target.with_name(target.name + ".partial")
+    # that looks complete, and processes preparing at once (an API and its workers
+    # starting together) each build their own and the first rename wins.
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     plain.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     (staging / _COMPLETE_MARKER).write_text(gguf_path.name + "\n", encoding="utf-8")
+    if is_prepared(target):
+        shutil.rmtree(staging)
+        return
     shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError:
+        if not is_prepared(target):
+            raise
+        shutil.rmtree(staging)
 
 
 def resolve_model_dir(model: Path | None, cache_dir: Path) -> Path:
@@ -110,11 +120,20 @@ def encode_prompt(tokenizer, prompt: str | None = None, turns: list[dict[str, st
     return tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
-def model_vocab_size(model_dir: Path) -> int | None:
-    """The vocabulary size in the model's config: the width of its logits."""
+def _config_value(model_dir: Path, name: str) -> int | None:
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    size = config.get("vocab_size") or config.get("text_config", {}).get("vocab_size")
-    return size if isinstance(size, int) else None
+    value = config.get(name) or config.get("text_config", {}).get(name)
+    return value if isinstance(value, int) else None
+
+
+def model_vocab_size(model_dir: Path) -> int | None:
+    """The vocabulary size in the model's config: the width of its logits."""
+    return _config_value(model_dir, "vocab_size")
+
+
+def model_context_length(model_dir: Path) -> int | None:
+    """The longest sequence the model's config allows: vLLM's default max_model_len for it."""
+    return _config_value(model_dir, "max_position_embeddings")

@@ -11,6 +11,7 @@ from signet.api.state import ServiceState
 from signet.engine.model_store import encode_prompt
 from signet.engine.vllm_engine import EngineUnavailableError, SamplingOptions
 from signet.keys import WatermarkKey
+from signet.queue.jobs import JobError
 from signet.watermark.gumbel import SCHEME_NAME as GUMBEL
 
 
@@ -28,7 +29,7 @@ async def generate(state: ServiceState, request: GenerateRequest, watermark: boo
         _check_key_fits(state, key, request)
     engine = state.engine
     if engine is None or not engine.is_healthy:
-        raise ApiError(503, "generation is unavailable: no healthy engine in this process")
+        raise _unavailable(state)
 
     prompt_ids = await run_in_threadpool(_prompt_token_ids, state.tokenizer, request)
     if len(prompt_ids) + request.max_tokens > engine.max_model_len:
@@ -43,6 +44,8 @@ async def generate(state: ServiceState, request: GenerateRequest, watermark: boo
         completion = await engine.generate(prompt_ids, options, key.key_id if key else None)
     except EngineUnavailableError as error:
         raise ApiError(503, f"generation failed: {error}; retry later") from error
+    except JobError as error:
+        raise _queue_problem(state, error) from error
     return GenerateResponse(
         text=completion.text,
         token_ids=completion.token_ids,
@@ -51,6 +54,25 @@ async def generate(state: ServiceState, request: GenerateRequest, watermark: boo
         model=state.model_name,
         watermark=_watermark_info(key),
     )
+
+
+def _unavailable(state: ServiceState) -> ApiError:
+    if state.redis is None:
+        return ApiError(503, "generation is unavailable: no healthy engine in this process")
+    return ApiError(
+        503,
+        f"generation is unavailable: the job queue cannot be reached ({state.redis.last_error}); retry later",
+        headers=_retry_after(state.settings.queue_retry_after_seconds),
+    )
+
+
+def _queue_problem(state: ServiceState, error: JobError) -> ApiError:
+    retry_after = error.retry_after or (state.settings.queue_retry_after_seconds if error.status == 503 else None)
+    return ApiError(error.status, error.detail, error.field, headers=_retry_after(retry_after))
+
+
+def _retry_after(seconds: int | None) -> dict[str, str] | None:
+    return None if seconds is None else {"Retry-After": str(seconds)}
 
 
 def _check_key_fits(state: ServiceState, key: WatermarkKey, request: GenerateRequest) -> None:

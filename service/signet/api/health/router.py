@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from signet.api.errors import problem_response
-from signet.api.state import StateDependency
+from signet.api.state import ServiceState, StateDependency
+from signet.redis_link import RedisUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -14,8 +17,14 @@ class HealthResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    status: str
-    engine: str
+    status: Literal["ready", "degraded"] = Field(
+        description="'degraded': /detect works, queued routes (generation) do not: Redis is down or no worker is up."
+    )
+    mode: Literal["embedded", "distributed"]
+    engine: Literal["loaded", "workers"]
+    redis: Literal["up", "down"] | None = Field(default=None, description="Distributed mode: Redis answers a PING.")
+    workers: int | None = Field(default=None, description="Distributed mode: workers with a recent heartbeat.")
+    queue_depth: int | None = Field(default=None, description="Distributed mode: jobs waiting or running.")
 
 
 @router.get("/healthz", response_model=HealthResponse, summary="The process is up")
@@ -23,10 +32,34 @@ async def healthz() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
-@router.get("/readyz", response_model=ReadyResponse, summary="The engine is loaded and healthy")
+@router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    summary="Ready to serve: the engine is loaded (embedded) or the API runs, maybe degraded (distributed)",
+)
 async def readyz(state: StateDependency):
+    if state.redis is not None:
+        # An API process can always serve /detect: it stays in its Service while Redis
+        # or the workers are away, and says so.
+        return await _distributed_readiness(state)
     if state.engine is None:
         return problem_response(503, "no engine loaded in this process")
     if not state.engine.is_healthy:
         return problem_response(503, "the engine has failed")
-    return ReadyResponse(status="ready", engine="loaded")
+    return ReadyResponse(status="ready", mode="embedded", engine="loaded")
+
+
+async def _distributed_readiness(state: ServiceState) -> ReadyResponse:
+    down = ReadyResponse(status="degraded", mode="distributed", engine="workers", redis="down")
+    if not await state.redis.ping():
+        return down
+    queue = state.engine.queue
+    try:
+        workers = await queue.workers_alive(state.settings.job_claim_idle_seconds)
+        depth = await queue.depth()
+    except RedisUnavailable:
+        return down
+    status = "ready" if workers > 0 else "degraded"
+    return ReadyResponse(
+        status=status, mode="distributed", engine="workers", redis="up", workers=workers, queue_depth=depth
+    )

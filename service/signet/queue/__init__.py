@@ -1,0 +1,1 @@
+"""Jobs between API processes and workers, on Redis Streams."""
