@@ -28,17 +28,8 @@ from pathlib import Path
 import httpx
 from tests.conftest import keys_environment, redis_test_url, running_signet_server, signet_process
 
-HUMAN_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "human"
-PROMPTS = [
-    "Write a story about a lighthouse keeper.",
-    "Explain how bread is made.",
-    "Describe a day in the life of a bus driver.",
-    "Give advice to a new gardener.",
-    "Summarise the history of the printing press.",
-    "Describe the water cycle to a child.",
-    "Write a letter to a friend about a trip to the mountains.",
-    "Explain why the sky is blue.",
-]
+from bench.watermark_overhead import HUMAN_DIR, PROMPTS
+
 ENGINE = {"SIGNET_ENGINE_MEMORY_FRACTION": "0.2", "SIGNET_ENGINE_MAX_CONCURRENCY": "32"}
 
 

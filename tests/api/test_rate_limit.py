@@ -7,7 +7,6 @@ redis://127.0.0.1:6379/0) under a fresh namespace, deleted afterwards.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 
 import pytest
 import redis
@@ -25,23 +24,8 @@ DETECT_BODY = {"text": "The quick brown fox jumps over the lazy dog, twice, and 
 
 
 @pytest.fixture(scope="module")
-def redis_namespace():
-    name = f"signet-test-{uuid.uuid4().hex}"
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"no Redis at SIGNET_TEST_REDIS_URL ({REDIS_URL}): .ci/run starts one")
-    yield name
-    keys = list(client.scan_iter(match=f"{name}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def limited_client(detection_state, redis_namespace):
-    link = RedisLink(REDIS_URL, redis_namespace, 2.0)
+def limited_client(detection_state, module_redis_namespace):
+    link = RedisLink(REDIS_URL, module_redis_namespace, 2.0)
     limiter = RedisRateLimiter(link, per_minute=PER_MINUTE, burst=BURST)
     with TestClient(create_app(dataclasses.replace(detection_state, rate_limiter=limiter))) as client:
         yield client
@@ -95,10 +79,10 @@ def test_health_probes_are_never_limited(limited_client):
         assert limited_client.get("/readyz", headers=headers).status_code != 429
 
 
-def test_raw_api_keys_never_reach_redis(limited_client, redis_namespace):
+def test_raw_api_keys_never_reach_redis(limited_client, module_redis_namespace):
     _detect(limited_client, {"Authorization": "Bearer third-caller-token"})
     client = redis.Redis.from_url(REDIS_URL)
-    keys = [key.decode() for key in client.scan_iter(match=f"{redis_namespace}:*")]
+    keys = [key.decode() for key in client.scan_iter(match=f"{module_redis_namespace}:*")]
     client.close()
     assert keys and all(":rate:key:" in key or ":rate:ip:" in key for key in keys)
     assert not any("caller-token" in key for key in keys)

@@ -1,4 +1,4 @@
-"""Distributed mode for real: one API process queueing on Redis, two ``signet worker``
+"""Distributed mode for real: two API processes queueing on Redis, two ``signet worker``
 processes with real vLLM engines, and faults caused for real: a worker killed with
 SIGKILL, Redis stopped and started again, a job no worker can run.
 
@@ -82,6 +82,7 @@ class RedisServer:
 @dataclass
 class Cluster:
     api: RunningServer
+    second_api: RunningServer
     workers: dict[str, subprocess.Popen]
     worker_logs: dict[str, Path]
     redis_server: RedisServer
@@ -124,7 +125,10 @@ def cluster(tmp_path_factory, detection_state) -> Iterator[Cluster]:
                 signet_process("worker", logs[name], **environment, SIGNET_WORKER_NAME=name)
             )
         api = stack.enter_context(running_signet_server(folder, **environment))
-        cluster = Cluster(api, workers, logs, redis_server, namespace)
+        second_folder = folder / "second-api"
+        second_folder.mkdir()
+        second_api = stack.enter_context(running_signet_server(second_folder, **environment))
+        cluster = Cluster(api, second_api, workers, logs, redis_server, namespace)
         _wait_for_workers(cluster, 2)
         yield cluster
 
@@ -153,9 +157,10 @@ def _generate(url: str, prompt: str, seed: int, max_tokens: int, temperature: fl
 LONG_RUNNING = 2.0
 
 
-def test_twenty_concurrent_generations_through_two_workers_are_watermarked(cluster):
+def test_twenty_concurrent_generations_through_two_apis_and_two_workers_are_watermarked(cluster):
+    urls = [cluster.api.url, cluster.second_api.url]
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
-        responses = list(pool.map(lambda item: _generate(cluster.api.url, item[1], item[0], 48), enumerate(PROMPTS)))
+        responses = list(pool.map(lambda item: _generate(urls[item[0] % 2], item[1], item[0], 48), enumerate(PROMPTS)))
     assert [response.status_code for response in responses] == [200] * len(PROMPTS), responses[0].text
     bodies = [response.json() for response in responses]
     assert all(body["watermark"]["enabled"] and body["token_ids"] for body in bodies)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import pytest_asyncio
@@ -22,34 +22,38 @@ CLAIM_IDLE_SECONDS = 0.6
 
 
 @pytest_asyncio.fixture
-async def link() -> AsyncIterator[RedisLink]:
-    link = RedisLink(redis_test_url(), f"signet-test-{uuid.uuid4().hex}", timeout_seconds=0.5)
+async def link(redis_namespace) -> AsyncIterator[RedisLink]:
+    link = RedisLink(redis_test_url(), redis_namespace, timeout_seconds=0.5)
     yield link
-    keys = [key async for key in link.async_client.scan_iter(match=f"{link.namespace}:*")]
-    if keys:
-        await link.async_client.delete(*keys)
     await link.aclose()
+
+
+@pytest_asyncio.fixture
+async def queue(link) -> AsyncIterator[JobQueue]:
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    yield queue
+    await queue.aclose()
 
 
 def options(name: str = "w1", concurrency: int = 4, max_deliveries: int = 2) -> WorkerOptions:
     return WorkerOptions(name, concurrency, CLAIM_IDLE_SECONDS, max_deliveries, drain_seconds=1.0)
 
 
-class RunningWorker:
-    def __init__(self, worker: JobWorker) -> None:
-        self.worker = worker
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(worker.run(self.stop))
+@pytest_asyncio.fixture
+async def start_worker(link) -> AsyncIterator[Callable[..., Awaitable[JobWorker]]]:
+    """Starts workers on ``link``; every one is stopped after the test."""
+    running: list[tuple[asyncio.Event, asyncio.Task]] = []
 
-    async def close(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, timeout=10)
+    async def start(handlers: dict, **overrides) -> JobWorker:
+        worker, stop = JobWorker(link, handlers, options(**overrides)), asyncio.Event()
+        running.append((stop, asyncio.create_task(worker.run(stop))))
+        await asyncio.sleep(0.05)  # the consumer group exists once run() has begun
+        return worker
 
-
-async def start_worker(link: RedisLink, handlers: dict, **overrides) -> RunningWorker:
-    running = RunningWorker(JobWorker(link, handlers, options(**overrides)))
-    await asyncio.sleep(0.05)  # the consumer group exists once run() has begun
-    return running
+    yield start
+    for stop, task in running:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
 
 
 async def echo(payload: dict) -> dict:
@@ -63,21 +67,23 @@ async def wait_until(condition, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.asyncio
-async def test_a_job_runs_and_its_entry_is_deleted(link):
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
-    worker = await start_worker(link, {"echo": echo})
-    try:
-        assert await queue.run("echo", {"n": 1}, timeout_seconds=10) == {"echo": {"n": 1}}
-        assert await queue.depth() == 0
-        assert worker.worker.counters.completed == 1
-    finally:
-        await worker.close()
-        await queue.aclose()
+def depth_is(queue: JobQueue, depth: int):
+    async def check() -> bool:
+        return await queue.depth() == depth
+
+    return check
 
 
 @pytest.mark.asyncio
-async def test_jobs_run_concurrently_up_to_the_bound(link):
+async def test_a_job_runs_and_its_entry_is_deleted(queue, start_worker):
+    worker = await start_worker({"echo": echo})
+    assert await queue.run("echo", {"n": 1}, timeout_seconds=10) == {"echo": {"n": 1}}
+    assert await queue.depth() == 0
+    assert worker.counters.completed == 1
+
+
+@pytest.mark.asyncio
+async def test_jobs_run_concurrently_up_to_the_bound(queue, start_worker):
     running, most = 0, 0
 
     async def slow(payload: dict) -> dict:
@@ -88,15 +94,10 @@ async def test_jobs_run_concurrently_up_to_the_bound(link):
         running -= 1
         return payload
 
-    queue = JobQueue(link, max_jobs=50, retry_after_seconds=2)
-    worker = await start_worker(link, {"slow": slow}, concurrency=3)
-    try:
-        results = await asyncio.gather(*(queue.run("slow", {"i": i}, 20) for i in range(9)))
-        assert [result["i"] for result in results] == list(range(9))
-        assert most == 3  # never more than the bound, and the bound is used
-    finally:
-        await worker.close()
-        await queue.aclose()
+    await start_worker({"slow": slow}, concurrency=3)
+    results = await asyncio.gather(*(queue.run("slow", {"i": i}, 20) for i in range(9)))
+    assert [result["i"] for result in results] == list(range(9))
+    assert most == 3  # never more than the bound, and the bound is used
 
 
 @pytest.mark.asyncio
@@ -104,7 +105,7 @@ async def test_a_full_queue_refuses_with_retry_after(link):
     queue = JobQueue(link, max_jobs=2, retry_after_seconds=7)
     waiting = [asyncio.create_task(queue.run("echo", {}, 30)) for _ in range(2)]  # no worker: they stay queued
     try:
-        await wait_until(lambda: _depth_is(queue, 2))
+        await wait_until(depth_is(queue, 2))
         with pytest.raises(JobError) as refused:
             await queue.run("echo", {}, 30)
         assert refused.value.status == 503 and refused.value.retry_after == 7
@@ -116,35 +117,26 @@ async def test_a_full_queue_refuses_with_retry_after(link):
         await queue.aclose()
 
 
-async def _depth_is(queue: JobQueue, depth: int) -> bool:
-    return await queue.depth() == depth
-
-
 @pytest.mark.asyncio
-async def test_past_its_deadline_the_caller_gets_504_and_no_worker_runs_the_job(link):
+async def test_past_its_deadline_the_caller_gets_504_and_no_worker_runs_the_job(queue, start_worker):
     calls = []
 
     async def record(payload: dict) -> dict:
         calls.append(payload)
         return payload
 
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
     started = time.monotonic()
     with pytest.raises(JobError) as timed_out:
         await queue.run("record", {"late": True}, timeout_seconds=0.3)
     assert timed_out.value.status == 504
     assert time.monotonic() - started < 2
-    worker = await start_worker(link, {"record": record})
-    try:
-        await wait_until(lambda: _depth_is(queue, 0))
-        assert calls == []
-    finally:
-        await worker.close()
-        await queue.aclose()
+    await start_worker({"record": record})
+    await wait_until(depth_is(queue, 0))
+    assert calls == []
 
 
 @pytest.mark.asyncio
-async def test_a_caller_that_goes_away_cancels_its_running_job(link):
+async def test_a_caller_that_goes_away_cancels_its_running_job(queue, start_worker):
     started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def forever(payload: dict) -> dict:
@@ -156,39 +148,29 @@ async def test_a_caller_that_goes_away_cancels_its_running_job(link):
             raise
         return payload
 
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
-    worker = await start_worker(link, {"forever": forever})
-    try:
-        caller = asyncio.create_task(queue.run("forever", {}, 60))
-        await asyncio.wait_for(started.wait(), 10)
-        caller.cancel()
-        await asyncio.wait_for(cancelled.wait(), 5)
-        await wait_until(lambda: _depth_is(queue, 0))  # acknowledged: nobody will run it again
-    finally:
-        await worker.close()
-        await queue.aclose()
+    await start_worker({"forever": forever})
+    caller = asyncio.create_task(queue.run("forever", {}, 60))
+    await asyncio.wait_for(started.wait(), 10)
+    caller.cancel()
+    await asyncio.wait_for(cancelled.wait(), 5)
+    await wait_until(depth_is(queue, 0))  # acknowledged: nobody will run it again
 
 
 @pytest.mark.asyncio
-async def test_a_dead_consumers_job_is_taken_over(link):
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+async def test_a_dead_consumers_job_is_taken_over(link, queue, start_worker):
     caller = asyncio.create_task(queue.run("echo", {"survives": True}, 30))
-    await wait_until(lambda: _depth_is(queue, 1))
+    await wait_until(depth_is(queue, 1))
     # A consumer reads the job and dies without a word: what kill -9 leaves behind.
     await link.async_client.xgroup_create(queue.keys.stream, queue.keys.group, id="0", mkstream=True)
     taken = await link.async_client.xreadgroup(queue.keys.group, "ghost", {queue.keys.stream: ">"}, count=1)
     assert taken and len(taken[0][1]) == 1
-    worker = await start_worker(link, {"echo": echo})
-    try:
-        assert await asyncio.wait_for(caller, 15) == {"echo": {"survives": True}}
-        assert worker.worker.counters.reclaimed == 1
-    finally:
-        await worker.close()
-        await queue.aclose()
+    worker = await start_worker({"echo": echo})
+    assert await asyncio.wait_for(caller, 15) == {"echo": {"survives": True}}
+    assert worker.counters.reclaimed == 1
 
 
 @pytest.mark.asyncio
-async def test_a_job_that_always_fails_is_dead_lettered_and_its_caller_told(link):
+async def test_a_job_that_always_fails_is_dead_lettered_and_its_caller_told(link, queue, start_worker):
     calls = 0
 
     async def broken(payload: dict) -> dict:
@@ -196,24 +178,19 @@ async def test_a_job_that_always_fails_is_dead_lettered_and_its_caller_told(link
         calls += 1
         raise RuntimeError("a bug")
 
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
-    worker = await start_worker(link, {"broken": broken}, max_deliveries=2)
-    try:
-        with pytest.raises(JobError) as failed:
-            await queue.run("broken", {}, timeout_seconds=30)
-        assert failed.value.status == 502 and "set aside" in failed.value.detail
-        assert calls == 2
-        dead = await link.async_client.xrange(queue.keys.dead_letters)
-        assert len(dead) == 1 and dead[0][1][b"kind"] == b"broken"
-        assert b"delivered 3 times" in dead[0][1][b"reason"]
-        assert await queue.depth() == 0
-    finally:
-        await worker.close()
-        await queue.aclose()
+    await start_worker({"broken": broken}, max_deliveries=2)
+    with pytest.raises(JobError) as failed:
+        await queue.run("broken", {}, timeout_seconds=30)
+    assert failed.value.status == 502 and "set aside" in failed.value.detail
+    assert calls == 2
+    dead = await link.async_client.xrange(queue.keys.dead_letters)
+    assert len(dead) == 1 and dead[0][1][b"kind"] == b"broken"
+    assert b"delivered 3 times" in dead[0][1][b"reason"]
+    assert await queue.depth() == 0
 
 
 @pytest.mark.asyncio
-async def test_a_job_delivered_again_after_its_outcome_is_not_run_again(link):
+async def test_a_job_delivered_again_after_its_outcome_is_not_run_again(link, queue, start_worker):
     calls = 0
 
     async def count(payload: dict) -> dict:
@@ -221,52 +198,36 @@ async def test_a_job_delivered_again_after_its_outcome_is_not_run_again(link):
         calls += 1
         return {"calls": calls}
 
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
-    worker = await start_worker(link, {"count": count})
-    try:
-        job = Job(uuid.uuid4().hex, "count", {}, time.time() + 30)
-        for _ in range(2):  # the same job again once it has an outcome, as a redelivery would bring it
-            await link.async_client.xadd(queue.keys.stream, job.to_fields())
-            await wait_until(lambda: _depth_is(queue, 0))
-        assert calls == 1
-        replies = await link.async_client.lrange(queue.keys.reply(job.request_id), 0, -1)
-        assert len(replies) == 1
-    finally:
-        await worker.close()
-        await queue.aclose()
+    await start_worker({"count": count})
+    job = Job(uuid.uuid4().hex, "count", {}, time.time() + 30)
+    for _ in range(2):  # the same job again once it has an outcome, as a redelivery would bring it
+        await link.async_client.xadd(queue.keys.stream, job.to_fields())
+        await wait_until(depth_is(queue, 0))
+    assert calls == 1
+    assert len(await link.async_client.lrange(queue.keys.reply(job.request_id), 0, -1)) == 1
 
 
 @pytest.mark.asyncio
-async def test_a_malformed_entry_goes_straight_to_the_dead_letters(link):
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
-    worker = await start_worker(link, {"echo": echo})
-    try:
-        await link.async_client.xadd(queue.keys.stream, {"what": "not a job"})
-        await wait_until(lambda: _depth_is(queue, 0))
-        dead = await link.async_client.xrange(queue.keys.dead_letters)
-        assert len(dead) == 1 and b"not a job" in dead[0][1][b"reason"]
-        assert await queue.run("echo", {"still": "working"}, 10) == {"echo": {"still": "working"}}
-    finally:
-        await worker.close()
-        await queue.aclose()
+async def test_a_malformed_entry_goes_straight_to_the_dead_letters(link, queue, start_worker):
+    await start_worker({"echo": echo})
+    await link.async_client.xadd(queue.keys.stream, {"what": "not a job"})
+    await wait_until(depth_is(queue, 0))
+    dead = await link.async_client.xrange(queue.keys.dead_letters)
+    assert len(dead) == 1 and b"not a job" in dead[0][1][b"reason"]
+    assert await queue.run("echo", {"still": "working"}, 10) == {"echo": {"still": "working"}}
 
 
 @pytest.mark.asyncio
-async def test_a_worker_recreates_the_stream_after_redis_lost_it(link):
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
-    worker = await start_worker(link, {"echo": echo})
-    try:
-        assert await queue.run("echo", {"before": 1}, 10) == {"echo": {"before": 1}}
-        await link.async_client.delete(queue.keys.stream)  # what a restarted Redis without persistence holds
-        assert await queue.run("echo", {"after": 1}, 15) == {"echo": {"after": 1}}
-    finally:
-        await worker.close()
-        await queue.aclose()
+async def test_a_worker_recreates_the_stream_after_redis_lost_it(link, queue, start_worker):
+    await start_worker({"echo": echo})
+    assert await queue.run("echo", {"before": 1}, 10) == {"echo": {"before": 1}}
+    await link.async_client.delete(queue.keys.stream)  # what a restarted Redis without persistence holds
+    assert await queue.run("echo", {"after": 1}, 15) == {"echo": {"after": 1}}
 
 
 @pytest.mark.asyncio
 async def test_an_unreachable_redis_refuses_in_well_under_a_second():
-    link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", "signet-test-down", timeout_seconds=0.5)
+    link = RedisLink(f"redis://:hunter2@127.0.0.1:{free_port()}/0", "signet-test-down", timeout_seconds=0.5)
     queue = JobQueue(link, max_jobs=10, retry_after_seconds=3)
     try:
         for _ in range(3):  # the first finds out, the others are refused by the circuit breaker
@@ -275,7 +236,7 @@ async def test_an_unreachable_redis_refuses_in_well_under_a_second():
                 await queue.run("echo", {}, 10)
             assert time.monotonic() - started < 1.0
             assert refused.value.status == 503 and refused.value.retry_after == 3
-            assert "127.0.0.1" not in refused.value.detail  # the URL may carry a password: never echoed
+            assert "hunter2" not in refused.value.detail  # the URL's password is never echoed
     finally:
         await queue.aclose()
         await link.aclose()

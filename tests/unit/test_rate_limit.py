@@ -9,10 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 
 import pytest
-import redis
 
 from signet.cache.rate_limit import MemoryRateLimiter, RateDecision, RedisRateLimiter
 from signet.redis_link import RedisLink, RedisUnavailable
@@ -120,28 +118,13 @@ def test_limits_must_be_positive(per_minute, burst):
 # --- in Redis ---
 
 
-@pytest.fixture
-def namespace():
-    name = f"signet-test-{uuid.uuid4().hex}"
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"no Redis at SIGNET_TEST_REDIS_URL ({REDIS_URL}): .ci/run starts one")
-    yield name
-    keys = list(client.scan_iter(match=f"{name}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def _link(namespace: str, url: str = REDIS_URL, timeout: float = 2.0) -> RedisLink:
     return RedisLink(url, namespace, timeout)
 
 
-def test_redis_allows_a_burst_then_refuses_for_about_one_interval_then_recovers(namespace):
+def test_redis_allows_a_burst_then_refuses_for_about_one_interval_then_recovers(redis_namespace):
     # one per second: the four requests must land within 1 s, which a busy machine still does
-    limiter = RedisRateLimiter(_link(namespace), per_minute=60, burst=3)
+    limiter = RedisRateLimiter(_link(redis_namespace), per_minute=60, burst=3)
     started = time.monotonic()
     assert [limiter.acquire("a").allowed for _ in range(3)] == [True] * 3
     refused = limiter.acquire("a")
@@ -152,25 +135,25 @@ def test_redis_allows_a_burst_then_refuses_for_about_one_interval_then_recovers(
     assert limiter.acquire("a").allowed
 
 
-def test_redis_identities_are_independent(namespace):
-    limiter = RedisRateLimiter(_link(namespace), per_minute=6, burst=2)
+def test_redis_identities_are_independent(redis_namespace):
+    limiter = RedisRateLimiter(_link(redis_namespace), per_minute=6, burst=2)
     assert limiter.acquire("a").allowed and limiter.acquire("a").allowed
     assert not limiter.acquire("a").allowed
     assert limiter.acquire("b").allowed and limiter.acquire("b").allowed
     assert not limiter.acquire("b").allowed
 
 
-def test_redis_limits_are_shared_by_api_processes(namespace):
-    pod_a = RedisRateLimiter(_link(namespace), per_minute=6, burst=3)
-    pod_b = RedisRateLimiter(_link(namespace), per_minute=6, burst=3)
+def test_redis_limits_are_shared_by_api_processes(redis_namespace):
+    pod_a = RedisRateLimiter(_link(redis_namespace), per_minute=6, burst=3)
+    pod_b = RedisRateLimiter(_link(redis_namespace), per_minute=6, burst=3)
     assert pod_a.acquire("caller").allowed and pod_b.acquire("caller").allowed and pod_a.acquire("caller").allowed
     refused = pod_b.acquire("caller")
     assert not refused.allowed and 8.0 < refused.retry_after_seconds <= 10.0
     assert not pod_a.acquire("caller").allowed
 
 
-def test_redis_key_is_namespaced_and_expires_when_the_caller_would_be_idle(namespace):
-    link = _link(namespace)
+def test_redis_key_is_namespaced_and_expires_when_the_caller_would_be_idle(redis_namespace):
+    link = _link(redis_namespace)
     limiter = RedisRateLimiter(link, per_minute=6, burst=3)
     limiter.acquire("caller")
     limiter.acquire("caller")
@@ -178,8 +161,8 @@ def test_redis_key_is_namespaced_and_expires_when_the_caller_would_be_idle(names
     assert 18_000 < ttl_ms <= 20_000  # the TAT is two intervals ahead
 
 
-def test_redis_reloads_its_script_after_a_script_flush(namespace):
-    link = _link(namespace)
+def test_redis_reloads_its_script_after_a_script_flush(redis_namespace):
+    link = _link(redis_namespace)
     limiter = RedisRateLimiter(link, per_minute=6, burst=2)
     assert limiter.acquire("caller").allowed
     link.sync.script_flush()  # as after a Redis restart
@@ -200,8 +183,8 @@ def test_redis_unreachable_fails_open_quickly_and_warns_once_without_the_url(cap
     assert "hunter2" not in caplog.text and str(url) not in caplog.text
 
 
-def test_redis_warns_again_on_the_next_outage_after_a_recovery(namespace, caplog, monkeypatch):
-    link = _link(namespace)
+def test_redis_warns_again_on_the_next_outage_after_a_recovery(redis_namespace, caplog, monkeypatch):
+    link = _link(redis_namespace)
     limiter = RedisRateLimiter(link, per_minute=600, burst=100)
     real_call = link.call
     down = {"now": True}
