@@ -88,4 +88,4 @@ def test_unknown_route_and_method(client):
 
 def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "engine": "loaded"}
+    assert client.get("/readyz").json() == {"status": "ready", "mode": "embedded", "engine": "loaded"}

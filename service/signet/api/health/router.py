@@ -35,6 +35,7 @@ async def healthz() -> HealthResponse:
 @router.get(
     "/readyz",
     response_model=ReadyResponse,
+    response_model_exclude_none=True,
     summary="Ready to serve: the engine is loaded (embedded) or the API runs, maybe degraded (distributed)",
 )
 async def readyz(state: StateDependency):
