@@ -240,3 +240,22 @@ async def test_an_unreachable_redis_refuses_in_well_under_a_second():
     finally:
         await queue.aclose()
         await link.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_running_job_outlives_redis_losing_the_stream(link, queue, start_worker):
+    started = asyncio.Event()
+
+    async def slow(payload: dict) -> dict:
+        started.set()
+        await asyncio.sleep(3 * CLAIM_IDLE_SECONDS)  # heartbeats run meanwhile, against a missing group
+        return payload
+
+    worker = await start_worker({"slow": slow})
+    caller = asyncio.create_task(queue.run("slow", {"kept": True}, 30))
+    await asyncio.wait_for(started.wait(), 10)
+    await link.async_client.delete(queue.keys.stream, queue.keys.workers_alive)  # as a restarted Redis would
+    assert await asyncio.wait_for(caller, 15) == {"kept": True}
+    assert await queue.run("slow", {"next": 1}, 15) == {"next": 1}
+    assert worker.counters.completed == 2
+    assert await link.async_client.zscore(queue.keys.workers_alive, worker.options.name) is not None

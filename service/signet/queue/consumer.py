@@ -95,8 +95,8 @@ class JobWorker:
             await self._ensure_group()  # else the intake loop creates it once Redis answers
         loops = [
             asyncio.create_task(self._intake(stop), name="intake"),
-            asyncio.create_task(self._reclaim_loop(stop), name="reclaim"),
-            asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat"),
+            asyncio.create_task(self._every(self.options.claim_idle_seconds / 2, self._reclaim, stop), name="reclaim"),
+            asyncio.create_task(self._every(self.options.claim_idle_seconds / 3, self._heartbeat, stop), name="beat"),
             asyncio.create_task(self._cancellation_listener(), name="cancellations"),
         ]
         name, concurrency = self.options.name, self.options.concurrency
@@ -137,21 +137,28 @@ class JobWorker:
             except CONNECTION_ERRORS as error:
                 await backoff.wait(f"reading jobs: {type(error).__name__}")
                 continue
+            except Exception:
+                logger.exception("worker %s: reading jobs failed; trying again", self.options.name)
+                await asyncio.sleep(1.0)
+                continue
             backoff.reset()
             for _, entries in batches or []:
                 for entry_id, fields in entries:
                     self._start(entry_id, fields)
 
-    async def _reclaim_loop(self, stop: asyncio.Event) -> None:
-        interval = self.options.claim_idle_seconds / 2
+    async def _every(self, interval: float, step: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+        """Run ``step`` every ``interval`` seconds until stopped; no failure ends the loop,
+        or the worker would go on taking jobs without keeping them fresh."""
         while not stop.is_set():
-            await asyncio.sleep(interval)
             try:
-                await self._reclaim()
-            except redis.ResponseError as error:
-                await self._recover_from(error, _Backoff())
+                await step()
             except CONNECTION_ERRORS:
                 pass  # the intake loop reports the outage
+            except redis.ResponseError as error:
+                await self._recover_from(error, _Backoff())  # a Redis that restarted lost the group
+            except Exception:
+                logger.exception("worker %s: %s failed; trying again", self.options.name, step.__name__)
+            await asyncio.sleep(interval)
 
     async def _reclaim(self) -> None:
         """Take over jobs no worker has reported on for claim_idle_seconds."""
@@ -292,15 +299,9 @@ class JobWorker:
 
     # -- keeping the pending list honest ---------------------------------------------------
 
-    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
-        interval = self.options.claim_idle_seconds / 3
-        while not stop.is_set():
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await self._heartbeat(interval)
-            await asyncio.sleep(interval)
-
-    async def _heartbeat(self, interval: float) -> None:
+    async def _heartbeat(self) -> None:
         """Reset the idle time of the jobs this worker runs, and say it is alive."""
+        forget_after = self.options.claim_idle_seconds + 60
         running = list(self._running)
         if running:
             await self._client.xclaim(
@@ -314,9 +315,9 @@ class JobWorker:
         }
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.zadd(self.keys.workers_alive, {self.options.name: now})
-            pipe.zremrangebyscore(self.keys.workers_alive, "-inf", now - 3 * interval - 60)
+            pipe.zremrangebyscore(self.keys.workers_alive, "-inf", now - forget_after)
             pipe.hset(self.keys.worker_stats(self.options.name), mapping=stats)
-            pipe.expire(self.keys.worker_stats(self.options.name), int(3 * interval) + 60)
+            pipe.expire(self.keys.worker_stats(self.options.name), int(forget_after))
             await pipe.execute()
 
     async def _cancellation_listener(self) -> None:
