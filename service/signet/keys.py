@@ -33,9 +33,9 @@ import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError, model_validator
 
+from signet.config_files import read_document
 from signet.watermark.gumbel import SCHEME_NAME as GUMBEL
 from signet.watermark.gumbel import GumbelParameters, GumbelScheme
 from signet.watermark.kgw import SCHEME_NAME as KGW
@@ -190,20 +190,7 @@ class KeyRegistry:
 
     @classmethod
     def load(cls, path: Path, model_vocab_size: int | None = None) -> KeyRegistry:
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise KeyRegistryError(f"cannot read keys file {path}: {error.strerror}") from None
-        is_json = path.suffix == ".json"
-        try:
-            document = json.loads(raw) if is_json else yaml.safe_load(raw)
-        except (json.JSONDecodeError, yaml.YAMLError) as error:
-            # The parsers quote the offending line, which may hold a secret: name only its number.
-            mark = getattr(error, "problem_mark", None)
-            line = error.lineno if is_json else (mark.line + 1 if mark else "?")
-            raise KeyRegistryError(
-                f"keys file {path} is not valid {'JSON' if is_json else 'YAML'} (line {line})"
-            ) from None
+        document = read_document(path, "keys file", KeyRegistryError)
         try:
             parsed = _RegistryFile.model_validate(document)
         except ValidationError as error:
