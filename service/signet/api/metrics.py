@@ -1,0 +1,49 @@
+"""``GET /metrics``: the Prometheus exposition of ``signet.metrics``.
+
+Never rate limited or authenticated (like the probes): it holds counts and timings only,
+no text, key or tenant. Each scrape first samples the job queue in distributed mode
+(see ``signet.queue.stats``), so its gauges are as fresh as the scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
+
+from signet import metrics
+from signet.api.state import ServiceState, StateDependency
+from signet.queue.stats import read_stats
+from signet.redis_link import RedisUnavailable
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics_route(request: Request, state: StateDependency) -> Response:
+    await sample_queue(state)
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(REGISTRY), media_type=content_type)
+
+
+async def sample_queue(state: ServiceState) -> None:
+    queue = getattr(state.engine, "queue", None)  # a RemoteEngine's; None when embedded
+    if state.redis is None or queue is None:
+        metrics.QUEUE.clear()
+        return
+    try:
+        stats = await read_stats(queue, state.settings.job_claim_idle_seconds)
+    except RedisUnavailable:
+        metrics.QUEUE.unreachable()
+        return
+    metrics.QUEUE.update(
+        depth=stats.depth,
+        workers_busy=stats.workers_busy,
+        workers_idle=stats.workers_idle,
+        slots_busy=stats.slots_busy,
+        slots_idle=stats.slots_idle,
+    )
