@@ -1,10 +1,11 @@
-"""``signet serve``, ``signet worker`` and ``signet model prepare``."""
+"""``signet serve``, ``signet worker``, ``signet model prepare`` and ``signet apikey new|hash``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import re
 import socket
 import sys
 import threading
@@ -13,9 +14,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from signet import logs
 from signet.engine.model_store import ModelError, prepare_embedded_model, resolve_model_dir
 from signet.keys import KeyRegistryError, prewarm_greenlists, resolve_keys_file
 from signet.settings import Settings
+from signet.tenants import NAME_PATTERN, TenantsFileError, api_key_digest, new_api_key
 
 logger = logging.getLogger("signet")
 
@@ -38,15 +41,43 @@ def _parser() -> argparse.ArgumentParser:
     model_commands = model.add_subparsers(dest="model_command", required=True)
     prepare = model_commands.add_parser("prepare", help="convert the embedded SmolLM2 GGUF for vLLM (once)")
     prepare.add_argument("--force", action="store_true", help="convert again even when prepared")
+    apikey = commands.add_parser("apikey", help="make API keys for SIGNET_API_KEYS_FILE")
+    apikey_commands = apikey.add_subparsers(dest="apikey_command", required=True)
+    new = apikey_commands.add_parser("new", help="print a new random API key and the entry to paste for it")
+    new.add_argument("--name", default="api-key", help="the key's label in the file and in logs (default: api-key)")
+    apikey_commands.add_parser("hash", help="print the sha256 entry of an API key read from standard input")
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document (default settings)")
+    openapi.add_argument(
+        "--output", type=Path, default=Path("openapi/openapi.json"), help="where (default: openapi/openapi.json)"
+    )
     return parser
+
+
+def apikey(command: str, name: str | None) -> None:
+    """The key goes to the caller only; the file gets its digest (keys come from stdin, not argv,
+    so they stay out of shell histories and process lists)."""
+    if command == "new":
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise StartupError(f"--name {name!r}: letters, digits and . _ @ - only, at most 64 characters")
+        key = new_api_key()
+        print(key)
+        print("# give the key above to the caller: it is not stored anywhere. Under a tenant's api_keys:")
+        print(f'- sha256: "{api_key_digest(key)}"\n  name: "{name}"')
+        return
+    key = sys.stdin.readline().strip()
+    if not key:
+        raise StartupError("no API key on standard input")
+    print(f'- sha256: "{api_key_digest(key)}"')
 
 
 def _load_settings(overrides: dict) -> Settings:
     try:
-        return Settings(**{name: value for name, value in overrides.items() if value is not None})
+        settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
     except ValidationError as error:
         problems = "; ".join(f"SIGNET_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         raise StartupError(f"invalid settings: {problems}") from None
+    logs.configure(settings.log_format, settings.log_level, vllm_config_dir=settings.resolved_cache_dir)
+    return settings
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -82,7 +113,11 @@ def serve(settings: Settings) -> None:
     async def run() -> None:
         state.engine = _engine(settings, state, model_dir, keys_file)
         try:
-            config = uvicorn.Config(create_app(state), log_level=settings.log_level, lifespan="on")
+            # log_config=None: uvicorn's loggers reach ours (JSON); its access log is replaced by
+            # signet.access lines (route template, status, duration, request id) from the app.
+            config = uvicorn.Config(
+                create_app(state), log_level=settings.log_level, lifespan="on", log_config=None, access_log=False
+            )
             mode = "embedded engine" if state.redis is None else "queueing jobs for workers"
             logger.info("serving %s (%s) on http://%s:%d", model_dir.name, mode, settings.host, settings.port)
             await uvicorn.Server(config).serve(sockets=[listener])
@@ -123,12 +158,17 @@ def worker(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()  # JSON at INFO until the settings say otherwise (see _load_settings)
     from signet.engine.vllm_engine import EngineStartError
 
     try:
         if arguments.command == "serve":
             serve(_load_settings({"host": arguments.host, "port": arguments.port}))
+        elif arguments.command == "openapi":
+            from signet.api.openapi import write_document
+
+            write_document(arguments.output)
+            print(arguments.output)
         elif arguments.command == "worker":
             return worker(_load_settings({}))
         elif arguments.command == "model" and arguments.model_command == "prepare":
@@ -137,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise StartupError("SIGNET_MODEL is set: that folder is served as it is, nothing to prepare")
             path = prepare_embedded_model(settings.resolved_cache_dir, force=arguments.force)
             print(path)
-    except (StartupError, ModelError, KeyRegistryError, EngineStartError, OSError) as error:
+        elif arguments.command == "apikey":
+            apikey(arguments.apikey_command, getattr(arguments, "name", None))
+    except (StartupError, ModelError, KeyRegistryError, TenantsFileError, EngineStartError, OSError) as error:
         print(f"signet: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

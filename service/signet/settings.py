@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,9 +18,22 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=Path("~/.cache/signet"), description="Prepared models and the development key.")
     model: Path | None = Field(default=None, description="A Hugging Face model folder; unset: the embedded SmolLM2.")
     keys_file: Path | None = Field(default=None, description="Watermark key registry (JSON or YAML).")
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="Tenants and the SHA-256 digests of their API keys (JSON or YAML); unset: no authentication "
+        "(development mode, on a loopback address only unless SIGNET_AUTH=disabled).",
+    )
+    auth: Literal["auto", "required", "disabled"] = Field(
+        default="auto",
+        description="auto: API keys are required when SIGNET_API_KEYS_FILE is set; required: refuse to start "
+        "without it; disabled: serve without authentication on any address.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Log lines as JSON objects (with request ids), or as human-readable text."
+    )
 
     max_text_chars: int = Field(default=100_000, ge=1, description="Longest text or prompt accepted (characters).")
     max_batch_items: int = Field(default=64, ge=1, le=10_000, description="Most items in one POST /detect/batch.")

@@ -13,7 +13,7 @@ from signet.engine.model_store import model_vocab_size
 from signet.engine.vllm_engine import EngineOptions, VllmEngine
 from signet.keys import KeyRegistry
 from signet.queue import generation
-from signet.queue.consumer import JobWorker, WorkerOptions
+from signet.queue.consumer import JobWorker, PiecePublisher, WorkerOptions
 from signet.redis_link import RedisLink
 from signet.settings import Settings
 
@@ -50,7 +50,8 @@ async def _serve_jobs(
 ) -> int:
     engine = VllmEngine.start(model_dir, keys_file, engine_options(settings))
     link = RedisLink(redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
-    handlers = {generation.KIND: generation.generation_handler(engine, keys, options.name)}
+    publisher = PiecePublisher(link)
+    handlers = {generation.KIND: generation.generation_handler(engine, keys, options.name, publisher)}
     worker = JobWorker(link, handlers, options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

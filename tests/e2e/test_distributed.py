@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 import redis
 
@@ -164,13 +165,30 @@ def test_twenty_concurrent_generations_through_two_apis_and_two_workers_are_wate
     assert [response.status_code for response in responses] == [200] * len(PROMPTS), responses[0].text
     bodies = [response.json() for response in responses]
     assert all(body["watermark"]["enabled"] and body["token_ids"] for body in bodies)
-    # Both workers served: each takes at most WORKER_CONCURRENCY jobs at once.
-    assert cluster.stats("w1")["completed"] >= 1 and cluster.stats("w2")["completed"] >= 1
+    # Both workers served: each takes at most WORKER_CONCURRENCY jobs at once. Workers
+    # publish their counters with each heartbeat (every CLAIM_IDLE_SECONDS / 3).
+    deadline = time.monotonic() + 2 * CLAIM_IDLE_SECONDS
+    while True:
+        completed = [cluster.stats(name).get("completed", 0) for name in ("w1", "w2")]
+        if min(completed) >= 1 and sum(completed) == len(PROMPTS):
+            break
+        assert time.monotonic() < deadline, completed
+        time.sleep(0.2)
     # All the tokens together: over 500 tokens at gamma 0.25 and delta 2 give a z-score far
     # above 10 (p < 1e-20); a threshold of 1e-9 fails by chance with probability < 1e-9.
     pooled = [token for body in bodies for token in body["token_ids"]]
     detection = httpx.post(f"{cluster.api.url}/detect", json={"token_ids": pooled, "key_id": "main"}, timeout=60).json()
     assert detection["watermarked"] and detection["p_value"] < 1e-9, detection
+
+
+def test_a_stream_through_the_queue_equals_the_whole_answer(cluster):
+    client = openai.OpenAI(base_url=f"{cluster.second_api.url}/v1", api_key="unused", max_retries=0)
+    arguments = {"model": client.models.list().data[0].id, "prompt": PROMPTS[2], "max_tokens": 32, "seed": 4}
+    whole = client.completions.create(**arguments)
+    chunks = [chunk for chunk in client.completions.create(**arguments, stream=True) if chunk.choices]
+    assert len(chunks) > 1  # pieces, not one block at the end
+    assert "".join(chunk.choices[0].text for chunk in chunks) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
 
 
 def test_a_job_no_worker_can_run_is_dead_lettered_and_its_caller_told(cluster):
@@ -254,7 +272,10 @@ def test_a_killed_worker_loses_no_request(cluster):
     assert held >= 1
     assert [response.status_code for response in responses] == [200] * 12, [r.text for r in responses]
     assert all(response.json()["token_ids"] for response in responses)
-    assert cluster.stats("w2")["reclaimed"] >= 1
+    deadline = time.monotonic() + 2 * CLAIM_IDLE_SECONDS
+    while cluster.stats("w2").get("reclaimed", 0) < 1:
+        assert time.monotonic() < deadline, cluster.stats("w2")
+        time.sleep(0.2)
     assert client.xlen(stream) == 0
 
 

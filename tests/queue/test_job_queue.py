@@ -7,57 +7,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-import pytest_asyncio
 
-from signet.queue.consumer import JobWorker, WorkerOptions
+from signet.queue.consumer import PiecePublisher
 from signet.queue.jobs import Job, JobError
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
-from tests.conftest import free_port, redis_test_url
-
-CLAIM_IDLE_SECONDS = 0.6
-
-
-@pytest_asyncio.fixture
-async def link(redis_namespace) -> AsyncIterator[RedisLink]:
-    link = RedisLink(redis_test_url(), redis_namespace, timeout_seconds=0.5)
-    yield link
-    await link.aclose()
+from tests.conftest import free_port
+from tests.queue.conftest import CLAIM_IDLE_SECONDS
 
 
-@pytest_asyncio.fixture
-async def queue(link) -> AsyncIterator[JobQueue]:
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
-    yield queue
-    await queue.aclose()
-
-
-def options(name: str = "w1", concurrency: int = 4, max_deliveries: int = 2) -> WorkerOptions:
-    return WorkerOptions(name, concurrency, CLAIM_IDLE_SECONDS, max_deliveries, drain_seconds=1.0)
-
-
-@pytest_asyncio.fixture
-async def start_worker(link) -> AsyncIterator[Callable[..., Awaitable[JobWorker]]]:
-    """Starts workers on ``link``; every one is stopped after the test."""
-    running: list[tuple[asyncio.Event, asyncio.Task]] = []
-
-    async def start(handlers: dict, **overrides) -> JobWorker:
-        worker, stop = JobWorker(link, handlers, options(**overrides)), asyncio.Event()
-        running.append((stop, asyncio.create_task(worker.run(stop))))
-        await asyncio.sleep(0.05)  # the consumer group exists once run() has begun
-        return worker
-
-    yield start
-    for stop, task in running:
-        stop.set()
-        await asyncio.wait_for(task, timeout=10)
-
-
-async def echo(payload: dict) -> dict:
-    return {"echo": payload}
+async def echo(job: Job) -> dict:
+    return {"echo": job.payload}
 
 
 async def wait_until(condition, timeout: float = 10.0) -> None:
@@ -86,13 +48,13 @@ async def test_a_job_runs_and_its_entry_is_deleted(queue, start_worker):
 async def test_jobs_run_concurrently_up_to_the_bound(queue, start_worker):
     running, most = 0, 0
 
-    async def slow(payload: dict) -> dict:
+    async def slow(job: Job) -> dict:
         nonlocal running, most
         running += 1
         most = max(most, running)
         await asyncio.sleep(0.2)
         running -= 1
-        return payload
+        return job.payload
 
     await start_worker({"slow": slow}, concurrency=3)
     results = await asyncio.gather(*(queue.run("slow", {"i": i}, 20) for i in range(9)))
@@ -121,9 +83,9 @@ async def test_a_full_queue_refuses_with_retry_after(link):
 async def test_past_its_deadline_the_caller_gets_504_and_no_worker_runs_the_job(queue, start_worker):
     calls = []
 
-    async def record(payload: dict) -> dict:
-        calls.append(payload)
-        return payload
+    async def record(job: Job) -> dict:
+        calls.append(job.payload)
+        return job.payload
 
     started = time.monotonic()
     with pytest.raises(JobError) as timed_out:
@@ -139,14 +101,14 @@ async def test_past_its_deadline_the_caller_gets_504_and_no_worker_runs_the_job(
 async def test_a_caller_that_goes_away_cancels_its_running_job(queue, start_worker):
     started, cancelled = asyncio.Event(), asyncio.Event()
 
-    async def forever(payload: dict) -> dict:
+    async def forever(job: Job) -> dict:
         started.set()
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
             cancelled.set()
             raise
-        return payload
+        return job.payload
 
     await start_worker({"forever": forever})
     caller = asyncio.create_task(queue.run("forever", {}, 60))
@@ -173,7 +135,7 @@ async def test_a_dead_consumers_job_is_taken_over(link, queue, start_worker):
 async def test_a_job_that_always_fails_is_dead_lettered_and_its_caller_told(link, queue, start_worker):
     calls = 0
 
-    async def broken(payload: dict) -> dict:
+    async def broken(job: Job) -> dict:
         nonlocal calls
         calls += 1
         raise RuntimeError("a bug")
@@ -193,7 +155,7 @@ async def test_a_job_that_always_fails_is_dead_lettered_and_its_caller_told(link
 async def test_a_job_delivered_again_after_its_outcome_is_not_run_again(link, queue, start_worker):
     calls = 0
 
-    async def count(payload: dict) -> dict:
+    async def count(job: Job) -> dict:
         nonlocal calls
         calls += 1
         return {"calls": calls}
@@ -246,10 +208,10 @@ async def test_an_unreachable_redis_refuses_in_well_under_a_second():
 async def test_a_running_job_outlives_redis_losing_the_stream(link, queue, start_worker):
     started = asyncio.Event()
 
-    async def slow(payload: dict) -> dict:
+    async def slow(job: Job) -> dict:
         started.set()
         await asyncio.sleep(3 * CLAIM_IDLE_SECONDS)  # heartbeats run meanwhile, against a missing group
-        return payload
+        return job.payload
 
     worker = await start_worker({"slow": slow})
     caller = asyncio.create_task(queue.run("slow", {"kept": True}, 30))
@@ -259,3 +221,72 @@ async def test_a_running_job_outlives_redis_losing_the_stream(link, queue, start
     assert await queue.run("slow", {"next": 1}, 15) == {"next": 1}
     assert worker.counters.completed == 2
     assert await link.async_client.zscore(queue.keys.workers_alive, worker.options.name) is not None
+
+
+def streaming_handler(link: RedisLink, pieces: int, fail_with: JobError | None = None, pause: float = 0.0):
+    publisher = PiecePublisher(link)
+
+    async def handler(job: Job) -> dict:
+        for index in range(pieces):
+            await publisher.publish(job, "attempt-1", {"index": index})
+            await asyncio.sleep(pause)
+        if fail_with is not None:
+            raise fail_with
+        return {"pieces": pieces}
+
+    return handler
+
+
+@pytest.mark.asyncio
+async def test_a_streaming_job_yields_its_pieces_in_order(link, queue, start_worker):
+    await start_worker({"stream": streaming_handler(link, 5)})
+    pieces = [piece async for piece in queue.stream("stream", {}, 10)]
+    assert pieces == [{"index": index} for index in range(5)]
+    assert await queue.depth() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_streaming_job_that_fails_midway_raises_after_its_pieces(link, queue, start_worker):
+    await start_worker({"stream": streaming_handler(link, 2, JobError(422, "too long", "max_tokens"))})
+    received = []
+    with pytest.raises(JobError) as failed:
+        async for piece in queue.stream("stream", {}, 10):
+            received.append(piece)
+    assert received == [{"index": 0}, {"index": 1}]
+    assert failed.value.status == 422 and failed.value.field == "max_tokens"
+
+
+@pytest.mark.asyncio
+async def test_a_stream_restarted_by_another_worker_ends_with_502(link, queue):
+    publisher = PiecePublisher(link)
+    stream = queue.stream("stream", {}, 10)
+    first = asyncio.ensure_future(stream.__anext__())
+    await wait_until(depth_is(queue, 1))
+    entry = (await link.async_client.xrange(queue.keys.stream))[0][1]
+    job = Job.from_fields(entry)
+    await publisher.publish(job, "first-worker", {"index": 0})
+    assert await asyncio.wait_for(first, 5) == {"index": 0}
+    await publisher.publish(job, "second-worker", {"index": 0})  # the job taken over, starting again
+    with pytest.raises(JobError) as broken:
+        await stream.__anext__()
+    assert broken.value.status == 502
+    await stream.aclose()
+
+
+@pytest.mark.asyncio
+async def test_closing_a_stream_early_cancels_its_job(link, queue, start_worker):
+    await start_worker({"stream": streaming_handler(link, 1000, pause=0.01)})
+    stream = queue.stream("stream", {}, 30)
+    assert await stream.__anext__() == {"index": 0}
+    await stream.aclose()
+    await wait_until(depth_is(queue, 0))  # the worker dropped it long before its 1000 pieces
+    cancelled = await link.async_client.keys(queue.keys.cancelled("*"))
+    assert len(cancelled) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_stream_past_its_deadline_ends_with_504(queue):
+    with pytest.raises(JobError) as timed_out:
+        async for _ in queue.stream("stream", {}, 0.3):  # no worker
+            pass
+    assert timed_out.value.status == 504

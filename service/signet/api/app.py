@@ -8,13 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 import signet
+from signet.api.auth import authenticate
 from signet.api.detect.router import router as detect_router
 from signet.api.errors import install_error_handlers
 from signet.api.generate.router import router as generate_router
 from signet.api.health.router import router as health_router
 from signet.api.limits import BodySizeLimit
+from signet.api.metrics import router as metrics_router
+from signet.api.openai.router import router as openai_router
+from signet.api.openapi import install_openapi, limits_description, problem_responses
 from signet.api.rate_limit import enforce_rate_limit
 from signet.api.state import ServiceState
+from signet.api.telemetry import install_telemetry
 
 
 def create_app(state: ServiceState) -> FastAPI:
@@ -33,12 +38,21 @@ def create_app(state: ServiceState) -> FastAPI:
         lifespan=lifespan,
         title="Signet",
         version=signet.__version__,
-        description="Watermark LLM text on a vLLM engine and detect it with exact statistics.",
+        description="Watermark LLM text on a vLLM engine and detect it with exact statistics."
+        + limits_description(state.settings),
     )
     app.state.signet = state
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_body_bytes)
-    for router in (generate_router, detect_router):
-        app.include_router(router, dependencies=[Depends(enforce_rate_limit)])
+    for router in (generate_router, detect_router, openai_router):
+        # in this order: a request without a known API key gets 401 before it is counted
+        app.include_router(
+            router,
+            dependencies=[Depends(authenticate), Depends(enforce_rate_limit)],
+            responses=problem_responses(401, 403, 413, 422, 429),
+        )
     app.include_router(health_router)  # probes are never limited
+    app.include_router(metrics_router)  # nor is /metrics
+    install_telemetry(app)  # request ids, HTTP metrics, access log: around everything, errors included
+    install_openapi(app)
     return app

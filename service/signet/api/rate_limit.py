@@ -2,9 +2,11 @@
 
 A caller is its API key when it sends one (``Authorization: Bearer <token>`` or
 ``X-API-Key: <token>``), else its address. Only a SHA-256 prefix of a key is kept (as
-the Redis key and in memory), never the key itself. Signet does not check the keys: a
-caller that makes up a new one each time gets a fresh allowance each time, so behind a
-gateway that does not authenticate callers the address is the limit that holds.
+the Redis key and in memory), never the key itself. With ``SIGNET_API_KEYS_FILE`` set,
+authentication runs first (api/auth.py): an unknown key gets 401 without being counted,
+so only real keys have allowances. Without it (development mode) keys are not checked:
+a caller that makes up a new one each time gets a fresh allowance each time, so behind
+a gateway that does not authenticate callers the address is the limit that holds.
 The address is the TCP peer, or the client a trusted proxy names when uvicorn runs
 with ``--proxy-headers``/``--forwarded-allow-ips``.
 """
@@ -24,14 +26,15 @@ _KEY_DIGEST_CHARS = 32  # 128 bits of SHA-256: no collisions between real caller
 
 def caller_identity(request: Request) -> str:
     """``key:<sha256 prefix>`` for a caller with an API key, else ``ip:<address>``."""
-    token = _api_key(request)
+    token = presented_api_key(request)
     if token:
         return "key:" + hashlib.sha256(token.encode()).hexdigest()[:_KEY_DIGEST_CHARS]
     host = request.client.host if request.client is not None else None
     return f"ip:{host or 'unknown'}"
 
 
-def _api_key(request: Request) -> str | None:
+def presented_api_key(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, else of ``X-API-Key``; None without one."""
     scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()

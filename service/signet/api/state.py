@@ -16,6 +16,7 @@ from signet.engine.tokenizers import TokenizerCatalog, load_tokenizers
 from signet.keys import KeyRegistry
 from signet.redis_link import RedisLink
 from signet.settings import Settings
+from signet.tenants import TenantRegistry, resolve_tenants
 
 
 @dataclass
@@ -29,12 +30,14 @@ class ServiceState:
     redis: RedisLink | None = None  # distributed mode only
     detection_cache: DetectionCache | None = None
     rate_limiter: RateLimiter | None = None
+    tenants: TenantRegistry | None = None  # None: no authentication (development mode)
 
     @classmethod
     def load(cls, settings: Settings, model_dir: Path, keys_file: Path) -> ServiceState:
         """Keys, tokenizers and stores for ``model_dir``, without an engine: what detection needs."""
         keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
         state = cls(settings, keys, load_tokenizers(model_dir, keys))
+        state.tenants = resolve_tenants(settings, keys.key_ids)
         if settings.redis_url is not None:
             state.redis = RedisLink(settings.redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
         state.detection_cache = _detection_cache(settings, state.redis)

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
+from signet import metrics
 from signet.redis_link import RedisLink, RedisUnavailable
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ class MemoryDetectionCache:
         return len(self._entries)
 
     def get(self, key: str) -> bytes | None:
+        value = self._get(key)
+        metrics.count_cache_lookup("miss" if value is None else "hit")
+        return value
+
+    def _get(self, key: str) -> bytes | None:
         now = time.monotonic()
         with self._lock:
             entry = self._entries.get(key)
@@ -103,8 +109,10 @@ class RedisDetectionCache:
             value = self._link.call(lambda client: client.get(name))
         except RedisUnavailable as error:
             self._note_outage(error)
+            metrics.count_cache_lookup("bypass")
             return None
         self._note_recovery()
+        metrics.count_cache_lookup("miss" if value is None else "hit")
         return value
 
     def put(self, key: str, value: bytes) -> None:

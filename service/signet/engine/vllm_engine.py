@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ class SamplingOptions:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # strings that end the generation (left out of the text)
     ignore_eos: bool = False  # fixed-length runs for benchmarks
 
 
@@ -39,6 +42,16 @@ class Completion:
     @property
     def completion_tokens(self) -> int:
         return len(self.token_ids)
+
+
+@dataclass(frozen=True)
+class CompletionDelta:
+    """What one engine step added to a streamed generation; the last carries finish_reason."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None = None
+    time_to_first_token: float | None = None  # on the first delta with tokens: seconds since the engine got it
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,34 @@ class VllmEngine:
     async def generate(
         self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
     ) -> Completion:
+        final = None
+        async for output in self._outputs(prompt_token_ids, options, watermark_key_id, stream=False):
+            final = output
+        sequence = final.outputs[0]
+        return Completion(
+            text=sequence.text,
+            token_ids=list(sequence.token_ids),
+            prompt_tokens=len(prompt_token_ids),
+            finish_reason=sequence.finish_reason or "stop",
+        )
+
+    async def stream(
+        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+    ) -> AsyncIterator[CompletionDelta]:
+        """The generation as it happens; closing the iterator early aborts the request in vLLM."""
+        started = time.monotonic()  # for the first delta's time_to_first_token (metrics)
+        async for output in self._outputs(prompt_token_ids, options, watermark_key_id, stream=True):
+            sequence = output.outputs[0]
+            finish_reason = (sequence.finish_reason or "stop") if output.finished else None
+            first_token = time.monotonic() - started if started is not None and sequence.token_ids else None
+            started = None if first_token is not None else started
+            yield CompletionDelta(sequence.text, list(sequence.token_ids), finish_reason, first_token)
+
+    async def _outputs(
+        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None, stream: bool
+    ) -> AsyncIterator:  # of vllm.RequestOutput
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
         extra_args = {WATERMARK_KEY_ID_ARG: watermark_key_id} if watermark_key_id is not None else None
@@ -104,22 +144,16 @@ class VllmEngine:
             temperature=options.temperature,
             top_p=options.top_p,
             seed=options.seed,
+            stop=list(options.stop) or None,
             ignore_eos=options.ignore_eos,
             extra_args=extra_args,
+            output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
         )
-        final = None
         try:
             async for output in self._llm.generate({"prompt_token_ids": prompt_token_ids}, params, uuid.uuid4().hex):
-                final = output
+                yield output
         except (EngineDeadError, EngineGenerateError) as error:
             raise EngineUnavailableError(f"the engine failed this request: {type(error).__name__}") from error
-        sequence = final.outputs[0]
-        return Completion(
-            text=sequence.text,
-            token_ids=list(sequence.token_ids),
-            prompt_tokens=len(prompt_token_ids),
-            finish_reason=sequence.finish_reason or "stop",
-        )
 
     def shutdown(self) -> None:
         """Stop vLLM's engine-core process; safe to call more than once."""

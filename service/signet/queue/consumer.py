@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,12 +24,12 @@ from typing import Any
 
 import redis
 
-from signet.queue.jobs import Job, JobError, JobOutcome, MalformedJob, QueueKeys, WorkerUnfit
+from signet.queue.jobs import Job, JobError, JobOutcome, MalformedJob, QueueKeys, WorkerUnfit, seconds_since_entry
 from signet.redis_link import CONNECTION_ERRORS, RedisLink
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[Job], Awaitable[dict[str, Any]]]
 
 # Store the outcome once, reply once, acknowledge and delete the entry: one atomic step,
 # so a crash leaves the job either unanswered (and redelivered) or fully answered.
@@ -36,6 +37,10 @@ _FINISH = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
     redis.call('RPUSH', KEYS[2], ARGV[1])
     redis.call('EXPIRE', KEYS[2], ARGV[2])
+    if ARGV[5] == '1' then
+        redis.call('XADD', KEYS[4], '*', 'outcome', ARGV[1])
+        redis.call('EXPIRE', KEYS[4], ARGV[2])
+    end
 end
 redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
 redis.call('XDEL', KEYS[3], ARGV[4])
@@ -215,6 +220,7 @@ class JobWorker:
             logger.warning("job %s: Redis failed while finishing it (%s)", entry_id.decode(), type(failure).__name__)
 
     async def _run(self, entry_id: bytes, job: Job) -> None:
+        waited = seconds_since_entry(entry_id)  # the job starts now; the API observes this in its metrics
         if await self._client.exists(self.keys.result(job.request_id)):
             await self._acknowledge(entry_id)  # answered before, by a worker that died after replying
             return
@@ -222,7 +228,7 @@ class JobWorker:
             await self._acknowledge(entry_id)
             return
         if job.seconds_left <= 0:
-            await self._store(entry_id, job, JobOutcome.failure(_deadline_passed(job)))
+            await self._store(entry_id, job, JobOutcome.failure(_deadline_passed(job)).with_wait(waited))
             return
         handler = self._handlers.get(job.kind)
         if handler is None:
@@ -232,12 +238,12 @@ class JobWorker:
             return
         outcome = await self._outcome(entry_id, job, handler)
         if outcome is not None:
-            await self._store(entry_id, job, outcome)
+            await self._store(entry_id, job, outcome.with_wait(waited))
 
     async def _outcome(self, entry_id: bytes, job: Job, handler: Handler) -> JobOutcome | None:
         """The job's outcome, or None when it must stay pending (caller gone, worker stopping or broken)."""
         try:
-            value = await asyncio.wait_for(handler(job.payload), timeout=job.seconds_left)
+            value = await asyncio.wait_for(handler(job), timeout=job.seconds_left)
         except JobError as error:
             self.counters.failed += 1
             return JobOutcome.failure(error)
@@ -267,8 +273,15 @@ class JobWorker:
 
     async def _store(self, entry_id: bytes, job: Job, outcome: JobOutcome) -> None:
         keep_seconds = max(_RESULT_MIN_SECONDS, int(job.seconds_left) + _RESULT_MIN_SECONDS)
-        keys = [self.keys.result(job.request_id), self.keys.reply(job.request_id), self.keys.stream]
-        await self._finish(keys=keys, args=[outcome.to_json(), keep_seconds, self.keys.group, entry_id])
+        request_id = job.request_id
+        keys = [
+            self.keys.result(request_id),
+            self.keys.reply(request_id),
+            self.keys.stream,
+            self.keys.deltas(request_id),
+        ]
+        arguments = [outcome.to_json(), keep_seconds, self.keys.group, entry_id, "1" if job.stream else "0"]
+        await self._finish(keys=keys, args=arguments)
 
     async def _acknowledge(self, entry_id: bytes) -> None:
         async with self._client.pipeline(transaction=True) as pipe:
@@ -397,3 +410,19 @@ class _Backoff:
 
 def _deadline_passed(job: Job) -> JobError:
     return JobError(504, f"job {job.request_id} passed its deadline before it finished")
+
+
+class PiecePublisher:
+    """How a streaming job's handler passes each piece to the API process streaming it."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self._client = link.async_client
+        self._keys = QueueKeys(link)
+
+    async def publish(self, job: Job, attempt: str, piece: dict[str, Any]) -> None:
+        """``attempt`` names this run of the job, so the reader can tell a restart by a new worker."""
+        key = self._keys.deltas(job.request_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"attempt": attempt, "piece": json.dumps(piece, separators=(",", ":"))})
+            pipe.expire(key, max(_RESULT_MIN_SECONDS, int(job.seconds_left) + _RESULT_MIN_SECONDS))
+            await pipe.execute()

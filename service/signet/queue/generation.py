@@ -9,16 +9,21 @@ secret than the one detection will test for.
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict
 
-from signet.engine.vllm_engine import Completion, EngineUnavailableError, SamplingOptions
+from signet.engine.vllm_engine import Completion, CompletionDelta, EngineUnavailableError, SamplingOptions
 from signet.keys import KeyRegistry, UnknownKeyError
-from signet.queue.consumer import Handler
-from signet.queue.jobs import JobError, WorkerUnfit
+from signet.queue.consumer import Handler, PiecePublisher
+from signet.queue.jobs import Job, JobError, WorkerUnfit
 from signet.queue.producer import JobQueue
 
 KIND = "generate"
+# Fields a newer worker may add are left out, so API pods need not be upgraded first.
+_COMPLETION_FIELDS = [field.name for field in dataclasses.fields(Completion)]
+_DELTA_FIELDS = [field.name for field in dataclasses.fields(CompletionDelta)]
 
 
 class GenerationJob(BaseModel):
@@ -47,34 +52,49 @@ class RemoteEngine:
     async def generate(
         self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
     ) -> Completion:
+        job = self._job(prompt_token_ids, options, watermark_key_id)
+        value = await self.queue.run(KIND, job.model_dump(), self._timeout)
+        return Completion(**{name: value[name] for name in _COMPLETION_FIELDS if name in value})
+
+    async def stream(
+        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+    ) -> AsyncIterator[CompletionDelta]:
+        job = self._job(prompt_token_ids, options, watermark_key_id)
+        async for piece in self.queue.stream(KIND, job.model_dump(), self._timeout):
+            yield CompletionDelta(**{name: piece[name] for name in _DELTA_FIELDS if name in piece})
+
+    def _job(self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None):
         fingerprint = self._keys.get(watermark_key_id).fingerprint if watermark_key_id is not None else None
-        job = GenerationJob(
+        return GenerationJob(
             prompt_token_ids=prompt_token_ids,
             options=dataclasses.asdict(options),
             watermark_key_id=watermark_key_id,
             key_fingerprint=fingerprint,
         )
-        value = await self.queue.run(KIND, job.model_dump(), self._timeout)
-        return Completion(**value)
 
     def shutdown(self) -> None:
         """Nothing to stop: the workers own the engines."""
 
 
-def generation_handler(engine, keys: KeyRegistry, worker_name: str) -> Handler:  # engine: VllmEngine
-    async def generate(payload: dict) -> dict:
-        job = GenerationJob.model_validate(payload)
-        _check_key(keys, job, worker_name)
-        options = SamplingOptions(**job.options)
-        if len(job.prompt_token_ids) + options.max_tokens > engine.max_model_len:
+def generation_handler(engine, keys: KeyRegistry, worker_name: str, publisher: PiecePublisher) -> Handler:
+    """``engine``: the worker's VllmEngine. Streaming jobs publish each piece as it comes."""
+
+    async def generate(job: Job) -> dict:
+        request = GenerationJob.model_validate(job.payload)
+        _check_key(keys, request, worker_name)
+        options = SamplingOptions(**request.options)
+        if len(request.prompt_token_ids) + options.max_tokens > engine.max_model_len:
             raise JobError(
                 422,
-                f"max_tokens: the prompt is {len(job.prompt_token_ids)} tokens and max_tokens {options.max_tokens}, "
-                f"together more than the model's context of {engine.max_model_len} tokens",
+                f"max_tokens: the prompt is {len(request.prompt_token_ids)} tokens and max_tokens "
+                f"{options.max_tokens}, together more than the model's context of {engine.max_model_len} tokens",
                 "max_tokens",
             )
         try:
-            completion = await engine.generate(job.prompt_token_ids, options, job.watermark_key_id)
+            if job.stream:
+                completion = await _stream(engine, request, options, job, publisher)
+            else:
+                completion = await engine.generate(request.prompt_token_ids, options, request.watermark_key_id)
         except EngineUnavailableError as error:
             if not engine.is_healthy:
                 raise WorkerUnfit(str(error)) from error
@@ -84,17 +104,29 @@ def generation_handler(engine, keys: KeyRegistry, worker_name: str) -> Handler: 
     return generate
 
 
-def _check_key(keys: KeyRegistry, job: GenerationJob, worker_name: str) -> None:
-    if job.watermark_key_id is None:
+async def _stream(
+    engine, request: GenerationJob, options: SamplingOptions, job: Job, publisher: PiecePublisher
+) -> Completion:
+    attempt, text, token_ids, finish_reason = uuid.uuid4().hex, [], [], "stop"
+    async for delta in engine.stream(request.prompt_token_ids, options, request.watermark_key_id):
+        await publisher.publish(job, attempt, dataclasses.asdict(delta))
+        text.append(delta.text)
+        token_ids.extend(delta.token_ids)
+        finish_reason = delta.finish_reason or finish_reason
+    return Completion("".join(text), token_ids, len(request.prompt_token_ids), finish_reason)
+
+
+def _check_key(keys: KeyRegistry, request: GenerationJob, worker_name: str) -> None:
+    if request.watermark_key_id is None:
         return
     try:
-        fingerprint = keys.get(job.watermark_key_id).fingerprint
+        fingerprint = keys.get(request.watermark_key_id).fingerprint
     except UnknownKeyError:
         fingerprint = None
-    if fingerprint != job.key_fingerprint:
+    if fingerprint != request.key_fingerprint:
         raise JobError(
             503,
-            f"worker {worker_name} holds a different version of key {job.watermark_key_id!r} than the API "
+            f"worker {worker_name} holds a different version of key {request.watermark_key_id!r} than the API "
             "(or none): deploy the same keys file to API and workers",
             "key_id",
         )

@@ -7,6 +7,7 @@ run twice) and to ``reply:<request_id>``, a list the waiting API process pops.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ class QueueKeys:
     def cancelled(self, request_id: str) -> str:
         return self.link.key("cancelled", request_id)
 
+    def deltas(self, request_id: str) -> str:
+        """Stream of a streaming job's pieces, then its outcome."""
+        return self.link.key("deltas", request_id)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -80,6 +85,7 @@ class Job:
     kind: str
     payload: dict[str, Any]
     deadline: float  # Unix time: API and worker clocks are assumed in sync (NTP), as Kubernetes nodes are
+    stream: bool = False  # the caller reads pieces as they come (QueueKeys.deltas), not only the outcome
 
     @property
     def seconds_left(self) -> float:
@@ -91,13 +97,20 @@ class Job:
             "kind": self.kind,
             "deadline": repr(self.deadline),
             "payload": json.dumps(self.payload, separators=(",", ":")),
+            "stream": "1" if self.stream else "0",
         }
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> Job:
         try:
             payload = json.loads(fields[b"payload"])
-            job = cls(fields[b"request_id"].decode(), fields[b"kind"].decode(), payload, float(fields[b"deadline"]))
+            job = cls(
+                fields[b"request_id"].decode(),
+                fields[b"kind"].decode(),
+                payload,
+                float(fields[b"deadline"]),
+                fields.get(b"stream") == b"1",
+            )
         except (KeyError, ValueError, UnicodeDecodeError) as error:
             raise MalformedJob(f"not a job: {type(error).__name__}") from None
         if not isinstance(job.payload, dict) or not job.request_id:
@@ -113,6 +126,7 @@ class JobOutcome:
     status: int = 200
     detail: str = ""
     field: str | None = None
+    waited_seconds: float | None = None  # from entering the queue to a worker starting it (for metrics)
 
     @classmethod
     def failure(cls, error: JobError) -> JobOutcome:
@@ -120,16 +134,37 @@ class JobOutcome:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"value": self.value, "status": self.status, "detail": self.detail, "field": self.field},
+            {
+                "value": self.value,
+                "status": self.status,
+                "detail": self.detail,
+                "field": self.field,
+                "waited_seconds": self.waited_seconds,
+            },
             separators=(",", ":"),
         )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> JobOutcome:
         document = json.loads(raw)
-        return cls(document["value"], document["status"], document["detail"], document["field"])
+        return cls(
+            document["value"], document["status"], document["detail"], document["field"], document.get("waited_seconds")
+        )
+
+    def with_wait(self, seconds: float | None) -> JobOutcome:
+        return dataclasses.replace(self, waited_seconds=seconds)
 
     def unwrap(self) -> dict[str, Any]:
         if self.value is None:
             raise JobError(self.status, self.detail, self.field)
         return self.value
+
+
+def seconds_since_entry(entry_id: bytes | str, now: float | None = None) -> float | None:
+    """Seconds since Redis added the stream entry ``entry_id`` (``<Unix ms>-<seq>``, in Redis'
+    clock, which like the others is assumed in sync); None for an id of another form."""
+    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    milliseconds, _, _ = raw.partition("-")
+    if not milliseconds.isdigit():
+        return None
+    return max(0.0, (time.time() if now is None else now) - int(milliseconds) / 1000)

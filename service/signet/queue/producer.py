@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+from signet import metrics
 from signet.queue.jobs import Job, JobError, JobOutcome, QueueKeys
 from signet.redis_link import CONNECTION_ERRORS, RedisLink, RedisUnavailable
 
@@ -20,8 +23,11 @@ _ENQUEUE_WITHIN_BOUND = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
     return false
 end
-return redis.call('XADD', KEYS[1], '*', 'request_id', ARGV[2], 'kind', ARGV[3], 'deadline', ARGV[4], 'payload', ARGV[5])
+return redis.call('XADD', KEYS[1], '*', 'request_id', ARGV[2], 'kind', ARGV[3], 'deadline', ARGV[4],
+                  'payload', ARGV[5], 'stream', ARGV[6])
 """
+
+_FIELD_ORDER = ("request_id", "kind", "deadline", "payload", "stream")  # ARGV[2:] of the script above
 
 # How long a cancellation mark outlives the deadline it cancels.
 _CANCEL_MARK_SECONDS = 60
@@ -46,7 +52,56 @@ class JobQueue:
         except asyncio.CancelledError:
             await self.cancel(job.request_id)
             raise
+        metrics.observe_job_wait(outcome.waited_seconds)
         return outcome.unwrap()
+
+    async def stream(self, kind: str, payload: dict[str, Any], timeout_seconds: float) -> AsyncIterator[dict]:
+        """Queue a streaming job and yield the pieces its worker publishes; then return, or
+        raise JobError as ``run`` does. Closing the iterator early cancels the job.
+
+        A job taken over by another worker starts again from its first piece: if pieces
+        were already passed on, the stream cannot be mended and ends with a 502."""
+        job = Job(uuid.uuid4().hex, kind, payload, time.time() + timeout_seconds, stream=True)
+        await self._add(job)
+        finished = False
+        try:
+            async for piece in self._pieces(job, timeout_seconds):
+                yield piece
+            finished = True
+        finally:
+            if not finished:
+                await asyncio.shield(self.cancel(job.request_id))
+
+    async def _pieces(self, job: Job, timeout_seconds: float) -> AsyncIterator[dict]:
+        key, last_id, attempt = self.keys.deltas(job.request_id), "0-0", None
+        while True:
+            entries = await self._read_deltas(key, last_id, job, timeout_seconds)
+            for entry_id, fields in entries:
+                last_id = entry_id
+                if b"outcome" in fields:
+                    outcome = JobOutcome.from_json(fields[b"outcome"])
+                    metrics.observe_job_wait(outcome.waited_seconds)
+                    outcome.unwrap()
+                    return
+                if attempt is not None and fields[b"attempt"] != attempt:
+                    raise JobError(502, "the worker generating this stream stopped midway; retry the request")
+                attempt = fields[b"attempt"]
+                yield json.loads(fields[b"piece"])
+
+    async def _read_deltas(self, key: str, last_id: bytes | str, job: Job, timeout_seconds: float) -> list:
+        block_ms = int(job.seconds_left * 1000)
+        if block_ms <= 0:
+            await self.cancel(job.request_id)
+            raise JobError(504, f"no result within the deadline of {timeout_seconds:g} s; the job was cancelled")
+        try:
+            # XREAD reads BLOCK 0 as "forever": block_ms is at least 1 here.
+            response = await self._waiter.xread({key: last_id}, block=block_ms)
+        except CONNECTION_ERRORS as error:
+            self.link.record_failure(error)
+            raise JobError(
+                503, "lost the connection to the job queue while streaming; retry later", retry_after=self._retry_after
+            ) from error
+        return response[0][1] if response else []
 
     async def depth(self) -> int:
         """Jobs waiting or running."""
@@ -70,7 +125,7 @@ class JobQueue:
 
     async def _add(self, job: Job) -> None:
         fields = job.to_fields()
-        arguments = [self._max_jobs, fields["request_id"], fields["kind"], fields["deadline"], fields["payload"]]
+        arguments = [self._max_jobs, *(fields[name] for name in _FIELD_ORDER)]
         try:
             entry_id = await self.link.call_async(lambda client: self._enqueue(keys=[self.keys.stream], args=arguments))
         except RedisUnavailable as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from signet.api.auth import Caller
 from signet.api.detect.protocol import DetectBatchItem, DetectBatchRequest, DetectBatchResponse, DetectRequest
 from signet.api.detect.service import detect
 from signet.api.errors import ApiError, PayloadTooLarge, describe_validation_errors, unknown_key_problem
@@ -17,7 +18,7 @@ from signet.api.state import ServiceState
 from signet.keys import UnknownKeyError
 
 
-def detect_batch(state: ServiceState, request: DetectBatchRequest) -> DetectBatchResponse:
+def detect_batch(state: ServiceState, request: DetectBatchRequest, caller: Caller) -> DetectBatchResponse:
     items = request.items
     limit = state.settings.max_batch_items
     if not items:
@@ -27,7 +28,7 @@ def detect_batch(state: ServiceState, request: DetectBatchRequest) -> DetectBatc
     total = sum(_input_size(item) for item in items)
     if total > state.settings.max_batch_chars:
         raise PayloadTooLarge("items", total, state.settings.max_batch_chars)
-    return DetectBatchResponse(results=[_detect_item(state, index, item) for index, item in enumerate(items)])
+    return DetectBatchResponse(results=[_detect_item(state, index, item, caller) for index, item in enumerate(items)])
 
 
 def _input_size(item: object) -> int:
@@ -37,11 +38,11 @@ def _input_size(item: object) -> int:
     return len(value) if isinstance(value, str | list) else 0
 
 
-def _detect_item(state: ServiceState, index: int, item: object) -> DetectBatchItem:
+def _detect_item(state: ServiceState, index: int, item: object, caller: Caller) -> DetectBatchItem:
     prefix = ("items", index)
     try:
         parsed = DetectRequest.model_validate(item)
-        return DetectBatchItem(index=index, status=200, result=detect(state, parsed))
+        return DetectBatchItem(index=index, status=200, result=detect(state, parsed, caller))
     except ValidationError as error:
         detail, field = describe_validation_errors(error.errors(include_url=False), prefix)
         return _failed(index, 422, detail, field)

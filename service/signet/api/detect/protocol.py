@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SkipValidation, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, field_validator, model_validator
 
 from signet.api.protocol import KEY_ID_FIELD, Problem, StrictModel, require_visible_text
 
@@ -13,6 +13,15 @@ KeyIds = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Fie
 
 
 class DetectRequest(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"text": "The river ran past the mill and under the old stone bridge.", "key_id": "main"},
+                {"token_ids": [788, 41234, 282, 16804, 506, 10286, 28, 198], "key_ids": "all", "windows": True},
+            ]
+        }
+    )
+
     text: str | None = Field(
         default=None, min_length=1, description="Text to test. Give this or token_ids.", examples=["Once upon a time"]
     )
@@ -110,6 +119,19 @@ class DetectResponse(KeyDetection):
 
 
 class DetectBatchRequest(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {"text": "A first text to test."},
+                        {"text": "A second one, against every key.", "key_ids": "all"},
+                    ]
+                }
+            ]
+        }
+    )
+
     # Items are validated one by one in the route, so one bad item gets its own error
     # entry instead of failing the batch; the schema still documents their shape.
     items: Annotated[list[DetectRequest], SkipValidation] = Field(

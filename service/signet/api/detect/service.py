@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from signet import metrics
+from signet.api.auth import Caller
 from signet.api.detect.caching import cache_key, cached_response, store, text_digest, token_ids_digest
 from signet.api.detect.protocol import (
     DetectRequest,
@@ -65,20 +67,20 @@ class KeyTest:
         return self.p_value if self.window is None else self.window.corrected_p_value
 
 
-def detect(state: ServiceState, request: DetectRequest) -> DetectResponse:
+def detect(state: ServiceState, request: DetectRequest, caller: Caller) -> DetectResponse:
     _check_input_size(state, request)
-    # Refusals (unknown keys, tokenizer mismatches) come before the cache is asked, so
-    # a request that fails never gets a cached answer; failures are never stored.
-    inputs = _key_inputs(state, request)
+    # Refusals (unknown or forbidden keys, tokenizer mismatches) come before the cache is
+    # asked, so a request that fails never gets a cached answer; failures are never stored.
+    inputs = _key_inputs(state, request, caller)
     cache = state.detection_cache
     if cache is None:
-        return _run(state, request, inputs)
-    entry = _cache_key(state, request, inputs)
+        return metrics.counted_detection(_run(state, request, inputs))
+    entry = _cache_key(state, request, inputs, caller)
     response = cached_response(cache, entry)
     if response is None:
         response = _run(state, request, inputs)
         store(cache, entry, response)
-    return response
+    return metrics.counted_detection(response)
 
 
 def _check_input_size(state: ServiceState, request: DetectRequest) -> None:
@@ -92,6 +94,7 @@ def _check_input_size(state: ServiceState, request: DetectRequest) -> None:
 def _run(state: ServiceState, request: DetectRequest, inputs: list[KeyInput]) -> DetectResponse:
     tokens_by_recipe: dict[tuple, Tokens] = {}
     tests = [_test_key(state, item, request, tokens_by_recipe) for item in inputs]
+    metrics.count_scored_tokens((test.key.scheme, test.evidence.num_scored_tokens) for test in tests)
     tested = [test for test in tests if test.has_enough_evidence]
     adjusted = holm_bonferroni([test.decision_p_value for test in tested])
     adjusted_by_key = {test.key.key_id: value for test, value in zip(tested, adjusted, strict=True)}
@@ -105,11 +108,11 @@ def _run(state: ServiceState, request: DetectRequest, inputs: list[KeyInput]) ->
     )
 
 
-def _key_inputs(state: ServiceState, request: DetectRequest) -> list[KeyInput]:
+def _key_inputs(state: ServiceState, request: DetectRequest, caller: Caller) -> list[KeyInput]:
     """The keys to test with the input as each reads it; a text is normalised once per set of steps."""
     normalized: dict[tuple[NormalizationStep, ...], NormalizedText] = {}
     inputs = []
-    for key in _keys_to_test(state, request):
+    for key in _keys_to_test(state, request, caller):
         problem = _tokenizer_problem(state, key, request)
         if problem is not None:
             raise ApiError(422, problem, "tokenizer" if request.tokenizer is not None else "text")
@@ -122,12 +125,18 @@ def _key_inputs(state: ServiceState, request: DetectRequest) -> list[KeyInput]:
     return inputs
 
 
-def _keys_to_test(state: ServiceState, request: DetectRequest) -> list[WatermarkKey]:
+def _keys_to_test(state: ServiceState, request: DetectRequest, caller: Caller) -> list[WatermarkKey]:
+    # The caller's permission is checked before a key is looked up: a tenant limited to
+    # some keys gets 403 for any other key_id, whether it exists or not.
     if request.key_ids is None:
+        default = request.key_id is None
+        caller.check_keys([state.keys.default_key_id if default else request.key_id], "key_id", default=default)
         return [state.keys.get(request.key_id)]
     if request.key_ids != "all":
+        caller.check_keys(request.key_ids, "key_ids")
         return [state.keys.get(key_id) for key_id in dict.fromkeys(request.key_ids)]
-    keys = [state.keys.get(key_id) for key_id in state.keys.key_ids]
+    # "all": every key this caller may use
+    keys = [state.keys.get(key_id) for key_id in caller.usable(state.keys.key_ids)]
     # "all" means every key this input can be tested against: a key made with another
     # tokenizer than the request names, or one this service cannot tokenize text for,
     # is left out rather than failing the request.
@@ -149,11 +158,14 @@ def _tokenizer_problem(state: ServiceState, key: WatermarkKey, request: DetectRe
     return None
 
 
-def _cache_key(state: ServiceState, request: DetectRequest, inputs: list[KeyInput]) -> str:
-    """Everything the response depends on; texts and secrets only as digests."""
+def _cache_key(state: ServiceState, request: DetectRequest, inputs: list[KeyInput], caller: Caller) -> str:
+    """Everything the response depends on; texts and secrets only as digests. Each tenant
+    has entries of its own: a shared hit ("cached": true) would tell one tenant which
+    texts another has tested."""
     digests = _input_digests(request, inputs)
     return cache_key(
         {
+            "tenant": caller.tenant.name if caller.tenant is not None else None,
             "alpha": request.alpha,
             "windows": request.windows,
             "details": request.details,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from signet.api.protocol import KEY_ID_FIELD, StrictModel
 from signet.settings import MAX_NEW_TOKENS_CEILING
@@ -16,6 +16,19 @@ class ChatMessage(StrictModel):
 
 
 class GenerateRequest(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "messages": [{"role": "user", "content": "Write a short poem about the sea."}],
+                    "max_tokens": 120,
+                    "seed": 7,
+                },
+                {"prompt": "Once upon a time", "max_tokens": 64, "key_id": "main", "stream": True},
+            ]
+        }
+    )
+
     prompt: str | None = Field(default=None, description="Raw prompt. Give this or messages, not both.")
     messages: list[ChatMessage] | None = Field(
         default=None,
@@ -28,6 +41,11 @@ class GenerateRequest(StrictModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Fixes sampling for reproducible output.")
     key_id: str | None = KEY_ID_FIELD
+    stream: bool = Field(
+        default=False,
+        description="Send the text as it is generated, as server-sent events: GenerateChunk objects, "
+        "the last with usage and watermark, then `data: [DONE]`; an error midway comes as `event: error`.",
+    )
 
     @model_validator(mode="after")
     def _one_prompt(self) -> GenerateRequest:
@@ -38,16 +56,6 @@ class GenerateRequest(StrictModel):
         if self.messages is not None and not any(message.content.strip() for message in self.messages):
             raise ValueError("messages must contain non-whitespace text")
         return self
-
-    @property
-    def input_chars(self) -> int:
-        if self.prompt is not None:
-            return len(self.prompt)
-        return sum(len(message.content) for message in self.messages or [])
-
-    @property
-    def input_field(self) -> str:
-        return "prompt" if self.prompt is not None else "messages"
 
 
 class Usage(BaseModel):
@@ -71,3 +79,14 @@ class GenerateResponse(BaseModel):
     usage: Usage
     model: str
     watermark: WatermarkInfo
+
+
+class GenerateChunk(BaseModel):
+    """One server-sent event of a streamed ``/generate``."""
+
+    text: str = Field(description="The text this piece adds.")
+    token_ids: list[int] = Field(description="The tokens this piece adds.")
+    finish_reason: str | None = Field(default=None, description="Set on the last piece only.")
+    usage: Usage | None = Field(default=None, description="Last piece only.")
+    model: str | None = Field(default=None, description="Last piece only.")
+    watermark: WatermarkInfo | None = Field(default=None, description="Last piece only.")

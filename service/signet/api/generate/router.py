@@ -4,20 +4,34 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from signet.api import sse
+from signet.api.auth import CallerDependency, authorize_generation
 from signet.api.disconnect import CLIENT_CLOSED_REQUEST, cancel_on_disconnect
 from signet.api.generate.protocol import GenerateRequest, GenerateResponse
-from signet.api.generate.service import generate
+from signet.api.generate.service import GenerationInput, generate, generate_chunks, prepare
+from signet.api.openapi import GENERATION_RESPONSES
 from signet.api.state import StateDependency
 
 router = APIRouter(tags=["generation"])
 
 
-@router.post("/generate", response_model=GenerateResponse, summary="Generate text, watermarked by default")
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    summary="Generate text, watermarked by default (stream for server-sent events)",
+    responses=GENERATION_RESPONSES,
+)
 async def generate_route(
     body: GenerateRequest,
     request: Request,
     state: StateDependency,
+    caller: CallerDependency,
     watermark: Annotated[bool, Query(description="Apply the key's watermark to the generated tokens.")] = True,
 ) -> GenerateResponse | Response:
+    authorize_generation(caller, state, body.key_id, watermark)
+    if body.stream:
+        prepared = await prepare(state, GenerationInput.of(body, watermark))
+        chunks = generate_chunks(state, prepared)
+        return sse.event_stream(chunk.model_dump_json(exclude_none=True) async for chunk in chunks)
     response = await cancel_on_disconnect(request, generate(state, body, watermark))
     return Response(status_code=CLIENT_CLOSED_REQUEST) if response is None else response

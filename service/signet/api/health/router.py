@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from signet.api.errors import problem_response
+from signet.api.openapi import problem_responses
 from signet.api.state import ServiceState, StateDependency
 from signet.redis_link import RedisUnavailable
 
@@ -36,6 +37,7 @@ async def healthz() -> HealthResponse:
     "/readyz",
     response_model=ReadyResponse,
     response_model_exclude_none=True,
+    responses=problem_responses(503),
     summary="Ready to serve: the engine is loaded (embedded) or the API runs, maybe degraded (distributed)",
 )
 async def readyz(state: StateDependency):

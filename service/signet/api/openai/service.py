@@ -1,0 +1,136 @@
+"""OpenAI-compatible completions on Signet's generation: the same checks, engine and
+watermark as ``/generate``, in OpenAI's shapes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from signet.api.errors import ApiError
+from signet.api.generate.service import GenerationInput, PreparedGeneration, complete, prepare, stream, watermark_info
+from signet.api.openai.protocol import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatDelta,
+    ChatResponseMessage,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionUsage,
+    ModelCard,
+    ModelList,
+    SignetExtension,
+)
+from signet.api.state import ServiceState
+
+_STARTED = int(time.time())
+
+
+def models(state: ServiceState) -> ModelList:
+    return ModelList(data=[ModelCard(id=state.model_name, created=_STARTED)])
+
+
+def _check_model(state: ServiceState, model: str) -> None:
+    if model != state.model_name:
+        raise ApiError(404, f"model {model!r} is not served here; GET /v1/models lists {state.model_name!r}", "model")
+
+
+async def prepare_completion(state: ServiceState, request: CompletionRequest) -> PreparedGeneration:
+    _check_model(state, request.model)
+    generation = GenerationInput(
+        request.prompt,
+        None,
+        request.max_tokens,
+        request.temperature,
+        request.top_p,
+        request.seed,
+        request.key_id,
+        request.watermark,
+        request.stop_sequences,
+    )
+    return await prepare(state, generation)
+
+
+async def prepare_chat(state: ServiceState, request: ChatCompletionRequest) -> PreparedGeneration:
+    _check_model(state, request.model)
+    # The chat template knows system, user and assistant; OpenAI's "developer" is its system role.
+    turns = [
+        {"role": "system" if message.role == "developer" else message.role, "content": message.content}
+        for message in request.messages
+    ]
+    generation = GenerationInput(
+        None,
+        turns,
+        request.token_limit,
+        request.temperature,
+        request.top_p,
+        request.seed,
+        request.key_id,
+        request.watermark,
+        request.stop_sequences,
+        request.token_limit_field,
+    )
+    return await prepare(state, generation)
+
+
+async def completion(state: ServiceState, prepared: PreparedGeneration) -> CompletionResponse:
+    result = await complete(state, prepared)
+    return CompletionResponse(
+        model=state.model_name,
+        choices=[CompletionChoice(text=result.text, finish_reason=result.finish_reason)],
+        usage=CompletionUsage.of(result.prompt_tokens, result.completion_tokens),
+        signet=SignetExtension(watermark=watermark_info(prepared.key), token_ids=result.token_ids),
+    )
+
+
+async def chat_completion(state: ServiceState, prepared: PreparedGeneration) -> ChatCompletionResponse:
+    result = await complete(state, prepared)
+    return ChatCompletionResponse(
+        model=state.model_name,
+        choices=[ChatChoice(message=ChatResponseMessage(content=result.text), finish_reason=result.finish_reason)],
+        usage=CompletionUsage.of(result.prompt_tokens, result.completion_tokens),
+        signet=SignetExtension(watermark=watermark_info(prepared.key), token_ids=result.token_ids),
+    )
+
+
+async def completion_chunks(
+    state: ServiceState, prepared: PreparedGeneration, include_usage: bool
+) -> AsyncIterator[CompletionResponse]:
+    first = CompletionResponse(model=state.model_name, choices=[])
+    generated = 0
+    async for delta in stream(state, prepared):
+        generated += len(delta.token_ids)
+        yield first.model_copy(
+            update={
+                "choices": [CompletionChoice(text=delta.text, finish_reason=delta.finish_reason)],
+                "signet": SignetExtension(watermark=watermark_info(prepared.key), token_ids=delta.token_ids),
+            }
+        )
+    if include_usage:
+        yield first.model_copy(update={"usage": CompletionUsage.of(len(prepared.prompt_token_ids), generated)})
+
+
+async def chat_chunks(
+    state: ServiceState, prepared: PreparedGeneration, include_usage: bool
+) -> AsyncIterator[ChatCompletionChunk]:
+    """OpenAI's order: a first chunk with the role, then content pieces, the last with finish_reason."""
+    first = ChatCompletionChunk(
+        model=state.model_name,
+        choices=[ChatChunkChoice(delta=ChatDelta(role="assistant", content=""))],
+    )
+    yield first
+    generated = 0
+    async for delta in stream(state, prepared):
+        generated += len(delta.token_ids)
+        yield first.model_copy(
+            update={
+                "choices": [ChatChunkChoice(delta=ChatDelta(content=delta.text), finish_reason=delta.finish_reason)],
+                "signet": SignetExtension(watermark=watermark_info(prepared.key), token_ids=delta.token_ids),
+            }
+        )
+    if include_usage:
+        usage = CompletionUsage.of(len(prepared.prompt_token_ids), generated)
+        yield first.model_copy(update={"choices": [], "usage": usage})

@@ -1,0 +1,48 @@
+"""Server-sent events: how streamed responses are framed, and how they end.
+
+Each piece is one ``data:`` event holding a JSON object, and a stream that ends well
+ends with ``data: [DONE]`` (as OpenAI's and vLLM's do). A failure after the response
+has begun cannot change its status any more: it comes as ``event: error`` whose data
+is the problem+json body, with an ``error`` member that OpenAI's client library reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from starlette.responses import StreamingResponse
+
+from signet.api.errors import ApiError
+from signet.api.protocol import Problem
+
+MEDIA_TYPE = "text/event-stream"
+DONE = "data: [DONE]\n\n"
+# Proxies (nginx) must pass each event on at once, and nobody may cache a stream.
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def data_event(payload_json: str) -> str:
+    return f"data: {payload_json}\n\n"
+
+
+def error_event(error: ApiError) -> str:
+    problem = Problem.of(error.status, error.detail, error.field).model_dump(exclude_none=True)
+    problem["error"] = {"message": error.detail, "type": problem["title"], "code": error.status}
+    return f"event: error\ndata: {json.dumps(problem)}\n\n"
+
+
+def event_stream(payloads: AsyncIterator[str]) -> StreamingResponse:
+    """A streaming response of ``payloads`` (JSON texts). Starlette cancels the iterator
+    when the client disconnects, which cancels the generation behind it."""
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for payload in payloads:
+                yield data_event(payload)
+        except ApiError as error:
+            yield error_event(error)
+            return
+        yield DONE
+
+    return StreamingResponse(events(), media_type=MEDIA_TYPE, headers=HEADERS)
