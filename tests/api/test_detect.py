@@ -191,3 +191,11 @@ def test_batch_limits_fail_the_whole_request(detect_client, body, status, field)
 def test_bad_detect_requests_get_a_clear_422(detect_client, body, field):
     problem = _detect(detect_client, 422, **body)
     assert problem.get("field") == field and problem["detail"]
+
+
+def test_an_explicit_null_text_is_the_same_as_none(detect_client):
+    """Found by schemathesis: ``"text": null`` crashed the visible-text check with a 500."""
+    with_ids = detect_client.post("/detect", json={"text": None, "token_ids": [788, 41234, 282]})
+    assert with_ids.status_code == 200, with_ids.text
+    alone = detect_client.post("/detect", json={"text": None})
+    assert alone.status_code == 422 and alone.headers["content-type"].startswith("application/problem+json")

@@ -49,7 +49,7 @@ def create_app(state: ServiceState) -> FastAPI:
         app.include_router(
             router,
             dependencies=[Depends(authenticate), Depends(enforce_rate_limit)],
-            responses=problem_responses(401, 403, 413, 422, 429),
+            responses=problem_responses(400, 401, 403, 413, 422, 429),
         )
     app.include_router(health_router)  # probes are never limited
     app.include_router(metrics_router)  # nor is /metrics

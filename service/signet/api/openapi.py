@@ -25,6 +25,7 @@ from signet.settings import Settings
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _STATUS_MEANING = {
+    400: "The body could not be read (not UTF-8).",
     401: "No API key, or an unknown one.",
     403: "The API key's tenant may not use this watermark key, or turn the watermark off.",
     404: "An unknown watermark key_id (or model).",
@@ -76,13 +77,36 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            _describe_event_streams(document)
             app.openapi_schema = _problems_as_problem_json(document)
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _stream_chunks() -> dict[str, type]:
+    """The JSON each server-sent event of a streamed route carries, by path."""
+    from signet.api.generate.protocol import GenerateChunk
+    from signet.api.openai.protocol import ChatCompletionChunk, CompletionResponse
+
+    return {
+        "/generate": GenerateChunk,
+        "/v1/completions": CompletionResponse,
+        "/v1/chat/completions": ChatCompletionChunk,
+    }
+
+
+def _describe_event_streams(document: dict[str, Any]) -> None:
+    """A stream's events: chunks, a problem (``event: error``), and the closing ``[DONE]``."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for path, model in _stream_chunks().items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas.setdefault(model.__name__, schema)
+        event = {"anyOf": [{"$ref": f"#/components/schemas/{model.__name__}"}, _PROBLEM_REF, {"const": "[DONE]"}]}
+        document["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"] = {"schema": event}
 
 
 def _problems_as_problem_json(document: dict[str, Any]) -> dict[str, Any]:

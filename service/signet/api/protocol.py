@@ -21,8 +21,8 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def require_visible_text(value: str) -> str:
-    if not value.strip():
+def require_visible_text(value: str | None) -> str | None:
+    if value is not None and not value.strip():
         raise ValueError("must contain non-whitespace text")
     return value
 
