@@ -17,6 +17,7 @@ import hashlib
 import math
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from signet.api.errors import ApiError
 from signet.api.state import StateDependency
@@ -46,12 +47,15 @@ def retry_after_header(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
-def enforce_rate_limit(request: Request, state: StateDependency) -> None:
-    """A route dependency: 429 when the caller is over its limit; nothing when limits are off."""
+async def enforce_rate_limit(request: Request, state: StateDependency) -> None:
+    """A route dependency: 429 when the caller is over its limit; nothing when limits are off.
+
+    ``async`` so that with limits off it costs no hop to the thread pool; the limiter
+    itself (a blocking Redis round trip) runs there."""
     limiter = state.rate_limiter
     if limiter is None:
         return
-    decision = limiter.acquire(caller_identity(request))
+    decision = await run_in_threadpool(limiter.acquire, caller_identity(request))
     if decision.allowed:
         return
     retry_after = retry_after_header(decision.retry_after_seconds)

@@ -71,7 +71,7 @@ def _rate_limiter(settings: Settings, redis: RedisLink | None) -> RateLimiter | 
     return MemoryRateLimiter(settings.rate_limit_per_minute, burst)
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:  # async: no thread-pool hop for a lookup
     return request.app.state.signet
 
 

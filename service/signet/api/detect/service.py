@@ -230,9 +230,12 @@ def _tokenize(state: ServiceState, item: KeyInput, request: DetectRequest) -> To
     if normalized is None:
         return Tokens(list(request.token_ids), None)
     tokenizer = state.tokenizers.get(item.tokenizer)
-    encoded = tokenizer(normalized.text, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
+    # Spans are reported only with windows or details; mapping each token back through the
+    # normalisation is a Python loop over the tokens, so the default request skips it.
+    with_spans = tokenizer.is_fast and (request.windows or request.details)
+    encoded = tokenizer(normalized.text, add_special_tokens=False, return_offsets_mapping=with_spans)
     spans = None
-    if tokenizer.is_fast:
+    if with_spans:
         spans = [normalized.source_span(start, end) for start, end in encoded["offset_mapping"]]
     return Tokens(encoded["input_ids"], spans)
 
