@@ -39,14 +39,14 @@ class GenerationInput:
     def of(cls, request: GenerateRequest, watermark: bool) -> GenerationInput:
         messages = [message.model_dump() for message in request.messages] if request.messages is not None else None
         return cls(
-            request.prompt,
-            messages,
-            request.max_tokens,
-            request.temperature,
-            request.top_p,
-            request.seed,
-            request.key_id,
-            watermark,
+            prompt=request.prompt,
+            messages=messages,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            key_id=request.key_id,
+            watermark=watermark,
         )
 
     @property

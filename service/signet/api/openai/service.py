@@ -40,18 +40,7 @@ def _check_model(state: ServiceState, model: str) -> None:
 
 async def prepare_completion(state: ServiceState, request: CompletionRequest) -> PreparedGeneration:
     _check_model(state, request.model)
-    generation = GenerationInput(
-        request.prompt,
-        None,
-        request.max_tokens,
-        request.temperature,
-        request.top_p,
-        request.seed,
-        request.key_id,
-        request.watermark,
-        request.stop_sequences,
-    )
-    return await prepare(state, generation)
+    return await prepare(state, _generation_input(request, prompt=request.prompt, max_tokens=request.max_tokens))
 
 
 async def prepare_chat(state: ServiceState, request: ChatCompletionRequest) -> PreparedGeneration:
@@ -61,19 +50,25 @@ async def prepare_chat(state: ServiceState, request: ChatCompletionRequest) -> P
         {"role": "system" if message.role == "developer" else message.role, "content": message.content}
         for message in request.messages
     ]
-    generation = GenerationInput(
-        None,
-        turns,
-        request.token_limit,
-        request.temperature,
-        request.top_p,
-        request.seed,
-        request.key_id,
-        request.watermark,
-        request.stop_sequences,
-        request.token_limit_field,
+    generation = _generation_input(
+        request, messages=turns, max_tokens=request.token_limit, max_tokens_field=request.token_limit_field
     )
     return await prepare(state, generation)
+
+
+def _generation_input(request: CompletionRequest | ChatCompletionRequest, **specific) -> GenerationInput:
+    """What both OpenAI routes share; ``specific``: the prompt or messages and the token limit."""
+    shared = {
+        "prompt": None,
+        "messages": None,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "key_id": request.key_id,
+        "watermark": request.watermark,
+        "stop": request.stop_sequences,
+    }
+    return GenerationInput(**{**shared, **specific})
 
 
 async def completion(state: ServiceState, prepared: PreparedGeneration) -> CompletionResponse:
