@@ -59,3 +59,12 @@ def test_generation_routes_declare_queue_errors(document):
 def test_the_description_states_the_limits(document):
     description = document["info"]["description"]
     assert "Limits" in description and "413" in description and "max_tokens" in description
+
+
+def test_every_get_route_shows_an_example_answer(document):
+    for path, method, operation in operations(document):
+        if method != "get" or path == "/openapi.json":
+            continue
+        reference = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        schema = document["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+        assert schema.get("examples"), f"GET {path} has no example"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from signet.api.errors import problem_response
 from signet.api.openapi import problem_responses
@@ -14,10 +14,29 @@ router = APIRouter(tags=["health"])
 
 
 class HealthResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: str
 
 
 class ReadyResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ready", "mode": "embedded", "engine": "loaded"},
+                {
+                    "status": "ready",
+                    "mode": "distributed",
+                    "engine": "workers",
+                    "redis": "up",
+                    "workers": 2,
+                    "queue_depth": 0,
+                },
+                {"status": "degraded", "mode": "distributed", "engine": "workers", "redis": "down"},
+            ]
+        }
+    )
+
     status: Literal["ready", "degraded"] = Field(
         description="'degraded': /detect works, queued routes (generation) do not: Redis is down or no worker is up."
     )

@@ -228,5 +228,18 @@ class ModelCard(BaseModel):
 
 
 class ModelList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": "SmolLM2-135M-Instruct", "object": "model", "created": 1796025600, "owned_by": "signet"}
+                    ],
+                }
+            ]
+        }
+    )
+
     object: Literal["list"] = "list"
     data: list[ModelCard]
