@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from signet.logs import bind_request_id, current_request_id, unbind_request_id
 from signet.queue.consumer import PiecePublisher
 from signet.queue.jobs import Job, JobError
 from signet.queue.producer import JobQueue
@@ -290,3 +291,23 @@ async def test_a_stream_past_its_deadline_ends_with_504(queue):
         async for _ in queue.stream("stream", {}, 0.3):  # no worker
             pass
     assert timed_out.value.status == 504
+
+
+@pytest.mark.asyncio
+async def test_a_workers_log_lines_for_a_job_carry_the_callers_request_id(queue, start_worker):
+    seen_in_handler = []
+
+    async def note(job: Job) -> dict:
+        seen_in_handler.append(current_request_id())
+        return {}
+
+    await start_worker({"note": note})
+    token = bind_request_id("http-request-7f3a")  # what the API's middleware binds for a request
+    try:
+        await queue.run("note", {}, 10)
+    finally:
+        unbind_request_id(token)
+    await queue.run("note", {}, 10)  # queued outside any HTTP request: the job's own id
+    assert seen_in_handler[0] == "http-request-7f3a"
+    assert seen_in_handler[1] not in (None, "http-request-7f3a")
+    assert current_request_id() is None  # the worker's binding stayed in its job's task

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from signet.logs import bind_request_id
 from signet.queue.jobs import Job, JobError, JobOutcome, MalformedJob, QueueKeys, WorkerUnfit, seconds_since_entry
 from signet.redis_link import CONNECTION_ERRORS, RedisLink
 
@@ -214,6 +215,8 @@ class JobWorker:
             except MalformedJob as error:
                 await self._dead_letter(entry_id, fields, str(error))
                 return
+            # This task's own context: the id marks this job's log lines only.
+            bind_request_id(job.trace_id or job.request_id)
             await self._run(entry_id, job)
         except CONNECTION_ERRORS as failure:
             # The outcome could not be stored: the job stays pending and is redelivered.

@@ -86,6 +86,9 @@ class Job:
     payload: dict[str, Any]
     deadline: float  # Unix time: API and worker clocks are assumed in sync (NTP), as Kubernetes nodes are
     stream: bool = False  # the caller reads pieces as they come (QueueKeys.deltas), not only the outcome
+    # The HTTP request id of the call that queued it: the worker's log lines for the job carry
+    # it, so one id follows a request through API and worker. Not unique: never a key.
+    trace_id: str | None = None
 
     @property
     def seconds_left(self) -> float:
@@ -98,6 +101,7 @@ class Job:
             "deadline": repr(self.deadline),
             "payload": json.dumps(self.payload, separators=(",", ":")),
             "stream": "1" if self.stream else "0",
+            "trace_id": self.trace_id or "",
         }
 
     @classmethod
@@ -110,6 +114,7 @@ class Job:
                 payload,
                 float(fields[b"deadline"]),
                 fields.get(b"stream") == b"1",
+                fields.get(b"trace_id", b"").decode() or None,
             )
         except (KeyError, ValueError, UnicodeDecodeError) as error:
             raise MalformedJob(f"not a job: {type(error).__name__}") from None

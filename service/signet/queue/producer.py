@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from signet import metrics
+from signet.logs import current_request_id
 from signet.queue.jobs import Job, JobError, JobOutcome, QueueKeys
 from signet.redis_link import CONNECTION_ERRORS, RedisLink, RedisUnavailable
 
@@ -24,10 +25,10 @@ if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
     return false
 end
 return redis.call('XADD', KEYS[1], '*', 'request_id', ARGV[2], 'kind', ARGV[3], 'deadline', ARGV[4],
-                  'payload', ARGV[5], 'stream', ARGV[6])
+                  'payload', ARGV[5], 'stream', ARGV[6], 'trace_id', ARGV[7])
 """
 
-_FIELD_ORDER = ("request_id", "kind", "deadline", "payload", "stream")  # ARGV[2:] of the script above
+_FIELD_ORDER = ("request_id", "kind", "deadline", "payload", "stream", "trace_id")  # ARGV[2:] of the script above
 
 # How long a cancellation mark outlives the deadline it cancels.
 _CANCEL_MARK_SECONDS = 60
@@ -45,7 +46,7 @@ class JobQueue:
     async def run(self, kind: str, payload: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         """Queue a job and return its value; JobError for every way it can fail (503, 504,
         or the worker's own error). Cancelling the caller cancels the job."""
-        job = Job(uuid.uuid4().hex, kind, payload, time.time() + timeout_seconds)
+        job = Job(uuid.uuid4().hex, kind, payload, time.time() + timeout_seconds, trace_id=current_request_id())
         await self._add(job)
         try:
             outcome = await self._wait(job, timeout_seconds)
@@ -61,7 +62,7 @@ class JobQueue:
 
         A job taken over by another worker starts again from its first piece: if pieces
         were already passed on, the stream cannot be mended and ends with a 502."""
-        job = Job(uuid.uuid4().hex, kind, payload, time.time() + timeout_seconds, stream=True)
+        job = Job(uuid.uuid4().hex, kind, payload, time.time() + timeout_seconds, True, current_request_id())
         await self._add(job)
         finished = False
         try:
