@@ -8,6 +8,7 @@ details; their traceback goes to the log, never to the client.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 
@@ -35,6 +36,11 @@ class ApiError(Exception):
         self.detail = detail
         self.field = field
         self.headers = headers  # e.g. Retry-After of a 429
+
+
+def retry_after(seconds: float | None) -> dict[str, str] | None:
+    """The ``Retry-After`` header for an error: whole seconds, at least 1, never earlier than ``seconds``."""
+    return None if seconds is None else {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 class PayloadTooLarge(ApiError):

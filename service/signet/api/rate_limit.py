@@ -14,12 +14,11 @@ with ``--proxy-headers``/``--forwarded-allow-ips``.
 from __future__ import annotations
 
 import hashlib
-import math
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from signet.api.errors import ApiError
+from signet.api.errors import ApiError, retry_after
 from signet.api.state import StateDependency
 
 _KEY_DIGEST_CHARS = 32  # 128 bits of SHA-256: no collisions between real callers
@@ -42,11 +41,6 @@ def presented_api_key(request: Request) -> str | None:
     return request.headers.get("x-api-key", "").strip() or None
 
 
-def retry_after_header(seconds: float) -> int:
-    """Whole seconds, at least 1, never earlier than ``seconds``."""
-    return max(1, math.ceil(seconds))
-
-
 async def enforce_rate_limit(request: Request, state: StateDependency) -> None:
     """A route dependency: 429 when the caller is over its limit; nothing when limits are off.
 
@@ -58,11 +52,7 @@ async def enforce_rate_limit(request: Request, state: StateDependency) -> None:
     decision = await run_in_threadpool(limiter.acquire, caller_identity(request))
     if decision.allowed:
         return
-    retry_after = retry_after_header(decision.retry_after_seconds)
+    headers = retry_after(decision.retry_after_seconds)
     per_minute, burst = getattr(limiter, "per_minute", None), getattr(limiter, "burst", None)
     limit = f"at most {per_minute} requests per minute (burst {burst})" if per_minute and burst else "too many requests"
-    raise ApiError(
-        429,
-        f"rate limit exceeded: {limit}; retry in {retry_after} s",
-        headers={"Retry-After": str(retry_after)},
-    )
+    raise ApiError(429, f"rate limit exceeded: {limit}; retry in {headers['Retry-After']} s", headers=headers)

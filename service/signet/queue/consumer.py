@@ -275,7 +275,7 @@ class JobWorker:
         return JobOutcome(value)
 
     async def _store(self, entry_id: bytes, job: Job, outcome: JobOutcome) -> None:
-        keep_seconds = max(_RESULT_MIN_SECONDS, int(job.seconds_left) + _RESULT_MIN_SECONDS)
+        keep_seconds = _keep_seconds(job)
         request_id = job.request_id
         keys = [
             self.keys.result(request_id),
@@ -427,5 +427,10 @@ class PiecePublisher:
         key = self._keys.deltas(job.request_id)
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.xadd(key, {"attempt": attempt, "piece": json.dumps(piece, separators=(",", ":"))})
-            pipe.expire(key, max(_RESULT_MIN_SECONDS, int(job.seconds_left) + _RESULT_MIN_SECONDS))
+            pipe.expire(key, _keep_seconds(job))
             await pipe.execute()
+
+
+def _keep_seconds(job: Job) -> int:
+    """How long a job's outcome and pieces stay in Redis: past its deadline, and a minute at least."""
+    return max(_RESULT_MIN_SECONDS, int(job.seconds_left) + _RESULT_MIN_SECONDS)

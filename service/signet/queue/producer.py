@@ -92,16 +92,12 @@ class JobQueue:
     async def _read_deltas(self, key: str, last_id: bytes | str, job: Job, timeout_seconds: float) -> list:
         block_ms = int(job.seconds_left * 1000)
         if block_ms <= 0:
-            await self.cancel(job.request_id)
-            raise JobError(504, f"no result within the deadline of {timeout_seconds:g} s; the job was cancelled")
+            raise _deadline_passed(timeout_seconds)  # stream() cancels the job as the error leaves it
         try:
             # XREAD reads BLOCK 0 as "forever": block_ms is at least 1 here.
             response = await self._waiter.xread({key: last_id}, block=block_ms)
         except CONNECTION_ERRORS as error:
-            self.link.record_failure(error)
-            raise JobError(
-                503, "lost the connection to the job queue while streaming; retry later", retry_after=self._retry_after
-            ) from error
+            raise self._connection_lost(error, "streaming") from error
         return response[0][1] if response else []
 
     async def depth(self) -> int:
@@ -144,16 +140,21 @@ class JobQueue:
         try:
             popped = await self._waiter.blpop([reply_key], timeout=seconds_left)
         except CONNECTION_ERRORS as error:
-            self.link.record_failure(error)
-            raise JobError(
-                503,
-                "lost the connection to the job queue while waiting for the result; retry later",
-                retry_after=self._retry_after,
-            ) from error
+            raise self._connection_lost(error, "waiting for the result") from error
         if popped is None:
             await self.cancel(job.request_id)
-            raise JobError(504, f"no result within the deadline of {timeout_seconds:g} s; the job was cancelled")
+            raise _deadline_passed(timeout_seconds)
         return JobOutcome.from_json(popped[1])
+
+    def _connection_lost(self, error: BaseException, doing: str) -> JobError:
+        self.link.record_failure(error)
+        return JobError(
+            503, f"lost the connection to the job queue while {doing}; retry later", retry_after=self._retry_after
+        )
 
     async def aclose(self) -> None:
         await self._waiter.aclose()
+
+
+def _deadline_passed(timeout_seconds: float) -> JobError:
+    return JobError(504, f"no result within the deadline of {timeout_seconds:g} s; the job was cancelled")

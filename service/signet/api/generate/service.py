@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from signet import metrics
-from signet.api.errors import ApiError
+from signet.api.errors import ApiError, retry_after
 from signet.api.generate.protocol import GenerateChunk, GenerateRequest, GenerateResponse, Usage, WatermarkInfo
 from signet.api.limits import check_text_size
 from signet.api.state import ServiceState
@@ -155,17 +155,13 @@ def _unavailable(state: ServiceState) -> ApiError:
     return ApiError(
         503,
         f"generation is unavailable: the job queue cannot be reached ({state.redis.last_error}); retry later",
-        headers=_retry_after(state.settings.queue_retry_after_seconds),
+        headers=retry_after(state.settings.queue_retry_after_seconds),
     )
 
 
 def _queue_problem(state: ServiceState, error: JobError) -> ApiError:
-    retry_after = error.retry_after or (state.settings.queue_retry_after_seconds if error.status == 503 else None)
-    return ApiError(error.status, error.detail, error.field, headers=_retry_after(retry_after))
-
-
-def _retry_after(seconds: int | None) -> dict[str, str] | None:
-    return None if seconds is None else {"Retry-After": str(seconds)}
+    seconds = error.retry_after or (state.settings.queue_retry_after_seconds if error.status == 503 else None)
+    return ApiError(error.status, error.detail, error.field, headers=retry_after(seconds))
 
 
 def _check_key_fits(state: ServiceState, key: WatermarkKey, request: GenerationInput) -> None:
