@@ -51,7 +51,10 @@ async def _serve_jobs(
     engine = VllmEngine.start(model_dir, keys_file, engine_options(settings))
     link = RedisLink(redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
     publisher = PiecePublisher(link)
-    handlers = {generation.KIND: generation.generation_handler(engine, keys, options.name, publisher)}
+    handlers = {
+        generation.KIND: generation.generation_handler(engine, keys, options.name, publisher),
+        generation.SAMPLE_KIND: generation.sample_handler(engine, keys, options.name),
+    }
     worker = JobWorker(link, handlers, options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

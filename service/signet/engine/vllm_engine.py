@@ -30,6 +30,33 @@ class SamplingOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()  # strings that end the generation (left out of the text)
     ignore_eos: bool = False  # fixed-length runs for benchmarks
+    n: int = 1  # answers drawn in one engine request (``VllmEngine.sample``)
+    logprobs: int | None = None  # top-k logprobs at each generated token, from the model's raw distribution
+    prompt_logprobs: int | None = None  # the same at each prompt token: scores given text in one pass
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """The model's log-probabilities along a token sequence, one entry per position.
+
+    vLLM's engine runs with ``logprobs_mode="raw_logprobs"``: these come from the model's
+    own distribution, before temperature, top-p or the watermark bias touch it.
+    """
+
+    chosen: list[float]  # log p of the token that is at each position
+    top_ids: list[list[int]]  # the k most likely tokens at each position, most likely first
+    top: list[list[float]]  # their log-probabilities
+
+    @classmethod
+    def of(cls, sequence_ids: list[int], positions: list, k: int) -> TokenLogprobs:
+        """From vLLM's per-position ``{token_id: Logprob}`` dicts (the token itself plus the top k)."""
+        chosen, top_ids, top = [], [], []
+        for token_id, listed in zip(sequence_ids, positions, strict=True):
+            chosen.append(float(listed[token_id].logprob))
+            ranked = sorted(listed.items(), key=lambda item: item[1].rank)[:k]
+            top_ids.append([int(candidate) for candidate, _ in ranked])
+            top.append([float(logprob.logprob) for _, logprob in ranked])
+        return cls(chosen, top_ids, top)
 
 
 @dataclass(frozen=True)
@@ -38,10 +65,25 @@ class Completion:
     token_ids: list[int]
     prompt_tokens: int
     finish_reason: str
+    logprobs: TokenLogprobs | None = None  # of the generated tokens, when options.logprobs asked
+    # Of prompt tokens 1.. (token 0 has no context), when options.prompt_logprobs asked.
+    prompt_logprobs: TokenLogprobs | None = None
 
     @property
     def completion_tokens(self) -> int:
         return len(self.token_ids)
+
+    @classmethod
+    def from_dict(cls, value: dict) -> Completion:
+        """Inverse of ``dataclasses.asdict``, ignoring fields a newer sender added."""
+        fields = {name: value[name] for name in _COMPLETION_FIELDS if name in value}
+        for name in ("logprobs", "prompt_logprobs"):
+            if fields.get(name) is not None:
+                fields[name] = TokenLogprobs(**fields[name])
+        return cls(**fields)
+
+
+_COMPLETION_FIELDS = ("text", "token_ids", "prompt_tokens", "finish_reason", "logprobs", "prompt_logprobs")
 
 
 @dataclass(frozen=True)
@@ -108,16 +150,37 @@ class VllmEngine:
     async def generate(
         self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
     ) -> Completion:
+        if options.n != 1:
+            raise ValueError(f"generate makes one answer; use sample for n={options.n}")
+        (completion,) = await self.sample(prompt_token_ids, options, watermark_key_id)
+        return completion
+
+    async def sample(
+        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+    ) -> list[Completion]:
+        """``options.n`` answers to one prompt, drawn in one engine request (one prefill)."""
         final = None
         async for output in self._outputs(prompt_token_ids, options, watermark_key_id, stream=False):
             final = output
-        sequence = final.outputs[0]
-        return Completion(
-            text=sequence.text,
-            token_ids=list(sequence.token_ids),
-            prompt_tokens=len(prompt_token_ids),
-            finish_reason=sequence.finish_reason or "stop",
-        )
+        prompt_logprobs = None
+        if options.prompt_logprobs is not None:
+            # vLLM lists None for the first prompt token, which has no context.
+            prompt_logprobs = TokenLogprobs.of(prompt_token_ids[1:], final.prompt_logprobs[1:], options.prompt_logprobs)
+        return [
+            Completion(
+                text=sequence.text,
+                token_ids=list(sequence.token_ids),
+                prompt_tokens=len(prompt_token_ids),
+                finish_reason=sequence.finish_reason or "stop",
+                logprobs=(
+                    TokenLogprobs.of(list(sequence.token_ids), sequence.logprobs, options.logprobs)
+                    if options.logprobs is not None
+                    else None
+                ),
+                prompt_logprobs=prompt_logprobs,
+            )
+            for sequence in sorted(final.outputs, key=lambda sequence: sequence.index)
+        ]
 
     async def stream(
         self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
@@ -146,6 +209,9 @@ class VllmEngine:
             seed=options.seed,
             stop=list(options.stop) or None,
             ignore_eos=options.ignore_eos,
+            n=options.n,
+            logprobs=options.logprobs,
+            prompt_logprobs=options.prompt_logprobs,
             extra_args=extra_args,
             output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
         )

@@ -8,9 +8,10 @@ secret than the one detection will test for.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,8 +22,8 @@ from signet.queue.jobs import Job, JobError, WorkerUnfit
 from signet.queue.producer import JobQueue
 
 KIND = "generate"
+SAMPLE_KIND = "sample"  # n answers to one prompt in one engine request
 # Fields a newer worker may add are left out, so API pods need not be upgraded first.
-_COMPLETION_FIELDS = [field.name for field in dataclasses.fields(Completion)]
 _DELTA_FIELDS = [field.name for field in dataclasses.fields(CompletionDelta)]
 
 
@@ -54,7 +55,14 @@ class RemoteEngine:
     ) -> Completion:
         job = self._job(prompt_token_ids, options, watermark_key_id)
         value = await self.queue.run(KIND, job.model_dump(), self._timeout)
-        return Completion(**{name: value[name] for name in _COMPLETION_FIELDS if name in value})
+        return Completion.from_dict(value)
+
+    async def sample(
+        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+    ) -> list[Completion]:
+        job = self._job(prompt_token_ids, options, watermark_key_id)
+        value = await self.queue.run(SAMPLE_KIND, job.model_dump(), self._timeout)
+        return [Completion.from_dict(completion) for completion in value["completions"]]
 
     async def stream(
         self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
@@ -80,28 +88,52 @@ def generation_handler(engine, keys: KeyRegistry, worker_name: str, publisher: P
     """``engine``: the worker's VllmEngine. Streaming jobs publish each piece as it comes."""
 
     async def generate(job: Job) -> dict:
-        request = GenerationJob.model_validate(job.payload)
-        _check_key(keys, request, worker_name)
-        options = SamplingOptions(**request.options)
-        if len(request.prompt_token_ids) + options.max_tokens > engine.max_model_len:
-            raise JobError(
-                422,
-                f"max_tokens: the prompt is {len(request.prompt_token_ids)} tokens and max_tokens "
-                f"{options.max_tokens}, together more than the model's context of {engine.max_model_len} tokens",
-                "max_tokens",
-            )
-        try:
+        request, options = _checked(engine, keys, worker_name, job)
+        with _engine_failures(engine):
             if job.stream:
                 completion = await _stream(engine, request, options, job, publisher)
             else:
                 completion = await engine.generate(request.prompt_token_ids, options, request.watermark_key_id)
-        except EngineUnavailableError as error:
-            if not engine.is_healthy:
-                raise WorkerUnfit(str(error)) from error
-            raise JobError(503, f"generation failed: {error}; retry later", retry_after=1) from error
         return dataclasses.asdict(completion)
 
     return generate
+
+
+def sample_handler(engine, keys: KeyRegistry, worker_name: str) -> Handler:
+    """``engine``: the worker's VllmEngine; the job's ``options.n`` answers in one request."""
+
+    async def sample(job: Job) -> dict:
+        request, options = _checked(engine, keys, worker_name, job)
+        with _engine_failures(engine):
+            completions = await engine.sample(request.prompt_token_ids, options, request.watermark_key_id)
+        return {"completions": [dataclasses.asdict(completion) for completion in completions]}
+
+    return sample
+
+
+def _checked(engine, keys: KeyRegistry, worker_name: str, job: Job) -> tuple[GenerationJob, SamplingOptions]:
+    request = GenerationJob.model_validate(job.payload)
+    _check_key(keys, request, worker_name)
+    options = SamplingOptions(**request.options)
+    if len(request.prompt_token_ids) + options.max_tokens > engine.max_model_len:
+        raise JobError(
+            422,
+            f"max_tokens: the prompt is {len(request.prompt_token_ids)} tokens and max_tokens "
+            f"{options.max_tokens}, together more than the model's context of {engine.max_model_len} tokens",
+            "max_tokens",
+        )
+    return request, options
+
+
+@contextlib.contextmanager
+def _engine_failures(engine) -> Iterator[None]:
+    """A dead engine makes the worker unfit (its jobs go to others); a failed request is a 503."""
+    try:
+        yield
+    except EngineUnavailableError as error:
+        if not engine.is_healthy:
+            raise WorkerUnfit(str(error)) from error
+        raise JobError(503, f"generation failed: {error}; retry later", retry_after=1) from error
 
 
 async def _stream(
