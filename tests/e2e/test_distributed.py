@@ -191,6 +191,22 @@ def test_a_stream_through_the_queue_equals_the_whole_answer(cluster):
     assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
 
 
+def test_scores_gather_samples_and_logprobs_through_the_queue(cluster):
+    """/score/uncertainty in distributed mode: the answer with its top-k logprobs, the PMI
+    pass (prompt logprobs) and the samples (n answers in one request) are "sample" jobs
+    whose logprobs come back from the workers through Redis."""
+    body = {"prompt": PROMPTS[1], "samples": 3, "max_tokens": 12, "seed": 5, "similarity": "embedding"}
+    response = httpx.post(f"{cluster.api.url}/score/uncertainty", json=body, timeout=600)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    scores = {score["method"]: score for score in answer["scores"]}
+    assert len(answer["samples"]) == 3 and len(answer["semantic_classes"]) == 3
+    assert len(scores["max_sequence_probability"]["per_token"]) == answer["response_tokens"] > 0
+    assert len(scores["pmi"]["per_token"]) == answer["response_tokens"]
+    assert scores["mean_token_entropy"]["bounds"]["lower"] <= scores["mean_token_entropy"]["bounds"]["upper"]
+    assert answer["cost"]["engine_requests"] == 3  # answer, PMI pass, samples: embeddings need no judge
+
+
 def test_a_job_no_worker_can_run_is_dead_lettered_and_its_caller_told(cluster):
     async def submit() -> JobError:
         link = RedisLink(cluster.redis_server.url, cluster.namespace, timeout_seconds=1.0)

@@ -18,6 +18,7 @@ from signet.api.metrics import router as metrics_router
 from signet.api.openai.router import router as openai_router
 from signet.api.openapi import install_openapi, limits_description, problem_responses
 from signet.api.rate_limit import enforce_rate_limit
+from signet.api.score.router import router as score_router
 from signet.api.state import ServiceState
 from signet.api.telemetry import install_telemetry
 
@@ -44,7 +45,7 @@ def create_app(state: ServiceState) -> FastAPI:
     app.state.signet = state
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_body_bytes)
-    for router in (generate_router, detect_router, openai_router):
+    for router in (generate_router, detect_router, score_router, openai_router):
         # in this order: a request without a known API key gets 401 before it is counted
         app.include_router(
             router,

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
 
 T = TypeVar("T")
 
@@ -20,8 +20,8 @@ T = TypeVar("T")
 CLIENT_CLOSED_REQUEST = 499
 
 
-async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
-    """The work's result, or None when the client disconnected first (the work is cancelled)."""
+async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T | Response:
+    """The work's result, or an empty 499 when the client disconnected first (the work is cancelled)."""
     work_task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(request))
     try:
@@ -33,7 +33,7 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
             # Let the work's own cancellation run (it tells the queue) before answering.
             await asyncio.gather(work_task, return_exceptions=True)
     if work_task.cancelled():
-        return None
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     return work_task.result()
 
 

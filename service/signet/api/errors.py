@@ -72,6 +72,8 @@ def _validation_detail(error: dict) -> str:
         return f"the request body is not valid JSON ({error.get('ctx', {}).get('error', 'parse error')})"
     field = _field_name(tuple(error.get("loc", ())))
     message = error.get("msg", "invalid value").removeprefix("Value error, ")
+    if error.get("type") in ("literal_error", "enum") and isinstance(error.get("input"), str):
+        message += f", got {error['input'][:40]!r}"  # say which name was wrong, not only the right ones
     return f"{field}: {message}" if field else message
 
 

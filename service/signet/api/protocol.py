@@ -27,6 +27,21 @@ def require_visible_text(value: str | None) -> str | None:
     return value
 
 
+class Bounds(BaseModel):
+    lower: float
+    upper: float
+
+
+class MethodScore(BaseModel):
+    method: str
+    value: float = Field(description="Higher means more uncertain (less consistent).")
+    meaning: str = Field(description="What the value measures, in one line.")
+    bounds: Bounds | None = Field(
+        default=None, description="Token entropies from top-k logprobs: the true value lies within these."
+    )
+    per_token: list[float] | None = Field(default=None, description="The value at each answer token, where defined.")
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details: the body of every error response."""
 

@@ -31,12 +31,16 @@ class ServiceState:
     detection_cache: DetectionCache | None = None
     rate_limiter: RateLimiter | None = None
     tenants: TenantRegistry | None = None  # None: no authentication (development mode)
+    vocab_size: int = 0  # the served model's logits width (token entropy bounds)
+    embedder: Any | None = None  # signet.engine.embeddings.SentenceEmbedder, loaded on first use
 
     @classmethod
     def load(cls, settings: Settings, model_dir: Path, keys_file: Path) -> ServiceState:
         """Keys, tokenizers and stores for ``model_dir``, without an engine: what detection needs."""
-        keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
-        state = cls(settings, keys, load_tokenizers(model_dir, keys))
+        vocab_size = model_vocab_size(model_dir)
+        keys = KeyRegistry.load(keys_file, vocab_size)
+        tokenizers = load_tokenizers(model_dir, keys)
+        state = cls(settings, keys, tokenizers, vocab_size=vocab_size or len(tokenizers.get(tokenizers.served_name)))
         state.tenants = resolve_tenants(settings, keys.key_ids)
         if settings.redis_url is not None:
             state.redis = RedisLink(settings.redis_url, settings.redis_namespace, settings.redis_timeout_seconds)

@@ -15,5 +15,6 @@ Entropies and log-probabilities are in nats.
     distances.py      two answer distributions (MQAG): KL, total variation, Hellinger, counting
     selfcheck.py      SelfCheckGPT per-sentence scores: unigram, embedding, yes/no support
     sentences.py      sentence spans of a text
+    evaluation.py     AUROC and prediction-rejection ratio of a method on labelled data
     validation.py     shared input checks
 """

@@ -15,7 +15,15 @@ default lowercasing, punctuation stripping and Porter stemming are the tokenizer
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Hashable, Sequence
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words(text: str) -> list[str]:
+    """rouge-score's default tokens: lower-cased runs of letters and digits."""
+    return _WORD.findall(text.lower())
 
 
 def lcs_length(first: Sequence[Hashable], second: Sequence[Hashable]) -> int:

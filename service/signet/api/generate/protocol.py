@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from signet.api.protocol import KEY_ID_FIELD, StrictModel
+from signet.api.protocol import KEY_ID_FIELD, MethodScore, StrictModel
 from signet.settings import MAX_NEW_TOKENS_CEILING
 
 
@@ -15,7 +15,32 @@ class ChatMessage(StrictModel):
     content: str
 
 
-class GenerateRequest(StrictModel):
+class PromptInput(StrictModel):
+    """A prompt, raw or as chat turns: what generation and scoring requests start from."""
+
+    prompt: str | None = Field(default=None, description="Raw prompt. Give this or messages, not both.")
+    messages: list[ChatMessage] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Chat turns, rendered with the model's chat template.",
+    )
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> PromptInput:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of prompt or messages")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("prompt must contain non-whitespace text")
+        if self.messages is not None and not any(message.content.strip() for message in self.messages):
+            raise ValueError("messages must contain non-whitespace text")
+        return self
+
+    def turns(self) -> list[dict[str, str]] | None:
+        return [message.model_dump() for message in self.messages] if self.messages is not None else None
+
+
+class GenerateRequest(PromptInput):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -29,13 +54,6 @@ class GenerateRequest(StrictModel):
         }
     )
 
-    prompt: str | None = Field(default=None, description="Raw prompt. Give this or messages, not both.")
-    messages: list[ChatMessage] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=256,
-        description="Chat turns, rendered with the model's chat template.",
-    )
     max_tokens: int = Field(default=256, ge=1, le=MAX_NEW_TOKENS_CEILING, description="Most tokens to generate.")
     temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="0 is greedy decoding.")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -46,16 +64,6 @@ class GenerateRequest(StrictModel):
         description="Send the text as it is generated, as server-sent events: GenerateChunk objects, "
         "the last with usage and watermark, then `data: [DONE]`; an error midway comes as `event: error`.",
     )
-
-    @model_validator(mode="after")
-    def _one_prompt(self) -> GenerateRequest:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of prompt or messages")
-        if self.prompt is not None and not self.prompt.strip():
-            raise ValueError("prompt must contain non-whitespace text")
-        if self.messages is not None and not any(message.content.strip() for message in self.messages):
-            raise ValueError("messages must contain non-whitespace text")
-        return self
 
 
 class Usage(BaseModel):
@@ -79,6 +87,11 @@ class GenerateResponse(BaseModel):
     usage: Usage
     model: str
     watermark: WatermarkInfo
+    uncertainty: list[MethodScore] | None = Field(
+        default=None,
+        description="With uncertainty=true: scores from the answer's own logprobs (no extra forward pass); "
+        "higher = more uncertain.",
+    )
 
 
 class GenerateChunk(BaseModel):

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Query, Request, Response
 
 from signet.api import sse
 from signet.api.auth import CallerDependency, authorize_generation
-from signet.api.disconnect import CLIENT_CLOSED_REQUEST, cancel_on_disconnect
+from signet.api.disconnect import cancel_on_disconnect
+from signet.api.errors import ApiError
 from signet.api.generate.protocol import GenerateRequest, GenerateResponse
 from signet.api.generate.service import GenerationInput, generate, generate_chunks, prepare
 from signet.api.openapi import GENERATION_RESPONSES
@@ -27,11 +28,19 @@ async def generate_route(
     state: StateDependency,
     caller: CallerDependency,
     watermark: Annotated[bool, Query(description="Apply the key's watermark to the generated tokens.")] = True,
+    uncertainty: Annotated[
+        bool,
+        Query(
+            description="Attach uncertainty scores computed from the answer's own logprobs "
+            "(sequence probability, perplexity, token entropy): no extra forward pass. Not with stream."
+        ),
+    ] = False,
 ) -> GenerateResponse | Response:
     authorize_generation(caller, state, body.key_id, watermark)
+    if uncertainty and body.stream:
+        raise ApiError(422, "uncertainty: scores describe the whole answer; ask for them without stream", "stream")
     if body.stream:
         prepared = await prepare(state, GenerationInput.of(body, watermark))
         chunks = generate_chunks(state, prepared)
         return sse.event_stream(chunk.model_dump_json(exclude_none=True) async for chunk in chunks)
-    response = await cancel_on_disconnect(request, generate(state, body, watermark))
-    return Response(status_code=CLIENT_CLOSED_REQUEST) if response is None else response
+    return await cancel_on_disconnect(request, generate(state, body, watermark, uncertainty))

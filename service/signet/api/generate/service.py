@@ -12,6 +12,7 @@ from signet import metrics
 from signet.api.errors import ApiError, retry_after
 from signet.api.generate.protocol import GenerateChunk, GenerateRequest, GenerateResponse, Usage, WatermarkInfo
 from signet.api.limits import check_text_size
+from signet.api.score.answer_scores import TOP_LOGPROBS, logprob_scores
 from signet.api.state import ServiceState
 from signet.engine.model_store import encode_prompt
 from signet.engine.vllm_engine import Completion, CompletionDelta, EngineUnavailableError, SamplingOptions
@@ -34,13 +35,14 @@ class GenerationInput:
     watermark: bool
     stop: tuple[str, ...] = ()
     max_tokens_field: str = "max_tokens"  # how the caller's API names it, for error messages
+    logprobs: int | None = None  # top-k logprobs per token, for uncertainty scores
 
     @classmethod
-    def of(cls, request: GenerateRequest, watermark: bool) -> GenerationInput:
-        messages = [message.model_dump() for message in request.messages] if request.messages is not None else None
+    def of(cls, request: GenerateRequest, watermark: bool, uncertainty: bool = False) -> GenerationInput:
         return cls(
+            logprobs=TOP_LOGPROBS if uncertainty else None,
             prompt=request.prompt,
-            messages=messages,
+            messages=request.turns(),
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
@@ -52,12 +54,6 @@ class GenerationInput:
     @property
     def input_field(self) -> str:
         return "prompt" if self.prompt is not None else "messages"
-
-    @property
-    def input_chars(self) -> int:
-        if self.prompt is not None:
-            return len(self.prompt)
-        return sum(len(message["content"]) for message in self.messages or [])
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class PreparedGeneration:
 async def prepare(state: ServiceState, request: GenerationInput) -> PreparedGeneration:
     """Every check that can refuse the request, done before any token is generated (so a
     streamed response never starts for a request that cannot succeed)."""
-    check_text_size(request.input_field, request.input_chars, state.settings.max_text_chars)
+    check_prompt_size(state, request.prompt, request.messages)
     field = request.max_tokens_field
     if request.max_tokens is not None and request.max_tokens > state.settings.max_new_tokens:
         raise ApiError(422, f"{field}: at most {state.settings.max_new_tokens}", field)
@@ -83,7 +79,7 @@ async def prepare(state: ServiceState, request: GenerationInput) -> PreparedGene
         _check_key_fits(state, key, request)
     engine = state.engine
     if engine is None or not engine.is_healthy:
-        raise _unavailable(state)
+        raise unavailable(state)
     prompt_ids = await run_in_threadpool(encode_prompt, state.tokenizer, request.prompt, request.messages)
     room = engine.max_model_len - len(prompt_ids)
     max_tokens = request.max_tokens if request.max_tokens is not None else min(room, state.settings.max_new_tokens)
@@ -94,8 +90,17 @@ async def prepare(state: ServiceState, request: GenerationInput) -> PreparedGene
             f"together more than the model's context of {engine.max_model_len} tokens",
             field if request.max_tokens is not None else request.input_field,
         )
-    options = SamplingOptions(max_tokens, request.temperature, request.top_p, request.seed, request.stop)
+    options = SamplingOptions(
+        max_tokens, request.temperature, request.top_p, request.seed, request.stop, logprobs=request.logprobs
+    )
     return PreparedGeneration(prompt_ids, options, key)
+
+
+def check_prompt_size(state: ServiceState, prompt: str | None, messages: list[dict[str, str]] | None) -> None:
+    if prompt is not None:
+        check_text_size("prompt", len(prompt), state.settings.max_text_chars)
+    else:
+        check_text_size("messages", sum(len(turn["content"]) for turn in messages), state.settings.max_text_chars)
 
 
 async def complete(state: ServiceState, prepared: PreparedGeneration) -> Completion:
@@ -117,10 +122,17 @@ async def stream(state: ServiceState, prepared: PreparedGeneration) -> AsyncIter
         raise engine_problem(state, error) from error
 
 
-async def generate(state: ServiceState, request: GenerateRequest, watermark: bool) -> GenerateResponse:
-    prepared = await prepare(state, GenerationInput.of(request, watermark))
+async def generate(
+    state: ServiceState, request: GenerateRequest, watermark: bool, uncertainty: bool = False
+) -> GenerateResponse:
+    prepared = await prepare(state, GenerationInput.of(request, watermark, uncertainty))
     completion = await complete(state, prepared)
+    scores = None
+    if uncertainty:
+        # The model's own logprobs of the tokens it generated (before the watermark bias).
+        scores = logprob_scores(completion.logprobs, state.vocab_size)
     return GenerateResponse(
+        uncertainty=scores,
         text=completion.text,
         token_ids=completion.token_ids,
         finish_reason=completion.finish_reason,
@@ -149,7 +161,7 @@ def engine_problem(state: ServiceState, error: EngineUnavailableError | JobError
     return _queue_problem(state, error)
 
 
-def _unavailable(state: ServiceState) -> ApiError:
+def unavailable(state: ServiceState) -> ApiError:
     if state.redis is None:
         return ApiError(503, "generation is unavailable: no healthy engine in this process")
     return ApiError(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from signet.api import sse
 from signet.api.auth import CallerDependency, authorize_generation
-from signet.api.disconnect import CLIENT_CLOSED_REQUEST, cancel_on_disconnect
+from signet.api.disconnect import cancel_on_disconnect
 from signet.api.openai.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -48,8 +48,7 @@ async def completions_route(
     if body.stream:
         chunks = completion_chunks(state, prepared, body.include_usage)
         return sse.event_stream(chunk.model_dump_json() async for chunk in chunks)
-    response = await cancel_on_disconnect(request, completion(state, prepared))
-    return Response(status_code=CLIENT_CLOSED_REQUEST) if response is None else response
+    return await cancel_on_disconnect(request, completion(state, prepared))
 
 
 @router.post(
@@ -66,5 +65,4 @@ async def chat_completions_route(
     if body.stream:
         chunks = chat_chunks(state, prepared, body.include_usage)
         return sse.event_stream(chunk.model_dump_json() async for chunk in chunks)
-    response = await cancel_on_disconnect(request, chat_completion(state, prepared))
-    return Response(status_code=CLIENT_CLOSED_REQUEST) if response is None else response
+    return await cancel_on_disconnect(request, chat_completion(state, prepared))

@@ -1,0 +1,60 @@
+"""Scores of one answer from its own logprobs: the methods that need no sampling.
+
+Used by ``POST /score/uncertainty`` and by ``/generate?uncertainty=true``, which gets the
+logprobs from the generation itself and so adds no forward pass.
+"""
+
+from __future__ import annotations
+
+from signet.api.protocol import Bounds, MethodScore
+from signet.engine.vllm_engine import TokenLogprobs
+from signet.scoring.entropy import max_token_entropy, mean_token_entropy, token_entropy_bounds
+from signet.scoring.sequence import negative_log_likelihood, perplexity, pointwise_mutual_information
+
+TOP_LOGPROBS = 20  # vLLM's default max_logprobs: the most it lists per position
+FREE_METHODS = ("max_sequence_probability", "perplexity", "mean_token_entropy", "max_token_entropy")
+
+MEANINGS = {
+    "max_sequence_probability": "-log p(answer | prompt) in nats: how unlikely the model finds the whole answer",
+    "perplexity": "exp of the mean -log p per answer token: the model is as unsure as choosing among this many",
+    "mean_token_entropy": "mean entropy (nats) of the model's next-token distribution over the answer",
+    "max_token_entropy": "largest next-token entropy (nats) in the answer: its least certain step",
+    "pmi": "minus the mean pointwise mutual information (nats/token) between prompt and answer: "
+    "how little the prompt raised the answer's probability",
+}
+
+
+def logprob_scores(
+    answer: TokenLogprobs, vocab_size: int, methods: tuple[str, ...] = FREE_METHODS
+) -> list[MethodScore]:
+    """The free methods among ``methods``, from the answer's top-k logprobs."""
+    per_token = [token_entropy_bounds(top, vocab_size) for top in answer.top]
+    scores = []
+    for method in FREE_METHODS:
+        if method not in methods:
+            continue
+        if method == "max_sequence_probability":
+            scores.append(_score(method, negative_log_likelihood(answer.chosen), per_token=[-v for v in answer.chosen]))
+        elif method == "perplexity":
+            scores.append(_score(method, perplexity(answer.chosen)))
+        else:
+            combine = mean_token_entropy if method == "mean_token_entropy" else max_token_entropy
+            bounds = combine(answer.top, vocab_size)
+            scores.append(
+                _score(
+                    method,
+                    bounds.lower,
+                    bounds=Bounds(lower=bounds.lower, upper=bounds.upper),
+                    per_token=[token.lower for token in per_token],
+                )
+            )
+    return scores
+
+
+def pmi_score(with_prompt: TokenLogprobs, without_prompt: TokenLogprobs) -> MethodScore:
+    information = pointwise_mutual_information(with_prompt.chosen, without_prompt.chosen)
+    return _score("pmi", -information.mean, per_token=[-float(value) for value in information.per_token])
+
+
+def _score(method: str, value: float, **fields) -> MethodScore:
+    return MethodScore(method=method, value=value, meaning=MEANINGS[method], **fields)

@@ -1,0 +1,295 @@
+"""``POST /score/consistency``: is each sentence of a text backed by the model's other
+answers (self-consistency, SelfCheckGPT) or by a source document (reference: MQAG and
+sentence entailment)? Higher scores mean less support."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import get_args
+
+import numpy as np
+
+from signet.api.errors import ApiError
+from signet.api.limits import check_text_size
+from signet.api.protocol import MethodScore
+from signet.api.score import judge
+from signet.api.score.engine_inputs import (
+    CostMeter,
+    ask,
+    check_fits,
+    draw_samples,
+    embed,
+    encode,
+    encode_text,
+    require_engine,
+)
+from signet.api.score.protocol import (
+    ConsistencyRequest,
+    ConsistencyResponse,
+    QuestionReport,
+    ReferenceMethod,
+    SelfCheckMethod,
+    SentenceScore,
+)
+from signet.api.state import ServiceState
+from signet.engine.vllm_engine import SamplingOptions
+from signet.scoring.distances import mqag_score
+from signet.scoring.lexical import words
+from signet.scoring.selfcheck import embedding_scores, support_scores, unigram_scores
+from signet.scoring.sentences import SentenceSpan, split_sentences
+
+SELF_METHODS = get_args(SelfCheckMethod)
+REFERENCE_METHODS = get_args(ReferenceMethod)
+MQAG_METHODS = ("mqag_kl", "mqag_total_variation", "mqag_hellinger", "mqag_hellinger_squared", "mqag_counting")
+# SelfCheckGPT's LLM variants: the question asked of each (sentence, sample) pair.
+LLM_SELFCHECKS = {
+    "selfcheck_llm_support": judge.support_question,  # SelfCheck-Prompt
+    "selfcheck_llm_entailment": lambda sample, sentence: judge.premise_entailment_question(sample, sentence),
+}
+MAX_SENTENCES = 64  # each sentence costs an engine request per sample (or per source check)
+QUESTION_TOKENS = 160
+# Questions are drawn cooler than answers: at temperature 1 the embedded model kept the
+# question format in about a third of its drafts, at 0.7 in most.
+QUESTION_TEMPERATURE = 0.7
+
+MEANINGS = {
+    "selfcheck_unigram": "mean -log p of the sentence's words under a unigram model fitted on the samples "
+    "(and the text): words the samples never use score high",
+    "selfcheck_unigram_max": "largest -log p of a word of the sentence under the same unigram model: its rarest word",
+    "selfcheck_embedding": "1 - mean over samples of the best cosine similarity between the sentence and "
+    "a sample sentence (all-MiniLM-L6-v2)",
+    "selfcheck_llm_support": "1 - mean over samples of P(yes) when the model is asked whether the sample "
+    "supports the sentence",
+    "selfcheck_llm_entailment": "1 - mean over samples of P(yes) when the model is asked whether the sample, "
+    "as premise, entails the sentence",
+    "source_unigram": "mean -log p of the sentence's words under a unigram model fitted on the source "
+    "(and the text): words the source never uses score high",
+    "source_unigram_max": "largest -log p of a word of the sentence under the same unigram model: its rarest word",
+    "source_entailment": "1 - P(yes) when the model is asked whether the source entails the sentence",
+    "mqag_kl": "MQAG: mean KL(source answers || text answers) over answerable generated questions (nats)",
+    "mqag_total_variation": "MQAG: mean total variation 1/2 sum |p - q| between the answers from source and text",
+    "mqag_hellinger": "MQAG: mean Hellinger distance between the answers from source and text",
+    "mqag_hellinger_squared": "MQAG: mean squared Hellinger distance, 1 - sum sqrt(p q), between the answers",
+    "mqag_counting": "MQAG: fraction of answerable questions whose most likely answer differs between source and text",
+}
+
+
+@dataclass
+class Gathered:
+    sentence_scores: dict[str, list[float]]  # method -> a score per sentence
+    passage_scores: list[MethodScore]  # methods with no per-sentence form (MQAG)
+    samples: list[str]
+    questions: list[QuestionReport]
+    warnings: list[str]
+
+
+async def score_consistency(state: ServiceState, request: ConsistencyRequest) -> ConsistencyResponse:
+    _check_sizes(state, request)
+    sentences = split_sentences(request.text)
+    if len(sentences) > MAX_SENTENCES:
+        raise ApiError(422, f"text: {len(sentences)} sentences, at most {MAX_SENTENCES}", "text")
+    methods = resolve_methods(request)
+    require_engine(state)
+    meter = CostMeter()
+    if request.mode == "self":
+        gathered = await _self_consistency(state, meter, request, sentences, methods)
+    else:
+        gathered = await _reference(state, meter, request, sentences, methods)
+    passage = [
+        MethodScore(method=method, value=float(np.mean(values)), meaning=MEANINGS[method])
+        for method, values in gathered.sentence_scores.items()
+    ]
+    return ConsistencyResponse(
+        mode=request.mode,
+        sentences=[
+            SentenceScore(
+                start=sentence.start,
+                end=sentence.end,
+                text=sentence.text,
+                scores={method: float(values[index]) for method, values in gathered.sentence_scores.items()},
+            )
+            for index, sentence in enumerate(sentences)
+        ],
+        scores=passage + gathered.passage_scores,
+        samples=gathered.samples,
+        questions=gathered.questions,
+        warnings=gathered.warnings,
+        cost=meter.report(),
+        model=state.model_name,
+    )
+
+
+def resolve_methods(request: ConsistencyRequest) -> tuple[str, ...]:
+    allowed = SELF_METHODS if request.mode == "self" else REFERENCE_METHODS
+    if request.methods is None:
+        return allowed
+    for method in request.methods:
+        if method not in allowed:
+            needs = "a prompt (self-consistency)" if method in SELF_METHODS else "a source (reference mode)"
+            raise ApiError(422, f"methods: {method} needs {needs}", "methods")
+    return tuple(dict.fromkeys(request.methods))
+
+
+def _check_sizes(state: ServiceState, request: ConsistencyRequest) -> None:
+    limit = state.settings.max_text_chars
+    for field in ("text", "prompt", "source"):
+        value = getattr(request, field)
+        if value is not None:
+            check_text_size(field, len(value), limit)
+
+
+def _unigram(prefix: str, methods, sentences: list[SentenceSpan], evidence: list[str]) -> dict[str, list[float]]:
+    """SelfCheck-Ngram (n = 1) fitted on the evidence (samples, or the source) and the text."""
+    wanted = {f"{prefix}_unigram", f"{prefix}_unigram_max"} & set(methods)
+    if not wanted:
+        return {}
+    unigram = unigram_scores([_words(s.text) for s in sentences], [_words(text) for text in evidence])
+    values = {f"{prefix}_unigram": unigram.sentence_average, f"{prefix}_unigram_max": unigram.sentence_max}
+    return {method: list(values[method]) for method in sorted(wanted)}
+
+
+def _words(text: str) -> list[str]:
+    # A sentence of punctuation alone still needs a token for the unigram model.
+    return words(text) or [text.lower()]
+
+
+async def _self_consistency(
+    state: ServiceState, meter: CostMeter, request: ConsistencyRequest, sentences: list[SentenceSpan], methods
+) -> Gathered:
+    prompt_ids = await encode(state, None, [{"role": "user", "content": request.prompt}])
+    check_fits(state, len(prompt_ids) + request.max_tokens, "max_tokens", "the prompt with max_tokens")
+    samples = [
+        sample.text
+        for sample in await draw_samples(
+            state, meter, prompt_ids, request.samples, request.max_tokens, request.temperature, request.seed
+        )
+    ]
+    scores: dict[str, list[float]] = {}
+    scores.update(_unigram("selfcheck", methods, sentences, samples))
+    if "selfcheck_embedding" in methods:
+        scores["selfcheck_embedding"] = list(await _embedding_support(state, sentences, samples))
+    llm_methods = [method for method in LLM_SELFCHECKS if method in methods]
+    judged = await asyncio.gather(*(_llm_selfcheck(state, meter, method, sentences, samples) for method in llm_methods))
+    scores.update(zip(llm_methods, judged, strict=True))
+    return Gathered(scores, [], samples, [], [])
+
+
+async def _llm_selfcheck(
+    state: ServiceState, meter: CostMeter, method: str, sentences: list[SentenceSpan], samples: list[str]
+) -> list[float]:
+    question = LLM_SELFCHECKS[method]
+    asked = [question(sample, sentence.text) for sentence in sentences for sample in samples]
+    labels = np.array(await judge.yes_no(state, meter, asked)).reshape(len(sentences), len(samples), 2)
+    return list(support_scores(labels[..., 0], labels[..., 1]))
+
+
+async def _embedding_support(state: ServiceState, sentences: list[SentenceSpan], samples: list[str]) -> np.ndarray:
+    sample_sentences = [[s.text for s in split_sentences(sample)] or [sample] for sample in samples]
+    flat = [s.text for s in sentences] + [text for pieces in sample_sentences for text in pieces]
+    vectors = await embed(state, flat)
+    sentence_vectors, rest = vectors[: len(sentences)], vectors[len(sentences) :]
+    per_sample, start = [], 0
+    for pieces in sample_sentences:
+        per_sample.append(rest[start : start + len(pieces)])
+        start += len(pieces)
+    return embedding_scores(sentence_vectors, per_sample)
+
+
+async def _reference(
+    state: ServiceState, meter: CostMeter, request: ConsistencyRequest, sentences: list[SentenceSpan], methods
+) -> Gathered:
+    scores: dict[str, list[float]] = {}
+    scores.update(_unigram("source", methods, sentences, [request.source]))
+    entailment = None
+    if "source_entailment" in methods:
+        questions = [judge.premise_entailment_question(request.source, s.text) for s in sentences]
+        entailment = judge.yes_probabilities(state, meter, questions)
+    mqag = _mqag(state, meter, request) if set(methods) & set(MQAG_METHODS) else None
+    results = await asyncio.gather(*(task for task in (entailment, mqag) if task is not None))
+    if entailment is not None:
+        scores["source_entailment"] = [1.0 - probability for probability in results[0]]
+    passage, reports, warnings = [], [], []
+    if mqag is not None:
+        reports = results[-1]
+        passage, warnings = _mqag_scores(reports, methods)
+    return Gathered(scores, passage, [], reports, warnings)
+
+
+_QUESTION = re.compile(
+    r"Question:\s*(?P<question>.+?)\s*\n(?:\s*Options:\s*\n)?\s*A[).:]\s*(?P<a>.+?)\s*\n\s*B[).:]\s*(?P<b>.+?)\s*\n"
+    r"\s*C[).:]\s*(?P<c>.+?)\s*\n\s*D[).:]\s*(?P<d>.+?)\s*(?:\n|$)",
+    re.IGNORECASE,
+)
+
+
+def parse_question(reply: str) -> tuple[str, list[str]] | None:
+    """A generated multiple-choice question and its four options; None when malformed."""
+    match = _QUESTION.search(reply)
+    if match is None:
+        return None
+    return match["question"], [match["a"], match["b"], match["c"], match["d"]]
+
+
+async def _mqag(state: ServiceState, meter: CostMeter, request: ConsistencyRequest) -> list[QuestionReport]:
+    """Questions from the text, answered from the source and from the text (Manakul et al. 2023)."""
+    prompt_ids = await encode(state, None, [{"role": "user", "content": judge.question_writing_prompt(request.text)}])
+    prompt_ids += await encode_text(state, judge.QUESTION_START)
+    check_fits(state, len(prompt_ids) + QUESTION_TOKENS, "text", "the question-writing prompt")
+    options = SamplingOptions(
+        max_tokens=QUESTION_TOKENS, temperature=QUESTION_TEMPERATURE, seed=request.seed, n=request.questions
+    )
+    replies = await ask(state, meter, prompt_ids, options)
+    parsed = {}
+    for reply in replies:
+        question = parse_question(judge.QUESTION_START + reply.text)
+        if question is not None:
+            parsed.setdefault(question[0].lower(), question)
+    questions = list(parsed.values())
+    if not questions:
+        return []
+    asks = [
+        judge.answering_prompt(context, question, choices)
+        for question, choices in questions
+        for context in (request.source, request.text)
+    ]
+    answerable_asks = [judge.answerable_prompt(request.source, question) for question, _ in questions]
+    distributions, answerable = await asyncio.gather(
+        judge.option_probabilities(state, meter, asks, [4] * len(asks)),
+        judge.yes_probabilities(state, meter, answerable_asks),
+    )
+    return [
+        QuestionReport(
+            question=question,
+            options=options,
+            source_probabilities=distributions[2 * index],
+            text_probabilities=distributions[2 * index + 1],
+            answerable=answerable[index] > 0.5,
+        )
+        for index, (question, options) in enumerate(questions)
+    ]
+
+
+def _mqag_scores(reports: list[QuestionReport], methods) -> tuple[list[MethodScore], list[str]]:
+    if not reports:
+        return [], ["MQAG: the model wrote no well-formed multiple-choice question; MQAG scores left out"]
+    kept = [report for report in reports if report.answerable]
+    if not kept:
+        return [], ["MQAG: the source answers none of the generated questions; MQAG scores left out"]
+    distances = mqag_score(
+        [report.source_probabilities for report in kept], [report.text_probabilities for report in kept]
+    )
+    values = {
+        "mqag_kl": distances.kl,
+        "mqag_total_variation": distances.total_variation,
+        "mqag_hellinger": distances.hellinger,
+        "mqag_hellinger_squared": distances.hellinger_squared,
+        "mqag_counting": distances.counting,
+    }
+    scores = [
+        MethodScore(method=method, value=values[method], meaning=MEANINGS[method])
+        for method in MQAG_METHODS
+        if method in methods
+    ]
+    return scores, []

@@ -1,0 +1,126 @@
+"""What the scores need from the engine: an answer's logprobs, samples, one-token replies.
+
+Every call goes through ``ask`` so that the cost of a score (engine requests, tokens
+prefilled and generated) is counted in one place, and engine failures become the same
+problems generation reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from signet.api.errors import ApiError
+from signet.api.generate.service import engine_problem, unavailable
+from signet.api.score.answer_scores import TOP_LOGPROBS
+from signet.api.score.protocol import Cost
+from signet.api.state import ServiceState
+from signet.engine.model_store import ModelError, encode_prompt
+from signet.engine.vllm_engine import Completion, EngineUnavailableError, SamplingOptions, TokenLogprobs
+from signet.queue.jobs import JobError
+
+
+@dataclass
+class CostMeter:
+    engine_requests: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+    def count(self, prompt_tokens: int, completions: list[Completion]) -> None:
+        self.engine_requests += 1
+        self.prompt_tokens += prompt_tokens
+        self.generated_tokens += sum(completion.completion_tokens for completion in completions)
+
+    def report(self) -> Cost:
+        return Cost(
+            engine_requests=self.engine_requests,
+            prompt_tokens=self.prompt_tokens,
+            generated_tokens=self.generated_tokens,
+        )
+
+
+def require_engine(state: ServiceState) -> None:
+    if state.engine is None or not state.engine.is_healthy:
+        raise unavailable(state)
+
+
+async def ask(
+    state: ServiceState, meter: CostMeter, prompt_ids: list[int], options: SamplingOptions
+) -> list[Completion]:
+    """One engine request (``options.n`` answers); never watermarked: scores describe the model."""
+    try:
+        completions = await state.engine.sample(prompt_ids, options, None)
+    except (EngineUnavailableError, JobError) as error:
+        raise engine_problem(state, error) from error
+    meter.count(len(prompt_ids), completions)
+    return completions
+
+
+async def encode(state: ServiceState, prompt: str | None, turns: list[dict[str, str]] | None) -> list[int]:
+    return await run_in_threadpool(encode_prompt, state.tokenizer, prompt, turns)
+
+
+async def encode_text(state: ServiceState, text: str) -> list[int]:
+    """A continuation's tokens, as the model would have written them after a prompt."""
+    return await run_in_threadpool(lambda: state.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def check_fits(state: ServiceState, tokens: int, field: str, what: str) -> None:
+    if tokens > state.engine.max_model_len:
+        raise ApiError(
+            422,
+            f"{field}: {what} is {tokens} tokens, more than the model's context of {state.engine.max_model_len}",
+            field,
+        )
+
+
+async def generate_answer(state: ServiceState, meter: CostMeter, prompt_ids: list[int], max_tokens: int) -> Completion:
+    """The greedy answer with the top logprobs at every token: the answer the model finds most likely."""
+    options = SamplingOptions(max_tokens=max_tokens, temperature=0.0, logprobs=TOP_LOGPROBS)
+    (answer,) = await ask(state, meter, prompt_ids, options)
+    return answer
+
+
+async def teacher_force(
+    state: ServiceState, meter: CostMeter, context_ids: list[int], answer_ids: list[int]
+) -> TokenLogprobs:
+    """The model's logprobs at each answer token after ``context_ids``: one prefill, no sampling."""
+    options = SamplingOptions(max_tokens=1, temperature=0.0, prompt_logprobs=TOP_LOGPROBS)
+    (completion,) = await ask(state, meter, context_ids + answer_ids, options)
+    scored = completion.prompt_logprobs  # positions 1.., so the answer is the last len(answer_ids)
+    start = len(scored.chosen) - len(answer_ids)
+    return TokenLogprobs(scored.chosen[start:], scored.top_ids[start:], scored.top[start:])
+
+
+async def draw_samples(
+    state: ServiceState,
+    meter: CostMeter,
+    prompt_ids: list[int],
+    count: int,
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+) -> list[Completion]:
+    """``count`` answers in one request, each with its tokens' logprobs (logprobs=0: no top list)."""
+    options = SamplingOptions(max_tokens=max_tokens, temperature=temperature, seed=seed, n=count, logprobs=0)
+    return await ask(state, meter, prompt_ids, options)
+
+
+_embedder_lock = asyncio.Lock()
+
+
+async def embed(state: ServiceState, texts: list[str]) -> np.ndarray:
+    """Unit-length all-MiniLM-L6-v2 embeddings; the model loads on first use (about a second)."""
+    if state.embedder is None:
+        async with _embedder_lock:
+            if state.embedder is None:
+                from signet.engine.embeddings import SentenceEmbedder
+
+                try:
+                    state.embedder = await run_in_threadpool(SentenceEmbedder.load)
+                except (ModelError, OSError) as error:
+                    raise ApiError(503, f"embedding similarity is unavailable: {error}") from error
+    return await run_in_threadpool(state.embedder.embed, texts)

@@ -1,0 +1,137 @@
+"""The served model as a judge: yes/no questions and multiple-choice answers, read from
+the logprobs of its first reply token rather than from parsed text.
+
+No NLI model ships in a wheel, so entailment and support come from the model being
+scored. Each question is one chat turn, answered greedily with one token and its top
+``TOP_LOGPROBS`` logprobs; a label's probability sums its spellings ("Yes", " yes", ...).
+With greedy decoding the listed tokens are exactly the k most likely, so a label that is
+not listed has a probability between 0 and the smallest listed one: it is taken as half
+of that (and both labels unlisted tells nothing: p = 1/2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+
+from signet.api.score.answer_scores import TOP_LOGPROBS
+from signet.api.score.engine_inputs import CostMeter, ask, encode
+from signet.api.state import ServiceState
+from signet.engine.vllm_engine import SamplingOptions, TokenLogprobs
+
+_YES = ("Yes", "yes", "YES")
+_NO = ("No", "no", "NO")
+OPTION_LETTERS = "ABCD"
+
+
+@cache
+def _label_ids(tokenizer, spellings: tuple[str, ...]) -> frozenset[int]:
+    """Token ids that spell one label on their own, with or without a leading space."""
+    ids = set()
+    for spelling in spellings:
+        for variant in (spelling, " " + spelling):
+            encoded = tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if len(encoded) == 1:
+                ids.add(encoded[0])
+    return frozenset(ids)
+
+
+def label_logprobs(first_token: TokenLogprobs, labels: Sequence[frozenset[int]]) -> list[float]:
+    """Log-probability of each label (a set of token ids) at the reply's first token."""
+    listed = dict(zip(first_token.top_ids[0], first_token.top[0], strict=True))
+    unlisted = min(listed.values()) - math.log(2.0)
+    values = []
+    for ids in labels:
+        found = [listed[token] for token in ids if token in listed]
+        values.append(float(np.logaddexp.reduce(found)) if found else unlisted)
+    return values
+
+
+async def _first_tokens(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[TokenLogprobs]:
+    options = SamplingOptions(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS)
+
+    async def one(question: str) -> TokenLogprobs:
+        prompt_ids = await encode(state, None, [{"role": "user", "content": question}])
+        (reply,) = await ask(state, meter, prompt_ids, options)
+        return reply.logprobs
+
+    return list(await asyncio.gather(*(one(question) for question in questions)))
+
+
+async def yes_no(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[tuple[float, float]]:
+    """(log p(yes), log p(no)) for each question, asked concurrently (the engine batches them)."""
+    labels = (_label_ids(state.tokenizer, _YES), _label_ids(state.tokenizer, _NO))
+    replies = await _first_tokens(state, meter, questions)
+    return [tuple(label_logprobs(reply, labels)) for reply in replies]
+
+
+async def yes_probabilities(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[float]:
+    """p(yes) / (p(yes) + p(no)) for each question."""
+    return [1.0 / (1.0 + math.exp(no - yes)) for yes, no in await yes_no(state, meter, questions)]
+
+
+async def option_probabilities(
+    state: ServiceState, meter: CostMeter, questions: Sequence[str], option_counts: Sequence[int]
+) -> list[list[float]]:
+    """For each multiple-choice question, the distribution over its option letters."""
+    replies = await _first_tokens(state, meter, questions)
+    distributions = []
+    for reply, count in zip(replies, option_counts, strict=True):
+        labels = [_label_ids(state.tokenizer, (letter,)) for letter in OPTION_LETTERS[:count]]
+        logprobs = np.array(label_logprobs(reply, labels))
+        distributions.append(list(np.exp(logprobs - np.logaddexp.reduce(logprobs))))
+    return distributions
+
+
+def entailment_question(question: str, first: str, second: str) -> str:
+    # Farquhar et al. (2024)'s entailment prompt, with the model asked for one word.
+    return (
+        f'We are evaluating answers to the question "{question}"\n'
+        "Here are two possible answers:\n"
+        f"Possible Answer 1: {first}\nPossible Answer 2: {second}\n"
+        "Does Possible Answer 1 semantically entail Possible Answer 2? Respond with Yes or No."
+    )
+
+
+def support_question(context: str, sentence: str) -> str:
+    # SelfCheckGPT's prompt (Manakul et al. 2023, "SelfCheck-Prompt").
+    return (
+        f"Context: {context}\n\nSentence: {sentence}\n\n"
+        "Is the sentence supported by the context above? Answer Yes or No."
+    )
+
+
+def premise_entailment_question(premise: str, hypothesis: str) -> str:
+    return (
+        f"Premise: {premise}\n\nHypothesis: {hypothesis}\n\nDoes the premise entail the hypothesis? Answer Yes or No."
+    )
+
+
+# A worked example and an answer that starts with "Question:" keep small models to the
+# format; without them the embedded 135M model wrote no parseable question at all.
+QUESTION_START = "Question:"
+
+
+def question_writing_prompt(text: str) -> str:
+    return (
+        "Write a multiple-choice question about the text, with four options A to D, one of them correct.\n\n"
+        "Text: The Eiffel Tower was finished in 1889. It stands in Paris and is 330 metres tall.\n"
+        "Question: In which city does the Eiffel Tower stand?\nA) Paris\nB) London\nC) Rome\nD) Berlin\n\n"
+        f"Text: {text}\n"
+    )
+
+
+def answering_prompt(context: str, question: str, options: Sequence[str]) -> str:
+    listed = "\n".join(f"{letter}) {option}" for letter, option in zip(OPTION_LETTERS, options, strict=False))
+    return (
+        f"Text: {context}\n\nAnswer the question from the text only.\n\nQuestion: {question}\n{listed}\n\n"
+        "Reply with the letter of the correct option."
+    )
+
+
+def answerable_prompt(source: str, question: str) -> str:
+    return f"Text: {source}\n\nQuestion: {question}\n\nCan the question be answered from the text? Answer Yes or No."

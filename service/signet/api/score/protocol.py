@@ -1,0 +1,196 @@
+"""Request and response bodies of ``POST /score/uncertainty`` and ``POST /score/consistency``."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from signet.api.generate.protocol import PromptInput
+from signet.api.protocol import MethodScore, StrictModel, require_visible_text
+
+MAX_SAMPLES = 32
+MAX_PARAPHRASES = 8
+
+# From the answer's own logprobs: no extra engine request (PMI: one prefill without the prompt).
+LogprobMethod = Literal["max_sequence_probability", "perplexity", "mean_token_entropy", "max_token_entropy", "pmi"]
+# From `samples` answers drawn in one engine request.
+SampleMethod = Literal[
+    "monte_carlo_sequence_entropy",
+    "semantic_entropy",
+    "discrete_semantic_entropy",
+    "lexical_similarity",
+    "num_semantic_sets",
+    "eig_val_laplacian",
+]
+# Over the prompt and its `paraphrases` (an ensemble), teacher-forcing the same answer.
+DecompositionMethod = Literal["total_uncertainty", "aleatoric_uncertainty", "epistemic_uncertainty"]
+# One Literal, so that a wrong name gets one message listing every right one.
+UncertaintyMethod = Literal[get_args(LogprobMethod) + get_args(SampleMethod) + get_args(DecompositionMethod)]
+
+SelfCheckMethod = Literal[
+    "selfcheck_unigram",
+    "selfcheck_unigram_max",
+    "selfcheck_embedding",
+    "selfcheck_llm_support",
+    "selfcheck_llm_entailment",
+]
+ReferenceMethod = Literal[
+    "mqag_kl",
+    "mqag_total_variation",
+    "mqag_hellinger",
+    "mqag_hellinger_squared",
+    "mqag_counting",
+    "source_entailment",
+    "source_unigram",
+    "source_unigram_max",
+]
+ConsistencyMethod = Literal[get_args(SelfCheckMethod) + get_args(ReferenceMethod)]
+Similarity = Literal["llm", "embedding"]
+
+
+class UncertaintyRequest(PromptInput):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"messages": [{"role": "user", "content": "What is the capital of France?"}], "samples": 8},
+                {
+                    "prompt": "Q: What is 17 + 25?\nA:",
+                    "response": " 42",
+                    "methods": ["max_sequence_probability", "mean_token_entropy"],
+                },
+            ]
+        }
+    )
+
+    response: str | None = Field(
+        default=None, description="The answer to score; omitted: the service generates one (greedy)."
+    )
+    samples: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SAMPLES,
+        description="Answers to draw (temperature `temperature`) for the sample-based methods; 0: none.",
+    )
+    methods: list[UncertaintyMethod] | None = Field(
+        default=None,
+        min_length=1,
+        description="Methods to run; omitted: every method the inputs allow (sample methods need samples "
+        ">= 2, the decomposition needs paraphrases).",
+    )
+    paraphrases: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PARAPHRASES,
+        description="Rephrasings of the prompt (of the last user message, with messages): with the prompt "
+        "they form the ensemble whose total uncertainty splits into aleatoric + epistemic.",
+    )
+    similarity: Similarity = Field(
+        default="llm",
+        description="How samples are judged equivalent: 'llm' asks the served model whether each pair "
+        "entail each other (label-token probabilities); 'embedding' uses all-MiniLM-L6-v2 cosine similarity.",
+    )
+    max_tokens: int = Field(default=64, ge=1, le=1024, description="Longest generated answer and sample.")
+    temperature: float = Field(default=1.0, gt=0.0, le=2.0, description="Sampling temperature of the samples.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Fixes the samples.")
+
+    _visible_response = field_validator("response")(require_visible_text)
+
+    @field_validator("paraphrases")
+    @classmethod
+    def _visible_paraphrases(cls, value: list[str] | None) -> list[str] | None:
+        for paraphrase in value or []:
+            require_visible_text(paraphrase)
+        return value
+
+
+class Cost(BaseModel):
+    engine_requests: int = Field(
+        description="Requests the engine ran for this score (each one forward pass "
+        "over its prompt, then one per generated token)."
+    )
+    prompt_tokens: int = Field(description="Tokens prefilled, over all engine requests.")
+    generated_tokens: int = Field(description="Tokens generated (answer, samples, judge labels, questions).")
+
+
+class UncertaintyResponse(BaseModel):
+    response: str = Field(description="The answer scored: the caller's, or the generated one.")
+    generated: bool = Field(description="True when the service generated the answer.")
+    response_tokens: int
+    scores: list[MethodScore]
+    samples: list[str] = Field(default_factory=list, description="The sampled answers.")
+    semantic_classes: list[int] | None = Field(
+        default=None, description="The meaning class of each sample (0, 1, ... in order of first appearance)."
+    )
+    cost: Cost
+    model: str
+
+
+class ConsistencyRequest(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "Who was Ada Lovelace?",
+                    "text": "Ada Lovelace was an English mathematician. She wrote the first computer program.",
+                    "samples": 6,
+                },
+                {
+                    "text": "The bridge opened in 1932 and carries eight lanes.",
+                    "source": "The bridge, opened in 1932, carries eight lanes of traffic and two rail lines.",
+                },
+            ]
+        }
+    )
+
+    text: str = Field(description="The passage to check, split into sentences.")
+    prompt: str | None = Field(
+        default=None, description="Self-consistency: the prompt that produced `text`; samples are drawn from it."
+    )
+    source: str | None = Field(default=None, description="Reference mode: the document `text` should agree with.")
+    samples: int = Field(default=6, ge=1, le=MAX_SAMPLES, description="Self-consistency: answers to draw.")
+    methods: list[ConsistencyMethod] | None = Field(
+        default=None, min_length=1, description="Methods to run; omitted: every method of the mode."
+    )
+    questions: int = Field(default=6, ge=1, le=16, description="Reference mode: MQAG questions to generate.")
+    max_tokens: int = Field(default=128, ge=1, le=1024, description="Self-consistency: longest sample.")
+    temperature: float = Field(default=1.0, gt=0.0, le=2.0, description="Self-consistency: temperature of the samples.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Fixes the samples and the questions.")
+
+    _visible = field_validator("text", "prompt", "source")(require_visible_text)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> ConsistencyRequest:
+        if (self.prompt is None) == (self.source is None):
+            raise ValueError("give exactly one of prompt (self-consistency) or source (reference)")
+        return self
+
+    @property
+    def mode(self) -> Literal["self", "reference"]:
+        return "self" if self.prompt is not None else "reference"
+
+
+class SentenceScore(BaseModel):
+    start: int = Field(description="Character offset of the sentence in `text`.")
+    end: int = Field(description="One past its last character.")
+    text: str
+    scores: dict[str, float] = Field(description="Method -> score; higher = less supported.")
+
+
+class QuestionReport(BaseModel):
+    question: str
+    options: list[str]
+    source_probabilities: list[float]
+    text_probabilities: list[float]
+    answerable: bool = Field(description="False: the source cannot answer it; left out of the averages.")
+
+
+class ConsistencyResponse(BaseModel):
+    mode: Literal["self", "reference"]
+    sentences: list[SentenceScore]
+    scores: list[MethodScore] = Field(description="Passage-level scores; higher = less consistent.")
+    samples: list[str] = Field(default_factory=list, description="Self-consistency: the sampled answers.")
+    questions: list[QuestionReport] = Field(default_factory=list, description="Reference mode: MQAG questions.")
+    warnings: list[str] = Field(default_factory=list, description="Methods left out, and why.")
+    cost: Cost
+    model: str

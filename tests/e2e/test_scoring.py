@@ -1,0 +1,219 @@
+"""``/score/uncertainty``, ``/score/consistency`` and ``/generate?uncertainty=true`` against
+``signet serve`` on the real engine. What the methods compute is tested on hand-worked
+cases in tests/unit/test_scoring_*.py; these tests check what the routes gather from the
+engine: that logprobs, samples and judgments are the model's, and consistent with each other."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.engine
+
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+SELFCHECKS = (
+    "selfcheck_unigram",
+    "selfcheck_unigram_max",
+    "selfcheck_embedding",
+    "selfcheck_llm_support",
+    "selfcheck_llm_entailment",
+)
+DESCRIBE = [{"role": "user", "content": "Describe the city of Paris in a few long sentences."}]
+
+
+def _post(client: httpx.Client, path: str, body: dict, status: int = 200) -> dict:
+    response = client.post(path, json=body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def _scores(body: dict) -> dict[str, dict]:
+    return {score["method"]: score for score in body["scores"]}
+
+
+def test_a_generation_and_the_same_tokens_scored_later_get_the_same_logprobs(client):
+    """Logprobs read while generating (logprobs) and by one prefill over the answer
+    (prompt_logprobs) are the same quantities. The model runs in bfloat16, whose spacing
+    between 32 and 64 is 0.25: decode and prefill round logits differently, by up to that."""
+    generated = _post(
+        client,
+        "/generate?watermark=false&uncertainty=true",
+        {"messages": DESCRIBE, "max_tokens": 12, "temperature": 0.0},
+    )
+    assert generated["finish_reason"] == "length"  # no end-of-text token: the text holds every token
+    scored = _post(client, "/score/uncertainty", {"messages": DESCRIBE, "response": generated["text"]})
+    assert scored["response_tokens"] == len(generated["token_ids"])
+    while_generating = _scores({"scores": generated["uncertainty"]})
+    afterwards = _scores(scored)
+    for method in ("max_sequence_probability", "mean_token_entropy"):
+        assert afterwards[method]["per_token"] == pytest.approx(while_generating[method]["per_token"], abs=0.25)
+    sequence = while_generating["max_sequence_probability"]
+    assert sequence["value"] == pytest.approx(sum(sequence["per_token"]))
+    perplexity = while_generating["perplexity"]["value"]
+    assert perplexity == pytest.approx(math.exp(sequence["value"] / len(generated["token_ids"])))
+    for method in ("mean_token_entropy", "max_token_entropy"):
+        bounds = while_generating[method]["bounds"]
+        assert 0.0 <= bounds["lower"] <= bounds["upper"] <= math.log(49152) + 1e-9
+    assert generated["watermark"]["enabled"] is False
+    assert set(while_generating) == {
+        "max_sequence_probability",
+        "perplexity",
+        "mean_token_entropy",
+        "max_token_entropy",
+    }
+
+
+def test_a_watermarked_generation_reports_the_models_own_logprobs(client):
+    """The watermark biases sampling, not the reported distribution (raw logprobs): the
+    same greedy tokens score the same with the watermark on and off."""
+    body = {"messages": DESCRIBE, "max_tokens": 12, "temperature": 0.0}
+    marked = _post(client, "/generate?uncertainty=true", body)
+    assert marked["finish_reason"] == "length"
+    scored = _post(client, "/score/uncertainty", {"messages": DESCRIBE, "response": marked["text"]})
+    if scored["response_tokens"] != len(marked["token_ids"]):
+        pytest.fail("the watermarked text re-tokenizes differently; pick another prompt for this test")
+    per_token = _scores({"scores": marked["uncertainty"]})["max_sequence_probability"]["per_token"]
+    assert _scores(scored)["max_sequence_probability"]["per_token"] == pytest.approx(per_token, abs=0.25)
+
+
+def test_a_wrong_answer_is_less_likely_than_the_right_one(client):
+    right = _post(
+        client, "/score/uncertainty", {"prompt": "2 + 2 =", "response": " 4", "methods": ["max_sequence_probability"]}
+    )
+    wrong = _post(
+        client, "/score/uncertainty", {"prompt": "2 + 2 =", "response": " 9", "methods": ["max_sequence_probability"]}
+    )
+    assert [score["method"] for score in right["scores"]] == ["max_sequence_probability"]
+    assert right["scores"][0]["value"] < wrong["scores"][0]["value"]
+    assert right["cost"] == {
+        "engine_requests": 1,
+        "prompt_tokens": right["cost"]["prompt_tokens"],
+        "generated_tokens": 1,
+    }
+
+
+@pytest.mark.parametrize("similarity", ["llm", "embedding"])
+def test_samples_that_all_agree_have_no_semantic_uncertainty(client, similarity):
+    """At temperature 0.01 the samples are the greedy answer: one meaning class."""
+    body = _post(
+        client,
+        "/score/uncertainty",
+        {"messages": QUESTION, "samples": 4, "temperature": 0.01, "seed": 3, "max_tokens": 8, "similarity": similarity},
+    )
+    assert len(set(body["samples"])) == 1, body["samples"]
+    scores = _scores(body)
+    assert body["semantic_classes"] == [0, 0, 0, 0]
+    assert scores["semantic_entropy"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert scores["discrete_semantic_entropy"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert scores["num_semantic_sets"]["value"] == 1.0
+    assert scores["eig_val_laplacian"]["value"] == pytest.approx(1.0)
+    assert scores["lexical_similarity"]["value"] == pytest.approx(0.0)
+    # answer, PMI pass, samples; identical samples need no judge
+    assert body["cost"]["engine_requests"] == 3
+
+
+def test_diverse_samples_are_judged_and_bounded(client):
+    body = _post(
+        client,
+        "/score/uncertainty",
+        {"prompt": "Write one sentence about anything.", "samples": 5, "temperature": 1.5, "seed": 8, "max_tokens": 16},
+    )
+    scores = _scores(body)
+    classes = body["semantic_classes"]
+    distinct = len(set(body["samples"]))
+    assert distinct >= 2, body["samples"]
+    assert len(classes) == 5 and classes[0] == 0
+    assert 0.0 <= scores["discrete_semantic_entropy"]["value"] <= math.log(5) + 1e-12
+    assert 1.0 <= scores["num_semantic_sets"]["value"] <= 5.0
+    assert 1.0 - 1e-9 <= scores["eig_val_laplacian"]["value"] <= 5.0 + 1e-9
+    assert scores["monte_carlo_sequence_entropy"]["value"] > 0.0
+    # answer + PMI + samples + one judge request per ordered pair of distinct answers
+    assert body["cost"]["engine_requests"] == 3 + distinct * (distinct - 1)
+
+
+def test_an_ensemble_of_identical_prompts_has_no_epistemic_uncertainty(client):
+    """Members that see the same context predict the same distribution: mutual information 0,
+    total = aleatoric. A different wording makes them disagree."""
+    prompt = QUESTION[0]["content"]
+    same = _post(client, "/score/uncertainty", {"messages": QUESTION, "paraphrases": [prompt, prompt], "max_tokens": 8})
+    scores = _scores(same)
+    assert scores["epistemic_uncertainty"]["value"] == pytest.approx(0.0, abs=1e-3)
+    assert scores["total_uncertainty"]["value"] == pytest.approx(scores["aleatoric_uncertainty"]["value"], abs=1e-3)
+    assert len(scores["total_uncertainty"]["per_token"]) == same["response_tokens"]
+    other = _post(
+        client,
+        "/score/uncertainty",
+        {"messages": QUESTION, "paraphrases": ["Name the city where the French government sits."], "max_tokens": 8},
+    )
+    split = _scores(other)
+    assert split["epistemic_uncertainty"]["value"] > 1e-3
+    assert split["total_uncertainty"]["value"] == pytest.approx(
+        split["aleatoric_uncertainty"]["value"] + split["epistemic_uncertainty"]["value"]
+    )
+
+
+def test_self_consistency_scores_every_sentence_with_its_span(client):
+    text = "Paris is the capital of France. It lies on the river Seine. Bananas are a kind of metal."
+    body = _post(
+        client,
+        "/score/consistency",
+        {"prompt": "Tell me about Paris.", "text": text, "samples": 3, "seed": 5, "max_tokens": 48},
+    )
+    assert body["mode"] == "self" and len(body["samples"]) == 3
+    assert [text[s["start"] : s["end"]] for s in body["sentences"]] == [s["text"] for s in body["sentences"]]
+    assert len(body["sentences"]) == 3
+    for sentence in body["sentences"]:
+        assert set(sentence["scores"]) == set(SELFCHECKS)
+        assert 0.0 <= sentence["scores"]["selfcheck_llm_support"] <= 1.0
+        assert 0.0 <= sentence["scores"]["selfcheck_llm_entailment"] <= 1.0
+        assert 0.0 <= sentence["scores"]["selfcheck_embedding"] <= 2.0
+    passage = _scores(body)
+    for method in SELFCHECKS:
+        assert passage[method]["value"] == pytest.approx(sum(s["scores"][method] for s in body["sentences"]) / 3)
+    # samples + a support and an entailment question per (sentence, sample)
+    assert body["cost"]["engine_requests"] == 1 + 2 * 3 * 3
+
+
+def test_reference_mode_flags_a_sentence_the_source_does_not_hold(client):
+    source = (
+        "The Golden Gate Bridge opened in 1937. It spans the strait between San Francisco Bay and the "
+        "Pacific Ocean. Its main span is 1,280 metres long."
+    )
+    text = "The Golden Gate Bridge opened in 1937. Penguins designed its purple towers on the moon."
+    body = _post(client, "/score/consistency", {"source": source, "text": text, "questions": 4, "seed": 2})
+    assert body["mode"] == "reference"
+    first, second = body["sentences"]
+    assert first["scores"]["source_unigram"] < second["scores"]["source_unigram"]
+    assert 0.0 <= second["scores"]["source_entailment"] <= 1.0
+    mqag = [score for score in body["scores"] if score["method"].startswith("mqag_")]
+    if mqag:
+        assert any(question["answerable"] for question in body["questions"])
+        for question in body["questions"]:
+            assert sum(question["source_probabilities"]) == pytest.approx(1.0)
+            assert len(question["options"]) == 4
+    else:
+        assert body["warnings"] and body["warnings"][0].startswith("MQAG")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "words"),
+    [
+        ("/score/uncertainty", {"prompt": "hi", "methods": ["oracle"]}, "methods", "oracle"),
+        ("/score/uncertainty", {"prompt": "hi", "samples": 33}, "samples", "32"),
+        ("/score/uncertainty", {"prompt": "hi", "methods": ["semantic_entropy"]}, "samples", "samples >= 2"),
+        ("/score/uncertainty", {"prompt": "hi", "methods": ["epistemic_uncertainty"]}, "paraphrases", "paraphrases"),
+        ("/score/uncertainty", {"prompt": "hi", "response": "word " * 3000}, "response", "context"),
+        ("/score/uncertainty", {"prompt": "hi", "response": "  "}, "response", "non-whitespace"),
+        ("/score/consistency", {"text": "A.", "prompt": "p", "source": "s"}, None, "exactly one"),
+        ("/score/consistency", {"text": "A.", "source": "s", "methods": ["selfcheck_unigram"]}, "methods", "prompt"),
+        ("/score/consistency", {"text": "A. " * 65, "source": "s"}, "text", "at most 64"),
+        ("/generate?uncertainty=true", {"prompt": "hi", "stream": True}, "stream", "without stream"),
+    ],
+)
+def test_bad_scoring_requests_get_a_422_naming_the_problem(client, path, body, field, words):
+    problem = _post(client, path, body, status=422)
+    assert words in problem["detail"], problem
+    if field is not None:
+        assert problem["field"] == field or field in problem["detail"], problem

@@ -1,0 +1,70 @@
+"""The pure pieces between the engine and the scores: vLLM's per-position logprob dicts,
+label probabilities read from a reply's first token, and generated MQAG questions."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from vllm.logprobs import Logprob
+
+from signet.api.score.consistency import parse_question
+from signet.api.score.judge import label_logprobs
+from signet.engine.vllm_engine import Completion, TokenLogprobs
+
+
+def test_token_logprobs_keep_the_chosen_token_and_the_top_k_by_rank():
+    # vLLM lists the chosen token (rank 5 here, outside the top 2) beside the top k.
+    positions = [
+        {7: Logprob(-3.0, rank=5), 1: Logprob(-0.5, rank=1), 2: Logprob(-1.5, rank=2)},
+        {2: Logprob(-0.1, rank=1), 9: Logprob(-2.9, rank=2)},
+    ]
+    logprobs = TokenLogprobs.of([7, 2], positions, k=2)
+    assert logprobs.chosen == [-3.0, -0.1]
+    assert logprobs.top_ids == [[1, 2], [2, 9]]
+    assert logprobs.top == [[-0.5, -1.5], [-0.1, -2.9]]
+    assert TokenLogprobs.of([7, 2], positions, k=0).top == [[], []]
+
+
+def test_a_completion_survives_the_queues_json_round_trip():
+    completion = Completion(
+        "hi", [5, 6], 3, "length", logprobs=TokenLogprobs([-0.1, -0.2], [[5], [6]], [[-0.1], [-0.2]])
+    )
+    sent = dataclasses.asdict(completion) | {"field_of_a_newer_worker": 1}
+    assert Completion.from_dict(sent) == completion
+    assert Completion.from_dict(dataclasses.asdict(Completion("", [], 1, "stop"))).logprobs is None
+
+
+def test_label_probabilities_sum_spellings_and_bound_unlisted_labels():
+    reply = TokenLogprobs(chosen=[-0.7], top_ids=[[10, 11, 12]], top=[[math.log(0.5), math.log(0.2), math.log(0.1)]])
+    yes, no, missing = label_logprobs(reply, [frozenset({10, 12}), frozenset({11}), frozenset({99})])
+    assert yes == pytest.approx(math.log(0.6))
+    assert no == pytest.approx(math.log(0.2))
+    # not among the top listed: between 0 and the smallest listed probability, taken as half of it
+    assert missing == pytest.approx(math.log(0.05))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Question: Where is it?\nA) Paris\nB) Rome\nC) Oslo\nD) Bern\n",
+        "Question: Where is it?\nOptions:\nA) Paris\nB) Rome\nC) Oslo\nD) Bern",
+        "Sure!\nquestion: Where is it?\n  A. Paris\n  B. Rome\n  C. Oslo\n  D. Bern\n\nThe answer is A.",
+    ],
+)
+def test_well_formed_questions_are_parsed(reply):
+    assert parse_question(reply) == ("Where is it?", ["Paris", "Rome", "Oslo", "Bern"])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Question: Where is it?\nA) Paris\nB) Rome\nC) Oslo\n",  # three options
+        "Question: In which city, with options: A) Tokyo, B) Paris, C) London, D) Berlin?",  # on one line
+        "Answer: D)",
+        "",
+    ],
+)
+def test_malformed_questions_are_refused(reply):
+    assert parse_question(reply) is None
