@@ -7,7 +7,7 @@ import dataclasses
 import math
 
 import pytest
-from vllm.logprobs import Logprob
+from vllm.logprobs import FlatLogprobs, Logprob
 
 from signet.api.score.consistency import parse_question
 from signet.api.score.judge import label_logprobs
@@ -15,11 +15,11 @@ from signet.engine.vllm_engine import Completion, TokenLogprobs
 
 
 def test_token_logprobs_keep_the_chosen_token_and_the_top_k_by_rank():
-    # vLLM lists the chosen token (rank 5 here, outside the top 2) beside the top k.
-    positions = [
-        {7: Logprob(-3.0, rank=5), 1: Logprob(-0.5, rank=1), 2: Logprob(-1.5, rank=2)},
-        {2: Logprob(-0.1, rank=1), 9: Logprob(-2.9, rank=2)},
-    ]
+    # vLLM lists the chosen token first (rank 5 here, outside the top 2), then the top k;
+    # a chosen token among the top k comes twice (position 1).
+    positions = FlatLogprobs()
+    positions.append({7: Logprob(-3.0, rank=5), 1: Logprob(-0.5, rank=1), 2: Logprob(-1.5, rank=2)})
+    positions.append_fast([2, 2, 9], [-0.1, -0.1, -2.9], iter([1, 1, 2]), [None] * 3)
     logprobs = TokenLogprobs.of([7, 2], positions, k=2)
     assert logprobs.chosen == [-3.0, -0.1]
     assert logprobs.top_ids == [[1, 2], [2, 9]]
@@ -68,3 +68,14 @@ def test_well_formed_questions_are_parsed(reply):
 )
 def test_malformed_questions_are_refused(reply):
     assert parse_question(reply) is None
+
+
+def test_every_method_a_request_can_name_has_a_meaning():
+    from typing import get_args
+
+    from signet.api.score import answer_scores, consistency, uncertainty
+    from signet.api.score.protocol import ConsistencyMethod, UncertaintyMethod
+
+    meanings = {**answer_scores.MEANINGS, **uncertainty.MEANINGS}
+    assert set(get_args(UncertaintyMethod)) == set(meanings)
+    assert set(get_args(ConsistencyMethod)) == set(consistency.MEANINGS)

@@ -82,8 +82,8 @@ def token_entropy_bounds(top_logprobs: Sequence[float] | np.ndarray, vocab_size:
     return EntropyBounds(listed=listed, lower=lower, upper=upper)
 
 
-def _per_token_bounds(per_token_top_logprobs: Sequence[Sequence[float]], vocab_size: int) -> np.ndarray:
-    """[num_tokens, 3] array of (listed, lower, upper)."""
+def per_token_bounds(per_token_top_logprobs: Sequence[Sequence[float]], vocab_size: int) -> np.ndarray:
+    """[num_tokens, 3] array of each token's (listed, lower, upper)."""
     if len(per_token_top_logprobs) == 0:
         raise ValueError("per_token_top_logprobs must not be empty")
     rows = []
@@ -98,7 +98,7 @@ def _per_token_bounds(per_token_top_logprobs: Sequence[Sequence[float]], vocab_s
 
 def mean_token_entropy(per_token_top_logprobs: Sequence[Sequence[float]], vocab_size: int) -> EntropyBounds:
     """Bounds on the mean entropy over the answer's tokens: the mean of each bound bounds the mean."""
-    listed, lower, upper = _per_token_bounds(per_token_top_logprobs, vocab_size).mean(axis=0)
+    listed, lower, upper = per_token_bounds(per_token_top_logprobs, vocab_size).mean(axis=0)
     return EntropyBounds(listed=float(listed), lower=float(lower), upper=float(upper))
 
 
@@ -108,5 +108,5 @@ def max_token_entropy(per_token_top_logprobs: Sequence[Sequence[float]], vocab_s
     (The token with the largest lower bound has H >= that bound; the token with the
     largest entropy has H <= its own upper bound <= the largest upper bound.)
     """
-    listed, lower, upper = _per_token_bounds(per_token_top_logprobs, vocab_size).max(axis=0)
+    listed, lower, upper = per_token_bounds(per_token_top_logprobs, vocab_size).max(axis=0)
     return EntropyBounds(listed=float(listed), lower=float(lower), upper=float(upper))

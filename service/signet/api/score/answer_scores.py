@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from signet.api.protocol import Bounds, MethodScore
 from signet.engine.vllm_engine import TokenLogprobs
-from signet.scoring.entropy import max_token_entropy, mean_token_entropy, token_entropy_bounds
+from signet.scoring.entropy import per_token_bounds
 from signet.scoring.sequence import negative_log_likelihood, perplexity, pointwise_mutual_information
 
 TOP_LOGPROBS = 20  # vLLM's default max_logprobs: the most it lists per position
@@ -28,7 +28,7 @@ def logprob_scores(
     answer: TokenLogprobs, vocab_size: int, methods: tuple[str, ...] = FREE_METHODS
 ) -> list[MethodScore]:
     """The free methods among ``methods``, from the answer's top-k logprobs."""
-    per_token = [token_entropy_bounds(top, vocab_size) for top in answer.top]
+    per_token = per_token_bounds(answer.top, vocab_size)  # (listed, lower, upper) per token
     scores = []
     for method in FREE_METHODS:
         if method not in methods:
@@ -38,15 +38,10 @@ def logprob_scores(
         elif method == "perplexity":
             scores.append(_score(method, perplexity(answer.chosen)))
         else:
-            combine = mean_token_entropy if method == "mean_token_entropy" else max_token_entropy
-            bounds = combine(answer.top, vocab_size)
+            # the mean (max) of each bound bounds the mean (max) entropy: scoring/entropy.py
+            _, lower, upper = per_token.mean(axis=0) if method == "mean_token_entropy" else per_token.max(axis=0)
             scores.append(
-                _score(
-                    method,
-                    bounds.lower,
-                    bounds=Bounds(lower=bounds.lower, upper=bounds.upper),
-                    per_token=[token.lower for token in per_token],
-                )
+                _score(method, lower, bounds=Bounds(lower=lower, upper=upper), per_token=per_token[:, 1].tolist())
             )
     return scores
 
