@@ -6,20 +6,17 @@ engine: that logprobs, samples and judgments are the model's, and consistent wit
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import httpx
 import pytest
 
+from signet.api.score.protocol import SelfCheckMethod
+
 pytestmark = pytest.mark.engine
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
-SELFCHECKS = (
-    "selfcheck_unigram",
-    "selfcheck_unigram_max",
-    "selfcheck_embedding",
-    "selfcheck_llm_support",
-    "selfcheck_llm_entailment",
-)
+SELFCHECKS = get_args(SelfCheckMethod)
 DESCRIBE = [{"role": "user", "content": "Describe the city of Paris in a few long sentences."}]
 
 
@@ -174,6 +171,9 @@ def test_self_consistency_scores_every_sentence_with_its_span(client):
         assert passage[method]["value"] == pytest.approx(sum(s["scores"][method] for s in body["sentences"]) / 3)
     # samples + a support and an entailment question per (sentence, sample)
     assert body["cost"]["engine_requests"] == 1 + 2 * 3 * 3
+    # Of "Bananas are a kind of metal"'s five word pairs, samples about Paris may hold "a kind"
+    # or "kind of", but not "bananas are" or "of metal"
+    assert body["sentences"][2]["scores"]["selfcheck_bigram_novelty"] >= 2 / 5
 
 
 def test_reference_mode_flags_a_sentence_the_source_does_not_hold(client):
@@ -186,6 +186,8 @@ def test_reference_mode_flags_a_sentence_the_source_does_not_hold(client):
     assert body["mode"] == "reference"
     first, second = body["sentences"]
     assert first["scores"]["source_unigram"] < second["scores"]["source_unigram"]
+    assert first["scores"]["source_bigram_novelty"] == 0.0  # copied from the source
+    assert second["scores"]["source_bigram_novelty"] == 1.0
     assert 0.0 <= second["scores"]["source_entailment"] <= 1.0
     mqag = [score for score in body["scores"] if score["method"].startswith("mqag_")]
     if mqag:
@@ -202,6 +204,7 @@ def test_reference_mode_flags_a_sentence_the_source_does_not_hold(client):
     [
         ("/score/uncertainty", {"prompt": "hi", "methods": ["oracle"]}, "methods", "oracle"),
         ("/score/uncertainty", {"prompt": "hi", "samples": 33}, "samples", "32"),
+        ("/score/uncertainty", {"prompt": "hi", "samples": 1}, "samples", "2 to 32"),
         ("/score/uncertainty", {"prompt": "hi", "methods": ["semantic_entropy"]}, "samples", "samples >= 2"),
         ("/score/uncertainty", {"prompt": "hi", "methods": ["epistemic_uncertainty"]}, "paraphrases", "paraphrases"),
         ("/score/uncertainty", {"prompt": "hi", "response": "word " * 3000}, "response", "context"),
@@ -209,6 +212,7 @@ def test_reference_mode_flags_a_sentence_the_source_does_not_hold(client):
         ("/score/consistency", {"text": "A.", "prompt": "p", "source": "s"}, None, "exactly one"),
         ("/score/consistency", {"text": "A.", "source": "s", "methods": ["selfcheck_unigram"]}, "methods", "prompt"),
         ("/score/consistency", {"text": "A. " * 65, "source": "s"}, "text", "at most 64"),
+        ("/score/consistency", {"text": "A. " * 40, "prompt": "p", "samples": 32}, "samples", "at most 1024"),
         ("/generate?uncertainty=true", {"prompt": "hi", "stream": True}, "stream", "without stream"),
     ],
 )

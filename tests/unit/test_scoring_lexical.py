@@ -2,9 +2,10 @@
 
 import random
 
+import numpy as np
 import pytest
 
-from signet.scoring.lexical import lcs_length, lexical_similarity, rouge_l_f1
+from signet.scoring.lexical import lcs_length, lexical_similarity, ngram_novelty, rouge_l_f1
 
 
 def lcs_by_table(first, second):
@@ -54,3 +55,20 @@ def test_needs_two_samples():
         lexical_similarity([["a"]])
     with pytest.raises(ValueError, match="at least 2 samples, got 0"):
         lexical_similarity([])
+
+
+def test_ngram_novelty_by_hand():
+    evidence = [["the", "bridge", "opened", "in", "1937"], ["it", "is", "long"]]
+    sentences = [
+        ["the", "bridge", "opened", "in", "1937"],  # every bigram known: 0
+        ["the", "bridge", "opened", "in", "1938"],  # (in, 1938) new: 1 of 4
+        ["it", "is", "not", "long"],  # (is, not), (not, long) new: 2 of 3
+        ["long"],  # shorter than n: the gram ("long",) is not a bigram of the evidence
+        ["1937", "it"],  # lists do not join: (1937, it) is new
+    ]
+    np.testing.assert_allclose(ngram_novelty(sentences, evidence, n=2), [0.0, 0.25, 2 / 3, 1.0, 1.0])
+    np.testing.assert_allclose(ngram_novelty([["long"], ["short"]], evidence, n=1), [0.0, 1.0])
+    with pytest.raises(ValueError, match="sentence 1 has no tokens"):
+        ngram_novelty([["a"], []], evidence)
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        ngram_novelty([["a"]], evidence, n=0)

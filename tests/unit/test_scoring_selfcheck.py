@@ -5,16 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from signet.scoring.selfcheck import embedding_scores, support_scores, unigram_scores
+from signet.scoring.selfcheck import embedding_scores, ngram_scores, support_scores
 
 SENTENCES = [["The", "cat", "sat"], ["the", "dog"]]
 SAMPLES = [["the", "cat", "ran"]]
 
 
-def test_unigram_scores_by_hand():
+def test_ngram_scores_by_hand():
     # counts over passage + sample (lowercased): the 3, cat 2, sat 1, dog 1, ran 1; 8 tokens
     # sentence 0: -log(3/8), -log(2/8), -log(1/8); sentence 1: -log(3/8), -log(1/8)
-    scores = unigram_scores(SENTENCES, SAMPLES)
+    scores = ngram_scores(SENTENCES, SAMPLES)
     sentence_0 = [math.log(8 / 3), math.log(4), math.log(8)]
     sentence_1 = [math.log(8 / 3), math.log(8)]
     np.testing.assert_allclose(scores.sentence_average, [np.mean(sentence_0), np.mean(sentence_1)], rtol=1e-12)
@@ -25,26 +25,42 @@ def test_unigram_scores_by_hand():
 
 def test_unigram_options():
     # add-1 smoothing: 8 tokens + 1 * (5 types + <unk>) = 14; p(the) = 4/14, p(dog) = 2/14
-    smoothed = unigram_scores(SENTENCES, SAMPLES, smoothing=1.0)
+    smoothed = ngram_scores(SENTENCES, SAMPLES, smoothing=1.0)
     assert smoothed.sentence_average[1] == pytest.approx((math.log(14 / 4) + math.log(14 / 2)) / 2, rel=1e-12)
     # case-sensitive: "The" (1 of 8) differs from "the" (2 of 8)
-    cased = unigram_scores(SENTENCES, SAMPLES, lowercase=False)
+    cased = ngram_scores(SENTENCES, SAMPLES, lowercase=False)
     assert cased.sentence_max[0] == pytest.approx(math.log(8), rel=1e-12)
     assert cased.sentence_average[1] == pytest.approx((math.log(4) + math.log(8)) / 2, rel=1e-12)
     # a sentence the samples repeat scores lower than one they do not
-    scores = unigram_scores([["a", "b"], ["c", "d"]], [["a", "b"], ["a", "b", "x"]])
+    scores = ngram_scores([["a", "b"], ["c", "d"]], [["a", "b"], ["a", "b", "x"]])
     assert scores.sentence_average[0] < scores.sentence_average[1]
+
+
+def test_bigram_scores_by_hand():
+    # bigrams, each token with the one before it (<s> first), lowercased:
+    # passage: (<s>,the) (the,cat) (cat,sat) | (<s>,the) (the,dog); sample: (<s>,the) (the,cat) (cat,ran)
+    # counts: (<s>,the) 3, (the,cat) 2, (cat,sat) 1, (the,dog) 1, (cat,ran) 1; 8 bigrams
+    scores = ngram_scores(SENTENCES, SAMPLES, n=2)
+    sentence_0 = [math.log(8 / 3), math.log(4), math.log(8)]
+    sentence_1 = [math.log(8 / 3), math.log(8)]
+    np.testing.assert_allclose(scores.sentence_average, [np.mean(sentence_0), np.mean(sentence_1)], rtol=1e-12)
+    # a known word in a new place: every unigram of "cat the" is common, its bigrams are not
+    swapped = [["cat", "the"]]
+    evidence = [["the", "cat"], ["the", "cat"]]
+    assert ngram_scores(swapped, evidence, n=1).sentence_max[0] < ngram_scores(swapped, evidence, n=2).sentence_max[0]
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        ngram_scores(SENTENCES, SAMPLES, n=0)
 
 
 def test_unigram_bad_input():
     with pytest.raises(ValueError, match="at least one sentence"):
-        unigram_scores([], SAMPLES)
+        ngram_scores([], SAMPLES)
     with pytest.raises(ValueError, match="at least one sample"):
-        unigram_scores(SENTENCES, [])
+        ngram_scores(SENTENCES, [])
     with pytest.raises(ValueError, match="sentence 1 has no tokens"):
-        unigram_scores([["a"], []], SAMPLES)
+        ngram_scores([["a"], []], SAMPLES)
     with pytest.raises(ValueError, match="smoothing"):
-        unigram_scores(SENTENCES, SAMPLES, smoothing=-0.5)
+        ngram_scores(SENTENCES, SAMPLES, smoothing=-0.5)
 
 
 def test_embedding_scores_by_hand():

@@ -10,6 +10,11 @@ subsequence (LCS): precision = LCS / |c|, recall = LCS / |r|, F1 = 2 P R / (P + 
 = 2 LCS / (|c| + |r|); it is symmetric, so the order of a pair does not matter, and 0 when
 either side is empty (as rouge-score returns). Tokens are compared as given: rouge-score's
 default lowercasing, punctuation stripping and Porter stemming are the tokenizer's job.
+
+``ngram_novelty`` asks the same kind of question of a checked text against its evidence (a
+source, or samples): which share of each sentence's n-grams the evidence never uses, the
+"novel n-grams" measure of summarisation research. Unlike a frequency model's surprisal it
+does not grow with the evidence's length, so scores of different texts compare.
 """
 
 from __future__ import annotations
@@ -18,12 +23,44 @@ import itertools
 import re
 from collections.abc import Hashable, Sequence
 
+import numpy as np
+
 _WORD = re.compile(r"[^\W_]+")
 
 
 def words(text: str) -> list[str]:
     """rouge-score's default tokens: lower-cased runs of letters and digits."""
     return _WORD.findall(text.lower())
+
+
+def _ngrams(tokens: Sequence[Hashable], n: int) -> list[tuple]:
+    """The token list's n-grams; a list shorter than n is one gram of its own."""
+    if len(tokens) < n:
+        return [tuple(tokens)]
+    return [tuple(tokens[index : index + n]) for index in range(len(tokens) - n + 1)]
+
+
+def ngram_novelty(
+    sentence_tokens: Sequence[Sequence[Hashable]], evidence_tokens: Sequence[Sequence[Hashable]], n: int = 2
+) -> np.ndarray:
+    """Per sentence: the share of its n-grams found in no evidence token list, in [0, 1].
+
+    N-grams do not cross the boundaries of a token list (split evidence into sentences to
+    keep them from joining two). A sentence with no tokens is an error.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if len(sentence_tokens) == 0:
+        raise ValueError("sentence_tokens must hold at least one sentence")
+    for index, tokens in enumerate(sentence_tokens):
+        if len(tokens) == 0:
+            raise ValueError(f"sentence {index} has no tokens")
+    known = {gram for tokens in evidence_tokens if len(tokens) > 0 for gram in _ngrams(tokens, n)}
+    novelty = []
+    for tokens in sentence_tokens:
+        grams = _ngrams(tokens, n)
+        novelty.append(sum(gram not in known for gram in grams) / len(grams))
+    return np.array(novelty, dtype=np.float64)
 
 
 def lcs_length(first: Sequence[Hashable], second: Sequence[Hashable]) -> int:

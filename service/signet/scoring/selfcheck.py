@@ -5,9 +5,11 @@ answers are sampled for the same prompt. A fact the model knows tends to reappea
 samples; a hallucinated one tends not to. Every score here is per sentence and higher
 means less supported.
 
-* Unigram (SelfCheck-Ngram, n = 1): fit a unigram model on the passage and the samples,
-  score each sentence by the average and the maximum of -log p(token) over its tokens.
-  Rare tokens, those the samples do not repeat, score high. Unbounded.
+* N-gram (SelfCheck-Ngram): fit an n-gram frequency model on the passage and the samples,
+  score each sentence by the average and the maximum of -log p(n-gram) over its n-grams
+  (one per token, the first ones padded with "<s>"). Rare n-grams, those the samples do
+  not repeat, score high; n = 2 also catches a known word in a new place ("is not", a
+  swapped name). Unbounded.
 * Embedding similarity: 1 - cosine similarity between the sentence's vector and the
   best-matching sentence of each sample, averaged (or maximised) over samples: the
   SelfCheck-BERTScore recipe with sentence embeddings (e.g. all-MiniLM-L6-v2) in place
@@ -34,27 +36,36 @@ from signet.scoring.validation import float_array, logprob_array
 
 
 @dataclass(frozen=True)
-class UnigramScores:
-    sentence_average: np.ndarray  # float64 [num_sentences]: mean -log p(token) over each sentence
-    sentence_max: np.ndarray  # float64 [num_sentences]: max -log p(token) in each sentence
-    passage_average: float  # mean over all of the passage's tokens
+class NgramScores:
+    sentence_average: np.ndarray  # float64 [num_sentences]: mean -log p(n-gram) over each sentence
+    sentence_max: np.ndarray  # float64 [num_sentences]: max -log p(n-gram) in each sentence
+    passage_average: float  # mean over all of the passage's n-grams
     passage_max: float
 
 
-def unigram_scores(
+_START = "<s>"
+
+
+def ngram_scores(
     sentence_tokens: Sequence[Sequence[str]],
     sample_tokens: Sequence[Sequence[str]],
     *,
+    n: int = 1,
     lowercase: bool = True,
     smoothing: float = 0.0,
-) -> UnigramScores:
-    """SelfCheck-Ngram with n = 1 on the passage (its sentences' tokens) and the samples' tokens.
+) -> NgramScores:
+    """SelfCheck-Ngram on the passage (its sentences' tokens) and the samples' tokens.
 
-    p(w) = (count(w) + k) / (total count + k (|vocabulary| + 1)): add-k smoothing with
-    SelfCheckGPT's extra "<unk>" entry in the vocabulary, k = 0 by default as in its
-    ``SelfCheckNgram``. The passage is part of the fitted text, so every scored token has
-    a count and the score stays finite. Tokens are compared as given (after lowercasing).
+    Each token list (a passage sentence, or a sample or one of its sentences) is padded on
+    the left with n - 1 "<s>" and yields one n-gram per token. As in SelfCheckGPT's
+    ``NgramModel``, an n-gram's probability is its frequency among all n-grams counted,
+    p(g) = (count(g) + k) / (total count + k (|n-gram types| + 1)): add-k smoothing with
+    an extra "<unk>" type, k = 0 by default. The passage is part of the fitted text, so
+    every scored n-gram has a count and the score stays finite. Tokens are compared as
+    given (after lowercasing).
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
     if len(sentence_tokens) == 0:
         raise ValueError("sentence_tokens must hold at least one sentence")
     if len(sample_tokens) == 0:
@@ -65,23 +76,24 @@ def unigram_scores(
         if len(tokens) == 0:
             raise ValueError(f"sentence {index} has no tokens")
 
-    def normalise(tokens: Sequence[str]) -> list[str]:
-        return [token.lower() for token in tokens] if lowercase else list(tokens)
+    def grams(tokens: Sequence[str]) -> list[tuple[str, ...]]:
+        padded = [_START] * (n - 1) + [token.lower() if lowercase else token for token in tokens]
+        return [tuple(padded[index : index + n]) for index in range(len(tokens))]
 
-    sentences = [normalise(tokens) for tokens in sentence_tokens]
-    counts: Counter[str] = Counter()
-    for tokens in sentences:
-        counts.update(tokens)
+    sentences = [grams(tokens) for tokens in sentence_tokens]
+    counts: Counter[tuple[str, ...]] = Counter()
+    for sentence in sentences:
+        counts.update(sentence)
     for tokens in sample_tokens:
-        counts.update(normalise(tokens))
+        counts.update(grams(tokens))
     denominator = counts.total() + smoothing * (len(counts) + 1)
 
-    def surprisal(tokens: list[str]) -> np.ndarray:
-        return -np.log(np.array([(counts[token] + smoothing) / denominator for token in tokens]))
+    def surprisal(sentence: list[tuple[str, ...]]) -> np.ndarray:
+        return -np.log(np.array([(counts[gram] + smoothing) / denominator for gram in sentence]))
 
-    per_sentence = [surprisal(tokens) for tokens in sentences]
+    per_sentence = [surprisal(sentence) for sentence in sentences]
     passage = np.concatenate(per_sentence)
-    return UnigramScores(
+    return NgramScores(
         sentence_average=np.array([scores.mean() for scores in per_sentence]),
         sentence_max=np.array([scores.max() for scores in per_sentence]),
         passage_average=float(passage.mean()),

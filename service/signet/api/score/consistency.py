@@ -36,8 +36,8 @@ from signet.api.score.protocol import (
 from signet.api.state import ServiceState
 from signet.engine.vllm_engine import SamplingOptions
 from signet.scoring.distances import mqag_score
-from signet.scoring.lexical import words
-from signet.scoring.selfcheck import embedding_scores, support_scores, unigram_scores
+from signet.scoring.lexical import ngram_novelty, words
+from signet.scoring.selfcheck import embedding_scores, ngram_scores, support_scores
 from signet.scoring.sentences import SentenceSpan, split_sentences
 
 SELF_METHODS = get_args(SelfCheckMethod)
@@ -49,6 +49,7 @@ LLM_SELFCHECKS = {
     "selfcheck_llm_entailment": lambda sample, sentence: judge.premise_entailment_question(sample, sentence),
 }
 MAX_SENTENCES = 64  # each sentence costs an engine request per sample (or per source check)
+MAX_JUDGMENTS = 1024  # (sentence, sample) pairs one LLM self-check may ask about
 QUESTION_TOKENS = 160
 # Questions are drawn cooler than answers: at temperature 1 the embedded model kept the
 # question format in about a third of its drafts, at 0.7 in most.
@@ -58,6 +59,10 @@ MEANINGS = {
     "selfcheck_unigram": "mean -log p of the sentence's words under a unigram model fitted on the samples "
     "(and the text): words the samples never use score high",
     "selfcheck_unigram_max": "largest -log p of a word of the sentence under the same unigram model: its rarest word",
+    "selfcheck_bigram": "mean -log p of the sentence's word pairs under a bigram frequency model fitted on the "
+    "samples (and the text)",
+    "selfcheck_bigram_max": "largest -log p of a word pair of the sentence under the same bigram model",
+    "selfcheck_bigram_novelty": "share of the sentence's word pairs that no sample uses",
     "selfcheck_embedding": "1 - mean over samples of the best cosine similarity between the sentence and "
     "a sample sentence (all-MiniLM-L6-v2)",
     "selfcheck_llm_support": "1 - mean over samples of P(yes) when the model is asked whether the sample "
@@ -67,6 +72,10 @@ MEANINGS = {
     "source_unigram": "mean -log p of the sentence's words under a unigram model fitted on the source "
     "(and the text): words the source never uses score high",
     "source_unigram_max": "largest -log p of a word of the sentence under the same unigram model: its rarest word",
+    "source_bigram": "mean -log p of the sentence's word pairs under a bigram frequency model fitted on the "
+    "source (and the text)",
+    "source_bigram_max": "largest -log p of a word pair of the sentence under the same bigram model",
+    "source_bigram_novelty": "share of the sentence's word pairs that the source never uses",
     "source_entailment": "1 - P(yes) when the model is asked whether the source entails the sentence",
     "mqag_kl": "MQAG: mean KL(source answers || text answers) over answerable generated questions (nats)",
     "mqag_total_variation": "MQAG: mean total variation 1/2 sum |p - q| between the answers from source and text",
@@ -91,6 +100,14 @@ async def score_consistency(state: ServiceState, request: ConsistencyRequest) ->
     if len(sentences) > MAX_SENTENCES:
         raise ApiError(422, f"text: {len(sentences)} sentences, at most {MAX_SENTENCES}", "text")
     methods = resolve_methods(request)
+    judgments = len(sentences) * request.samples
+    if request.mode == "self" and set(methods) & set(LLM_SELFCHECKS) and judgments > MAX_JUDGMENTS:
+        raise ApiError(
+            422,
+            f"samples: {len(sentences)} sentences x {request.samples} samples = {judgments} judgments per LLM "
+            f"method, at most {MAX_JUDGMENTS}; draw fewer samples or check a shorter text",
+            "samples",
+        )
     require_engine(state)
     meter = CostMeter()
     if request.mode == "self":
@@ -140,14 +157,24 @@ def _check_sizes(state: ServiceState, request: ConsistencyRequest) -> None:
             check_text_size(field, len(value), limit)
 
 
-def _unigram(prefix: str, methods, sentences: list[SentenceSpan], evidence: list[str]) -> dict[str, list[float]]:
-    """SelfCheck-Ngram (n = 1) fitted on the evidence (samples, or the source) and the text."""
-    wanted = {f"{prefix}_unigram", f"{prefix}_unigram_max"} & set(methods)
-    if not wanted:
-        return {}
-    unigram = unigram_scores([_words(s.text) for s in sentences], [_words(text) for text in evidence])
-    values = {f"{prefix}_unigram": unigram.sentence_average, f"{prefix}_unigram_max": unigram.sentence_max}
-    return {method: list(values[method]) for method in sorted(wanted)}
+NGRAM_ORDERS = {"unigram": 1, "bigram": 2}
+
+
+def _ngram(prefix: str, methods, sentences: list[SentenceSpan], evidence: list[str]) -> dict[str, list[float]]:
+    """SelfCheck-Ngram fitted on the evidence (samples, or the source), sentence by sentence, and the text."""
+    evidence_sentences = [_words(s.text) for text in evidence for s in split_sentences(text)]
+    scores = {}
+    for name, order in NGRAM_ORDERS.items():
+        wanted = [method for method in (f"{prefix}_{name}", f"{prefix}_{name}_max") if method in methods]
+        if not wanted:
+            continue
+        model = ngram_scores([_words(s.text) for s in sentences], evidence_sentences or [[]], n=order)
+        values = {f"{prefix}_{name}": model.sentence_average, f"{prefix}_{name}_max": model.sentence_max}
+        scores.update({method: list(values[method]) for method in wanted})
+    if f"{prefix}_bigram_novelty" in methods:
+        novelty = ngram_novelty([_words(s.text) for s in sentences], evidence_sentences, n=2)
+        scores[f"{prefix}_bigram_novelty"] = list(novelty)
+    return scores
 
 
 def _words(text: str) -> list[str]:
@@ -167,7 +194,7 @@ async def _self_consistency(
         )
     ]
     scores: dict[str, list[float]] = {}
-    scores.update(_unigram("selfcheck", methods, sentences, samples))
+    scores.update(_ngram("selfcheck", methods, sentences, samples))
     if "selfcheck_embedding" in methods:
         scores["selfcheck_embedding"] = list(await _embedding_support(state, sentences, samples))
     llm_methods = [method for method in LLM_SELFCHECKS if method in methods]
@@ -201,7 +228,7 @@ async def _reference(
     state: ServiceState, meter: CostMeter, request: ConsistencyRequest, sentences: list[SentenceSpan], methods
 ) -> Gathered:
     scores: dict[str, list[float]] = {}
-    scores.update(_unigram("source", methods, sentences, [request.source]))
+    scores.update(_ngram("source", methods, sentences, [request.source]))
     entailment = None
     if "source_entailment" in methods:
         questions = [judge.premise_entailment_question(request.source, s.text) for s in sentences]

@@ -31,6 +31,9 @@ UncertaintyMethod = Literal[get_args(LogprobMethod) + get_args(SampleMethod) + g
 SelfCheckMethod = Literal[
     "selfcheck_unigram",
     "selfcheck_unigram_max",
+    "selfcheck_bigram",
+    "selfcheck_bigram_max",
+    "selfcheck_bigram_novelty",
     "selfcheck_embedding",
     "selfcheck_llm_support",
     "selfcheck_llm_entailment",
@@ -44,6 +47,9 @@ ReferenceMethod = Literal[
     "source_entailment",
     "source_unigram",
     "source_unigram_max",
+    "source_bigram",
+    "source_bigram_max",
+    "source_bigram_novelty",
 ]
 ConsistencyMethod = Literal[get_args(SelfCheckMethod) + get_args(ReferenceMethod)]
 Similarity = Literal["llm", "embedding"]
@@ -70,7 +76,7 @@ class UncertaintyRequest(PromptInput):
         default=0,
         ge=0,
         le=MAX_SAMPLES,
-        description="Answers to draw (temperature `temperature`) for the sample-based methods; 0: none.",
+        description="Answers to draw (at `temperature`) for the sample-based methods: 0 (none) or 2 to 32.",
     )
     methods: list[UncertaintyMethod] | None = Field(
         default=None,
@@ -145,7 +151,9 @@ class ConsistencyRequest(StrictModel):
 
     text: str = Field(description="The passage to check, split into sentences.")
     prompt: str | None = Field(
-        default=None, description="Self-consistency: the prompt that produced `text`; samples are drawn from it."
+        default=None,
+        description="Self-consistency: the prompt that produced `text`, sent as one user chat turn; "
+        "the samples are drawn from it.",
     )
     source: str | None = Field(default=None, description="Reference mode: the document `text` should agree with.")
     samples: int = Field(default=6, ge=1, le=MAX_SAMPLES, description="Self-consistency: answers to draw.")

@@ -65,12 +65,17 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest) ->
     require_engine(state)
     meter = CostMeter()
     prompt_ids = await encode(state, request.prompt, request.turns())
+    wants_samples = bool(set(methods) & set(SAMPLE_METHODS))
+    if request.response is None or wants_samples:
+        check_fits(state, len(prompt_ids) + request.max_tokens, "max_tokens", "the prompt with max_tokens")
     answer_ids, answer, text = await _answer(state, meter, request, prompt_ids)
     scores = logprob_scores(answer, state.vocab_size, methods)
     pmi, samples, ensemble = await asyncio.gather(
         _pmi(state, meter, request, answer_ids, answer) if "pmi" in methods else _nothing(),
-        _samples(state, meter, request, prompt_ids) if set(methods) & set(SAMPLE_METHODS) else _nothing(),
-        _decomposition(state, meter, request, answer_ids, answer) if request.paraphrases else _nothing(),
+        _samples(state, meter, request, prompt_ids) if wants_samples else _nothing(),
+        _decomposition(state, meter, request, answer_ids, answer)
+        if set(methods) & set(DECOMPOSITION_METHODS)
+        else _nothing(),
     )
     classes = None
     if pmi is not None:
@@ -94,6 +99,8 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest) ->
 
 def resolve_methods(request: UncertaintyRequest) -> tuple[str, ...]:
     """The requested methods, or all the inputs allow; 422 for one they do not allow."""
+    if request.samples == 1:
+        raise ApiError(422, "samples: one sample has nothing to disagree with; give 0, or 2 to 32", "samples")
     allowed = {method: None for method in (*FREE_METHODS, "pmi")}
     if request.samples >= 2:
         allowed.update(dict.fromkeys(SAMPLE_METHODS))
@@ -128,7 +135,6 @@ async def _answer(
         answer_ids = await encode_text(state, request.response)
         check_fits(state, len(prompt_ids) + len(answer_ids) + 1, "response", "the prompt with the response")
         return answer_ids, await teacher_force(state, meter, prompt_ids, answer_ids), request.response
-    check_fits(state, len(prompt_ids) + request.max_tokens, "max_tokens", "the prompt with max_tokens")
     answer = await generate_answer(state, meter, prompt_ids, request.max_tokens)
     return answer.token_ids, answer.logprobs, answer.text
 
@@ -149,7 +155,6 @@ async def _pmi(
 async def _samples(
     state: ServiceState, meter: CostMeter, request: UncertaintyRequest, prompt_ids: list[int]
 ) -> list[Completion]:
-    check_fits(state, len(prompt_ids) + request.max_tokens, "max_tokens", "the prompt with max_tokens")
     return await draw_samples(
         state, meter, prompt_ids, request.samples, request.max_tokens, request.temperature, request.seed
     )
