@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     worker_drain_seconds: float = Field(
         default=25.0, ge=0.0, le=3600.0, description="On SIGTERM, how long a worker finishes its running jobs."
     )
+    worker_ready_file: Path | None = Field(
+        default=None,
+        description="A file the worker creates once its engine is loaded, touches every second while the "
+        "engine is healthy, and removes when it starts draining: for exec probes (workers serve no HTTP).",
+    )
 
     detect_cache_ttl_seconds: int = Field(
         default=3600, ge=0, le=30 * 86_400, description="How long a /detect result is cached; 0 turns the cache off."

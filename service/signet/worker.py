@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from signet.settings import Settings
 logger = logging.getLogger(__name__)
 
 _ENGINE_CHECK_SECONDS = 1.0
+_READY_TOUCH_SECONDS = 1.0
 
 
 def engine_options(settings: Settings) -> EngineOptions:
@@ -61,17 +63,37 @@ async def _serve_jobs(
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     watchdog = asyncio.create_task(_stop_when_engine_dies(engine, stop))
+    readiness = asyncio.create_task(_mark_ready(settings.worker_ready_file, engine, stop))
     try:
         await worker.run(stop)
+        # Read before shutdown: a shut-down AsyncLLM reports itself errored.
+        engine_failed = worker.unfit or not engine.is_healthy
     finally:
         watchdog.cancel()
+        readiness.cancel()
         engine.shutdown()
         await link.aclose()
-    if worker.unfit or not engine.is_healthy:
+    if engine_failed:
         logger.error("worker %s stopped: its engine failed; its jobs go to other workers", options.name)
         return 1
     logger.info("worker %s stopped", options.name)
     return 0
+
+
+async def _mark_ready(path: Path | None, engine: VllmEngine, stop: asyncio.Event) -> None:
+    """Keep ``path`` fresh while the engine is healthy and the worker takes jobs; a probe
+    reads its age. Removed as soon as the worker stops taking jobs (draining, or exiting)."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        while not stop.is_set():
+            if engine.is_healthy:
+                path.touch()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=_READY_TOUCH_SECONDS)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 async def _stop_when_engine_dies(engine: VllmEngine, stop: asyncio.Event) -> None:
