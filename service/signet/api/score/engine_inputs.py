@@ -121,6 +121,6 @@ async def embed(state: ServiceState, texts: list[str]) -> np.ndarray:
 
                 try:
                     state.embedder = await run_in_threadpool(SentenceEmbedder.load)
-                except (ModelError, OSError) as error:
+                except (ModelError, OSError, ImportError) as error:  # ImportError: an image without torch
                     raise ApiError(503, f"embedding similarity is unavailable: {error}") from error
     return await run_in_threadpool(state.embedder.embed, texts)
