@@ -163,16 +163,17 @@ NGRAM_ORDERS = {"unigram": 1, "bigram": 2}
 def _ngram(prefix: str, methods, sentences: list[SentenceSpan], evidence: list[str]) -> dict[str, list[float]]:
     """SelfCheck-Ngram fitted on the evidence (samples, or the source), sentence by sentence, and the text."""
     evidence_sentences = [_words(s.text) for text in evidence for s in split_sentences(text)]
+    sentence_words = [_words(s.text) for s in sentences]
     scores = {}
     for name, order in NGRAM_ORDERS.items():
         wanted = [method for method in (f"{prefix}_{name}", f"{prefix}_{name}_max") if method in methods]
         if not wanted:
             continue
-        model = ngram_scores([_words(s.text) for s in sentences], evidence_sentences or [[]], n=order)
+        model = ngram_scores(sentence_words, evidence_sentences or [[]], n=order)
         values = {f"{prefix}_{name}": model.sentence_average, f"{prefix}_{name}_max": model.sentence_max}
         scores.update({method: list(values[method]) for method in wanted})
     if f"{prefix}_bigram_novelty" in methods:
-        novelty = ngram_novelty([_words(s.text) for s in sentences], evidence_sentences, n=2)
+        novelty = ngram_novelty(sentence_words, evidence_sentences, n=2)
         scores[f"{prefix}_bigram_novelty"] = list(novelty)
     return scores
 
