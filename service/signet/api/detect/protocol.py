@@ -99,6 +99,9 @@ class KeyDetection(BaseModel):
     score: float = Field(description="The statistic: green tokens (KGW) or the sum of -log(1 - u) (Gumbel).")
     num_green_tokens: int | None = Field(description="KGW schemes only.")
     green_fraction: float | None = Field(description="KGW schemes only; null when T = 0.")
+    gamma: float | None = Field(
+        default=None, description="KGW schemes: the green fraction expected without the watermark (the key's gamma)."
+    )
     num_tokens: int = Field(description="Tokens in the text, repeats and the first context tokens included.")
     num_scored_tokens: int = Field(description="T: tokens that count as evidence.")
     min_scored_tokens: int = Field(description="Below this T the verdict is insufficient_evidence.")

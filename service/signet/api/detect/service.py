@@ -275,6 +275,7 @@ def _report(test: KeyTest, corrected_p_value: float, request: DetectRequest) -> 
         score=evidence.score_sum,
         num_green_tokens=round(evidence.score_sum) if is_kgw_family else None,
         green_fraction=(evidence.score_sum / num_scored if num_scored else None) if is_kgw_family else None,
+        gamma=test.key.gamma if is_kgw_family else None,
         num_tokens=evidence.num_tokens,
         num_scored_tokens=num_scored,
         min_scored_tokens=test.key.min_scored_tokens,
