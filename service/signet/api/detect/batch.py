@@ -12,9 +12,10 @@ from pydantic import ValidationError
 from signet.api.auth import Caller
 from signet.api.detect.protocol import DetectBatchItem, DetectBatchRequest, DetectBatchResponse, DetectRequest
 from signet.api.detect.service import detect
-from signet.api.errors import ApiError, PayloadTooLarge, describe_validation_errors, unknown_key_problem
+from signet.api.errors import ApiError, PayloadTooLarge, unknown_key_problem
 from signet.api.protocol import Problem
 from signet.api.state import ServiceState
+from signet.api.validation import describe_validation_errors
 from signet.keys import UnknownKeyError
 
 

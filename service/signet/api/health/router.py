@@ -1,50 +1,14 @@
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
 from signet.api.errors import problem_response
+from signet.api.health.protocol import HealthResponse, ReadyResponse
 from signet.api.openapi import problem_responses
 from signet.api.state import ServiceState, StateDependency
 from signet.redis_link import RedisUnavailable
 
 router = APIRouter(tags=["health"])
-
-
-class HealthResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
-
-    status: str
-
-
-class ReadyResponse(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"status": "ready", "mode": "embedded", "engine": "loaded"},
-                {
-                    "status": "ready",
-                    "mode": "distributed",
-                    "engine": "workers",
-                    "redis": "up",
-                    "workers": 2,
-                    "queue_depth": 0,
-                },
-                {"status": "degraded", "mode": "distributed", "engine": "workers", "redis": "down"},
-            ]
-        }
-    )
-
-    status: Literal["ready", "degraded"] = Field(
-        description="'degraded': /detect works, queued routes (generation) do not: Redis is down or no worker is up."
-    )
-    mode: Literal["embedded", "distributed"]
-    engine: Literal["loaded", "workers"]
-    redis: Literal["up", "down"] | None = Field(default=None, description="Distributed mode: Redis answers a PING.")
-    workers: int | None = Field(default=None, description="Distributed mode: workers with a recent heartbeat.")
-    queue_depth: int | None = Field(default=None, description="Distributed mode: jobs waiting or running.")
 
 
 @router.get("/healthz", response_model=HealthResponse, summary="The process is up")
