@@ -1,4 +1,5 @@
-"""``signet serve``, ``signet worker``, ``signet model prepare`` and ``signet apikey new|hash``."""
+"""``signet serve``, ``signet worker``, ``signet model prepare`` and ``signet apikey new|hash``; the client's
+``signet detect``, ``signet generate`` and ``signet score`` live in ``signet/client/commands.py``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from signet import logs
+from signet.client.commands import add_commands as add_client_commands
+from signet.client.commands import run as run_client_command
 from signet.engine.model_store import ModelError, prepare_embedded_model, resolve_model_dir
 from signet.keys import KeyRegistryError, prewarm_greenlists, resolve_keys_file
 from signet.settings import Settings
@@ -50,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     openapi.add_argument(
         "--output", type=Path, default=Path("openapi/openapi.json"), help="where (default: openapi/openapi.json)"
     )
+    add_client_commands(commands)
     return parser
 
 
@@ -158,6 +162,8 @@ def worker(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
+    if arguments.command in ("detect", "generate", "score"):
+        return run_client_command(arguments)  # a client of a running service: no engine, no settings
     logs.configure()  # JSON at INFO until the settings say otherwise (see _load_settings)
     from signet.engine.vllm_engine import EngineStartError
 
