@@ -21,6 +21,7 @@ from signet.api.rate_limit import enforce_rate_limit
 from signet.api.score.router import router as score_router
 from signet.api.state import ServiceState
 from signet.api.telemetry import install_telemetry
+from signet.api.ui.router import router as ui_router
 
 
 def create_app(state: ServiceState) -> FastAPI:
@@ -54,6 +55,7 @@ def create_app(state: ServiceState) -> FastAPI:
         )
     app.include_router(health_router)  # probes are never limited
     app.include_router(metrics_router)  # nor is /metrics
+    app.include_router(ui_router)  # the web page: no API key (it holds none; its calls send the user's)
     install_telemetry(app)  # request ids, HTTP metrics, access log: around everything, errors included
     install_openapi(app)
     return app

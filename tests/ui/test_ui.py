@@ -1,0 +1,275 @@
+"""The /ui page in headless Chromium against ``signet serve`` on the real engine: what an
+analyst sees for watermarked, human and partly watermarked text, errors, the Generate and
+Scores tabs, keyboard use, and that nothing outside the server loads.
+
+Run alone: ``.venv/bin/python -m pytest tests/ui``. The run writes docs/img/ui-detect.png
+and docs/img/ui-generate.png."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.ui.conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.engine
+
+PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
+DETECT_TIMEOUT_MS = 60_000
+GENERATE_TIMEOUT_MS = 180_000
+
+
+def _generate(client, max_tokens: int, seed: int) -> str:
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "seed": seed}
+    response = client.post("/generate", params={"watermark": "true"}, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["text"]
+
+
+@pytest.fixture(scope="module")
+def watermarked(client) -> tuple[str, dict]:
+    """A watermarked text and the API's own detection result for it."""
+    text = _generate(client, max_tokens=160, seed=11)
+    result = client.post("/detect", json={"text": text}).json()
+    assert result["verdict"] == "watermarked", result
+    return text, result
+
+
+@pytest.fixture(scope="module")
+def watermarked_text(watermarked) -> str:
+    return watermarked[0]
+
+
+@pytest.fixture(scope="module")
+def human_text(human_passages) -> str:
+    return human_passages["rust-book-ch04-01-what-is-ownership"]
+
+
+def _words_prefix(text: str, length: int) -> str:
+    """About ``length`` characters of ``text``, cut after a whole word."""
+    return text[:length].rsplit(" ", 1)[0] + " "
+
+
+def _detect(page, text: str, **fields) -> None:
+    page.fill("#detect-text", text)
+    if "key_id" in fields:
+        page.fill("#detect-key-id", fields["key_id"])
+    page.click("#detect-submit")  # marks the result busy at once, until the answer is shown
+    page.wait_for_selector("#detect-result:not([aria-busy])", state="attached", timeout=DETECT_TIMEOUT_MS)
+
+
+def _verdict(page) -> str:
+    return page.get_attribute("#detect-result .badge", "data-verdict")
+
+
+def test_watermarked_text_is_highlighted_explained_and_plotted(page, watermarked):
+    watermarked_text, expected = watermarked
+    _detect(page, watermarked_text)
+    assert _verdict(page) == "watermarked"
+    assert page.inner_text("#detect-result .badge") == "Watermarked"
+    explanation = page.inner_text("#detect-result .explanation")
+    assert explanation.startswith("Watermarked:") and "p-value" in explanation and "below α = 1e-4" in explanation
+    assert re.search(r"probability \d(\.\d)?e-\d+", explanation), explanation
+    # The token view reproduces the text exactly, token by token.
+    assert page.text_content("#detect-result .tokens") == watermarked_text
+    green = page.locator("#detect-result .tokens .tok-green").count()
+    red = page.locator("#detect-result .tokens .tok-red").count()
+    assert (green, green + red) == (expected["num_green_tokens"], expected["num_scored_tokens"])
+    assert green > red > 0  # gamma = 0.25: human text has about three red tokens per green one
+    assert page.get_attribute("#detect-result .tokens .tok-green >> nth=0", "title") == "green"
+    # The plot: one point per scored token, and the threshold line.
+    scored = green + red
+    points = page.get_attribute("#detect-result svg.plot polyline.plot-line", "points").split()
+    assert len(points) == scored
+    assert page.locator("#detect-result svg.plot line.plot-threshold").count() == 1
+    assert "threshold (normal approximation)" in page.text_content("#detect-result svg.plot")
+    assert page.get_attribute("#detect-result svg.plot", "role") == "img"
+    assert "scored tokens" in page.get_attribute("#detect-result svg.plot", "aria-label")
+    page.screenshot(path=str(SCREENSHOTS / "ui-detect.png"), full_page=True)
+
+
+def test_human_text_is_not_flagged(page, human_text):
+    _detect(page, human_text)
+    assert _verdict(page) == "not_watermarked"
+    result_text = page.inner_text("#detect-result")
+    assert page.inner_text("#detect-result .explanation").startswith("Not watermarked:")
+    assert "not below α" in result_text
+    assert not re.search(r"(?<!Not )\bWatermarked\b", result_text), result_text
+    assert page.locator("#detect-result .tokens .tok-green").count() > 0  # highlighted all the same
+
+
+def test_api_errors_are_shown_readably(page, human_text):
+    _detect(page, human_text, key_id="nope")
+    alert = page.get_by_role("alert")
+    assert alert.inner_text() == "404 Not Found: no watermark key with key_id 'nope' (field: key_id)"
+    assert page.locator("#detect-result .badge").count() == 0
+
+    page.fill("#detect-key-id", "")
+    _detect(page, "a" * 100_001)
+    message = page.get_by_role("alert").inner_text()
+    assert message.startswith("413 ") and "100,001 characters; the limit is 100,000 (field: text)" in message, message
+    assert "{" not in message  # prose, not raw JSON
+
+
+def test_unreachable_service_and_a_non_json_error_are_explained(page, signet_server, human_text):
+    page.route("**/detect", lambda route: route.abort())
+    _detect(page, human_text)
+    assert page.get_by_role("alert").inner_text().startswith(f"Cannot reach the Signet service at {signet_server.url}/")
+    page.unroute("**/detect")
+    page.route("**/detect", lambda route: route.fulfill(status=502, body="<html>bad gateway</html>"))
+    _detect(page, human_text)
+    assert page.get_by_role("alert").inner_text() == "502 Bad Gateway: the service gave no details."
+
+
+def test_a_watermarked_passage_inside_human_text_is_outlined(page, watermarked_text, human_passages):
+    before = _words_prefix(human_passages["gpl-3-preamble"], 700)
+    after = " " + _words_prefix(human_passages["mpl-2-definitions"], 700)
+    _detect(page, before + watermarked_text + after)
+    assert _verdict(page) == "watermarked"
+    window = page.locator("#detect-result .tokens .window")
+    assert window.count() == 1
+    start = int(window.get_attribute("data-char-start"))
+    end = int(window.get_attribute("data-char-end"))
+    generated = range(len(before), len(before) + len(watermarked_text) + 1)
+    # WinMax windows move in steps of half a window: allow a few tokens of slack at each side.
+    assert start >= len(before) - 40 and end <= generated.stop + 40, (start, end, generated)
+    assert end - start > len(watermarked_text) / 3
+    assert window.text_content() == (before + watermarked_text + after)[start:end]
+    note = page.inner_text("#detect-result .window-note")
+    assert f"characters {start}–{end}" in note and "corrected for" in note
+    assert page.locator("#detect-result svg.plot rect.plot-window").count() == 1
+
+
+def test_text_is_never_markup(page, human_text):
+    payload = '<img src=x onerror="window.__signetXss = 1"><script>window.__signetXss = 2</script>'
+    _detect(page, _words_prefix(human_text, 400) + payload + " " + _words_prefix(human_text[400:], 400))
+    assert page.locator("#detect-result img, #detect-result script").count() == 0
+    assert payload in page.text_content("#detect-result .tokens")
+    assert page.evaluate("window.__signetXss") is None
+
+
+def test_generate_tab_generates_and_detects(page):
+    page.click("#tab-generate")
+    page.fill("#generate-prompt", PROMPT)
+    page.fill("#generate-seed", "5")
+    page.click("#generate-submit")
+    assert page.is_disabled("#generate-submit")  # busy while the engine works
+    assert page.get_attribute("#generate-result", "aria-busy") == "true"
+    page.wait_for_selector("#generate-result .badge, #generate-error:not([hidden])", timeout=GENERATE_TIMEOUT_MS)
+    assert page.is_hidden("#generate-error"), page.inner_text("#generate-error")
+    assert re.match(r"Generated \d+ tokens", page.inner_text("#generate-result .generation-meta"))
+    generated = page.text_content("#generate-result .tokens")
+    assert len(generated.split()) > 40
+    assert page.get_attribute("#generate-result .badge", "data-verdict") == "watermarked"
+    assert not page.is_disabled("#generate-submit")
+    page.screenshot(path=str(SCREENSHOTS / "ui-generate.png"), full_page=True)
+    # The generated text can be taken to the Detect tab.
+    page.click("#generate-result button.secondary")
+    assert page.get_attribute("#tab-detect", "aria-selected") == "true"
+    assert page.input_value("#detect-text") == generated
+
+
+def test_consistency_sentences_are_shaded_by_score(page):
+    page.click("#tab-scores")
+    page.fill(
+        "#consistency-source",
+        "The Golden Gate Bridge opened in 1937. It spans the strait between San Francisco Bay and the "
+        "Pacific Ocean. Its main span is 1,280 metres long.",
+    )
+    text = "The Golden Gate Bridge opened in 1937. Its main span is 2,100 metres long."
+    page.fill("#consistency-text", text)
+    checked = page.eval_on_selector_all("#consistency-methods input:checked", "inputs => inputs.map(i => i.value)")
+    assert checked == ["source_bigram_max", "source_unigram_max"]
+    page.click("#consistency-submit")
+    page.wait_for_selector("#consistency-result .sentences, #consistency-error:not([hidden])", timeout=120_000)
+    assert page.is_hidden("#consistency-error"), page.inner_text("#consistency-error")
+    sentences = page.locator("#consistency-result .sentences .sentence")
+    assert sentences.count() == 2
+    labels = [
+        float(label) for label in page.locator("#consistency-result .sentences .sentence-score").all_inner_texts()
+    ]
+    assert len(labels) == 2 and labels[1] > labels[0]  # "is 2" and "2,100" appear nowhere in the source
+    classes = [sentences.nth(i).get_attribute("class") for i in range(2)]
+    assert classes == ["sentence shade-0", "sentence shade-4"]  # scaled between the lowest and the highest
+    options = page.eval_on_selector_all("#consistency-shade-method option", "options => options.map(o => o.value)")
+    assert sorted(options) == ["source_bigram_max", "source_unigram_max"]
+    for method in options:
+        page.select_option("#consistency-shade-method", method)
+        assert page.get_attribute("#consistency-result .sentences .sentence >> nth=0", "title").startswith(
+            f"{method}: "
+        )
+    assert page.locator("#consistency-result table.data tbody tr").count() == 2  # passage-level scores
+
+
+def test_tabs_work_from_the_keyboard_with_visible_focus(page):
+    page.keyboard.press("Tab")  # the API key field
+    page.keyboard.press("Tab")  # the selected tab
+    assert page.evaluate("document.activeElement.id") == "tab-detect"
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.id") == "tab-generate"
+    assert page.get_attribute("#tab-generate", "aria-selected") == "true"
+    assert page.get_attribute("#tab-detect", "aria-selected") == "false"
+    assert page.is_visible("#panel-generate") and page.is_hidden("#panel-detect")
+    outline = page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; })()"
+    )
+    assert outline[0] != "none" and float(outline[1].removesuffix("px")) >= 2, outline
+    page.keyboard.press("End")
+    assert page.get_attribute("#tab-scores", "aria-selected") == "true"
+    page.keyboard.press("ArrowRight")  # wraps around
+    assert page.get_attribute("#tab-detect", "aria-selected") == "true"
+    # Tab moves on into the panel, whose controls all have labels.
+    unlabelled = page.evaluate(
+        """[...document.querySelectorAll('input, textarea, select')]
+             .filter(e => e.labels.length === 0).map(e => e.id)"""
+    )
+    assert unlabelled == []
+
+
+# WCAG contrast of each element's own text against the first opaque background behind it.
+CONTRAST_CHECK = """() => {
+  const rgba = (color) => {
+    const parts = color.match(/rgba?\\(([^)]+)\\)/)[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return [parts[0], parts[1], parts[2], parts.length > 3 ? parts[3] : 1];
+  };
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const background = (element) => {
+    for (let e = element; e; e = e.parentElement) {
+      const color = rgba(getComputedStyle(e).backgroundColor);
+      if (color[3] > 0) return color;
+    }
+    return [255, 255, 255, 1];
+  };
+  const failures = [];
+  for (const element of document.querySelectorAll("body *")) {
+    if (element.closest("svg") || !element.getClientRects().length) continue;
+    if (![...element.childNodes].some((node) => node.nodeType === 3 && node.textContent.trim())) continue;
+    const [a, b] = [luminance(rgba(getComputedStyle(element).color)), luminance(background(element))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) failures.push(`${element.tagName}.${element.className}: ${ratio.toFixed(2)}`);
+  }
+  return failures;
+}"""
+
+
+def test_all_text_has_a_contrast_of_at_least_4_5(page, human_text):
+    _detect(page, human_text)
+    assert page.locator("#detect-result .tokens .tok").count() > 100
+    for tab in ("#tab-detect", "#tab-generate", "#tab-scores"):
+        page.click(tab)
+        assert page.evaluate(CONTRAST_CHECK) == [], tab
+
+
+def test_nothing_outside_loads(page, browser_log, signet_server, client, human_text):
+    _detect(page, human_text)  # so that this test alone sees a call to the API too
+    # The requests of every page of this module so far, this one's included.
+    outside = [url for url in browser_log.requests if not url.startswith(signet_server.url + "/")]
+    assert outside == []
+    expected = {f"{signet_server.url}/ui", f"{signet_server.url}/ui/static/app.js", f"{signet_server.url}/detect"}
+    assert expected <= set(browser_log.requests)
+    headers = client.get("/ui").headers
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert "script-src 'self';" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
