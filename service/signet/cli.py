@@ -18,10 +18,7 @@ from pydantic import ValidationError
 from signet import logs
 from signet.client.commands import add_commands as add_client_commands
 from signet.client.commands import run as run_client_command
-from signet.engine.model_store import ModelError, prepare_embedded_model, resolve_model_dir
-from signet.keys import KeyRegistryError, prewarm_greenlists, resolve_keys_file
 from signet.settings import Settings
-from signet.tenants import NAME_PATTERN, TenantsFileError, api_key_digest, new_api_key
 
 logger = logging.getLogger("signet")
 
@@ -60,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 def apikey(command: str, name: str | None) -> None:
     """The key goes to the caller only; the file gets its digest (keys come from stdin, not argv,
     so they stay out of shell histories and process lists)."""
+    from signet.tenants import NAME_PATTERN, api_key_digest, new_api_key
+
     if command == "new":
         if not re.fullmatch(NAME_PATTERN, name):
             raise StartupError(f"--name {name!r}: letters, digits and . _ @ - only, at most 64 characters")
@@ -105,6 +104,8 @@ def serve(settings: Settings) -> None:
 
     from signet.api.app import create_app
     from signet.api.state import ServiceState
+    from signet.engine.model_store import resolve_model_dir
+    from signet.keys import prewarm_greenlists, resolve_keys_file
 
     listener = _bind(settings.host, settings.port)
     cache_dir = settings.resolved_cache_dir
@@ -150,6 +151,8 @@ def _engine(settings: Settings, state, model_dir: Path, keys_file: Path):  # -> 
 
 
 def worker(settings: Settings) -> int:
+    from signet.engine.model_store import resolve_model_dir
+    from signet.keys import resolve_keys_file
     from signet.worker import run_worker
 
     if settings.redis_url is None:
@@ -165,7 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command in ("detect", "generate", "score"):
         return run_client_command(arguments)  # a client of a running service: no engine, no settings
     logs.configure()  # JSON at INFO until the settings say otherwise (see _load_settings)
+    # Imported here, not above: the client commands need none of them and start faster without.
+    from signet.engine.model_store import ModelError, prepare_embedded_model
     from signet.engine.vllm_engine import EngineStartError
+    from signet.keys import KeyRegistryError
+    from signet.tenants import TenantsFileError
 
     try:
         if arguments.command == "serve":
