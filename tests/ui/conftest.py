@@ -32,7 +32,9 @@ class BrowserLog:
     errors: list[str] = field(default_factory=list)  # console errors and uncaught exceptions
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session: Playwright's sync API runs an event loop in the main thread
+# while it is started, and every later test calling asyncio.run() would fail on it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set SIGNET_TEST_CHROMIUM)")
