@@ -120,6 +120,16 @@ def test_errors_are_one_line_with_status_2(url, tmp_path):
     assert nobody.returncode == 2 and "cannot reach Signet at http://127.0.0.1:9" in nobody.stderr
 
 
+def test_a_batch_the_service_cannot_answer_still_gets_a_record_per_line(tmp_path):
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text('{"id": 1, "text": "first"}\n{"id": 2, "text": "second"}\nnot json\n')
+    result = signet_cli("detect", "--url", "http://127.0.0.1:9", "--format", "jsonl", str(batch))
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 2
+    assert [(record.get("id"), record["status"]) for record in records] == [(1, 503), (2, 503), (None, 400)]
+    assert all("cannot reach Signet at http://127.0.0.1:9" in record["error"]["detail"] for record in records[:2])
+
+
 def test_generate_json_and_score_commands(url, texts):
     generated = signet_cli("generate", "--url", url, "--format", "json", "--max-tokens", "8", "--seed", "1", "Hi")
     body = json.loads(generated.stdout)

@@ -254,8 +254,17 @@ def _detect_all(client: Signet, items: list[Item], show_progress: bool) -> list[
     with tqdm(total=len(items), unit="text", file=sys.stderr, disable=None if show_progress else True) as progress:
         progress.update(len(outcomes))
         for chunk in _chunks(pending):
-            for index, outcome in _detect_chunk(client, [item for _, item in chunk], [i for i, _ in chunk]):
-                outcomes[index] = outcome
+            try:
+                answered = list(_detect_chunk(client, [item for _, item in chunk], [i for i, _ in chunk]))
+            except SignetError as error:
+                # The service cannot answer at all (unreachable, 401, ...): what was answered
+                # is still printed, and every text not tested says why.
+                failure = error.problem or Problem.of(503, str(error))
+                outcomes.update(
+                    {i: Outcome(item, failure.status, error=failure) for i, item in pending if i not in outcomes}
+                )
+                break
+            outcomes.update(answered)
             progress.update(len(chunk))
     return [outcomes[index] for index in range(len(items))]
 
@@ -284,7 +293,7 @@ def _detect_chunk(client: Signet, items: list[Item], indices: list[int]) -> Iter
         batch = client.detect_batch([item.request for item in items])
     except SignetError as error:
         if error.status != 413:
-            raise  # the service cannot answer at all (unreachable, 401, ...): say so and stop
+            raise
         # The service's batch limits are lower than ours: one text at a time instead.
         yield from ((index, _detect_one(client, item)) for index, item in zip(indices, items, strict=True))
         return
