@@ -18,7 +18,7 @@ from signet.api.detect.protocol import DetectResponse
 from signet.api.protocol import MethodScore, Problem
 from signet.client.client import DEFAULT_URL, Signet
 from signet.client.errors import SignetError, problem_line
-from signet.client.inputs import InputError, Item, read_items
+from signet.client.inputs import InputError, Item, read_items, read_text
 from signet.client.tables import number, shortened, table
 
 # Under the service's default batch limits (64 items, 400,000 characters); a service
@@ -399,7 +399,7 @@ def _text_argument(value: str) -> str:
         return value
     if sys.stdin.isatty():
         print("signet: reading from standard input (end with Ctrl-D)", file=sys.stderr)
-    return sys.stdin.read().strip()
+    return read_text("-").strip()
 
 
 # --- score --------------------------------------------------------------------------------
@@ -417,16 +417,11 @@ def score(client: Signet, arguments: argparse.Namespace) -> int:
         print(f"answer ({'generated' if answer.generated else 'given'}): {answer.response}")
         _print_scores(answer.scores, file=sys.stdout)
         return 0
-    text = read_items([arguments.file], "text")[0]
-    if text.request is None:
-        raise InputError(text.error)
+    # Blank files are refused as the service would: "text: must contain non-whitespace text".
     fields = _present(samples=arguments.samples, questions=arguments.questions, prompt=arguments.prompt)
     if arguments.source is not None:
-        source = read_items([arguments.source], "text")[0]
-        if source.request is None:
-            raise InputError(source.error)
-        fields["source"] = source.request["text"]
-    answer = client.score_consistency(text.request["text"], **common, **fields)
+        fields["source"] = read_text(arguments.source)
+    answer = client.score_consistency(read_text(arguments.file), **common, **fields)
     if arguments.format == "json":
         print(answer.model_dump_json(indent=2, exclude_none=True))
         return 0

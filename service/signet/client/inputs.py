@@ -31,7 +31,7 @@ def read_items(paths: list[str], input_format: InputFormat) -> list[Item]:
     items: list[Item] = []
     for path in paths:
         name = "<stdin>" if path == "-" else path
-        content = _read(path)
+        content = read_text(path)
         if _is_jsonl(path, content, input_format):
             items.extend(_jsonl_items(name, content))
         elif content.strip():
@@ -41,15 +41,17 @@ def read_items(paths: list[str], input_format: InputFormat) -> list[Item]:
     return items
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
+    """A file's text, or standard input's for ``-``: UTF-8, or an InputError that says why not."""
+    name = "standard input" if path == "-" else path
     try:
         if path == "-":
             return sys.stdin.buffer.read().decode("utf-8")
         return Path(path).read_bytes().decode("utf-8")
     except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror}") from None
+        raise InputError(f"cannot read {name}: {error.strerror}") from None
     except UnicodeDecodeError as error:
-        raise InputError(f"{path} is not UTF-8 text (byte {error.start})") from None
+        raise InputError(f"{name} is not UTF-8 text (byte {error.start})") from None
 
 
 def _is_jsonl(path: str, content: str, input_format: InputFormat) -> bool:
