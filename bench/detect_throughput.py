@@ -62,15 +62,15 @@ def tokens_per_second(score: Callable[[list[int]], object], texts: list[list[int
     return sum(len(ids) for ids in texts) / (time.perf_counter() - start)
 
 
-def lefthash_rows(texts: list[list[int]], peer_texts: list[list[int]], vocabulary_size: int) -> list[tuple]:
+def lefthash_rows(texts: list[list[int]], peer_texts: list[list[int]], vocab_size: int) -> list[tuple]:
     import torch
     from transformers import LlamaConfig, WatermarkDetector, WatermarkingConfig
 
     from signet.watermark.lefthash import LefthashParameters, LefthashScheme
     from signet.watermark.statistics import p_value
 
-    parameters = LefthashParameters(vocab_size=vocabulary_size, hashing_key=HASHING_KEY)
-    config = LlamaConfig(vocab_size=vocabulary_size)
+    parameters = LefthashParameters(vocab_size=vocab_size, hashing_key=HASHING_KEY)
+    config = LlamaConfig(vocab_size=vocab_size)
     watermarking = WatermarkingConfig(seeding_scheme="lefthash", hashing_key=HASHING_KEY)
     peer = WatermarkDetector(config, "cpu", watermarking, ignore_repeated_ngrams=True)
 
@@ -108,7 +108,7 @@ def gumbel_rows(texts: list[list[int]], peer_texts: list[list[int]]) -> list[tup
     return [("gumbel", "vLLM GumbelWatermarkDetector", theirs, None), ("gumbel", "Signet", ours, theirs)]
 
 
-def kgw_rows(texts: list[list[int]], peer_texts: list[list[int]], vocabulary_size: int) -> list[tuple]:
+def kgw_rows(texts: list[list[int]], peer_texts: list[list[int]], vocab_size: int) -> list[tuple]:
     import torch
 
     from signet.watermark.kgw import KgwParameters, KgwScheme
@@ -116,12 +116,12 @@ def kgw_rows(texts: list[list[int]], peer_texts: list[list[int]], vocabulary_siz
 
     scheme = KgwScheme(b"benchmark-secret-0123456789", KgwParameters())
     generator = torch.Generator()
-    greenlist_size = vocabulary_size // 4
+    greenlist_size = vocab_size // 4
 
     def reference_cost_model(ids):
         for previous, token in zip(ids[:-1], ids[1:], strict=True):
             generator.manual_seed(HASHING_KEY * previous)
-            bool(token in torch.randperm(vocabulary_size, generator=generator)[:greenlist_size])
+            bool(token in torch.randperm(vocab_size, generator=generator)[:greenlist_size])
 
     ours = tokens_per_second(lambda ids: p_value(scheme.null_distribution, scheme.evidence(ids)), texts)
     theirs = tokens_per_second(reference_cost_model, peer_texts)
@@ -134,7 +134,7 @@ async def detect_latencies(texts: list[str]) -> dict[str, list[float]]:
     from signet.api.app import create_app
     from signet.api.state import ServiceState
     from signet.engine.model_store import resolve_model_dir
-    from signet.keys import prewarm_greenlists
+    from signet.keys import prewarm_schemes
     from signet.settings import Settings
 
     with tempfile.TemporaryDirectory() as folder:
@@ -142,7 +142,7 @@ async def detect_latencies(texts: list[str]) -> dict[str, list[float]]:
         keys_file.write_text(json.dumps(KEYS))
         settings = Settings(keys_file=keys_file)
         state = ServiceState.load(settings, resolve_model_dir(settings.model, settings.resolved_cache_dir), keys_file)
-        prewarm_greenlists(state.keys)  # what `signet serve` does in a thread at start
+        prewarm_schemes(state.keys)  # what `signet serve` does in a thread at start
         app = create_app(state)
     latencies: dict[str, list[float]] = {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://signet") as client:
@@ -172,12 +172,12 @@ def main() -> None:
     tokenizer = load_tokenizer(resolve_model_dir(settings.model, settings.resolved_cache_dir))
     texts = token_texts(tokenizer, arguments.texts, arguments.tokens)
     peer_texts = texts[: arguments.peer_texts]
-    vocabulary_size = len(tokenizer)
+    vocab_size = len(tokenizer)
 
     # lefthash last: after transformers is imported and its cache filled, the numpy-only
     # rows measured 3-4x slower in one process (cause not found), so they go first.
-    rows = kgw_rows(texts, peer_texts, vocabulary_size) + gumbel_rows(texts, peer_texts)
-    rows += lefthash_rows(texts, peer_texts, vocabulary_size)
+    rows = kgw_rows(texts, peer_texts, vocab_size) + gumbel_rows(texts, peer_texts)
+    rows += lefthash_rows(texts, peer_texts, vocab_size)
     print(f"{arguments.texts} texts x {arguments.tokens} tokens of human text, one thread")
     print("| scheme | detector | tokens/s | ours / peer |")
     print("|---|---|---|---|")

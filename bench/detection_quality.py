@@ -136,11 +136,11 @@ def calibration_table(state, num_keys: int) -> None:
 
     texts = [text for corpus in corpus_texts().values() for text in corpus]
     token_ids = [state.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-    vocabulary_size = len(state.tokenizer)
+    vocab_size = len(state.tokenizer)
     makers = {
         "kgw": lambda index: KgwScheme(f"calibration-secret-{index:06d}".encode(), KgwParameters()),
         "kgw-lefthash": lambda index: LefthashScheme(
-            LefthashParameters(vocab_size=vocabulary_size, hashing_key=15485863 + 7919 * index)
+            LefthashParameters(vocab_size=vocab_size, hashing_key=15485863 + 7919 * index)
         ),
         "gumbel": lambda index: GumbelScheme(1_000_003 * (index + 1), GumbelParameters()),
     }
@@ -184,10 +184,10 @@ async def generate_all(engine, tokenizer, texts: list[str], tokens: int, key_id:
     return await asyncio.gather(*(bounded(index, prompt) for index, prompt in enumerate(texts)))
 
 
-def substitute(token_ids: list[int], fraction: float, vocabulary_size: int, rng: random.Random) -> list[int]:
+def substitute(token_ids: list[int], fraction: float, vocab_size: int, rng: random.Random) -> list[int]:
     changed = list(token_ids)
     for position in rng.sample(range(len(changed)), round(fraction * len(changed))):
-        changed[position] = rng.randrange(vocabulary_size)
+        changed[position] = rng.randrange(vocab_size)
     return changed
 
 
@@ -206,7 +206,7 @@ async def true_positive_tables(state, model_dir: Path, keys_file: Path, generati
 
     engine = VllmEngine.start(model_dir, keys_file, EngineOptions(2048, 0.25, 32, False))
     tokenizer = state.tokenizer
-    vocabulary_size = len(tokenizer)
+    vocab_size = len(tokenizer)
     rng = random.Random(7)
     rows: dict[str, dict[str, float]] = {}
     try:
@@ -229,7 +229,7 @@ async def true_positive_tables(state, model_dir: Path, keys_file: Path, generati
                 **{
                     f"{round(fraction * 100)}% tokens replaced": rate(
                         [
-                            detect_ids(state, substitute(c.token_ids, fraction, vocabulary_size, rng), key_id)
+                            detect_ids(state, substitute(c.token_ids, fraction, vocab_size, rng), key_id)
                             for c in completions
                         ]
                     )

@@ -95,28 +95,27 @@ def processor_step_cost(steps: int = 300) -> None:
     from vllm import SamplingParams
     from vllm.v1.sample.logits_processor import BatchUpdate
 
-    from signet.engine.logits_processors import WatermarkLogitsProcessor
+    from signet.engine.logits_processors import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG, WatermarkLogitsProcessor
     from signet.engine.model_store import load_tokenizer, resolve_model_dir
-    from signet.engine.vllm_engine import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG
     from signet.settings import Settings
 
     settings = Settings()
     tokenizer = load_tokenizer(resolve_model_dir(settings.model, settings.resolved_cache_dir))
     corpus = " ".join(path.read_text() for path in sorted(HUMAN_DIR.glob("*.txt")))
     corpus_ids = tokenizer(corpus, add_special_tokens=False)["input_ids"]
-    vocabulary_size = len(tokenizer)
+    vocab_size = len(tokenizer)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump({"keys": [{"key_id": "bench", "secret": "benchmark-secret-0123456789"}]}, handle)
     config = SimpleNamespace(additional_config={KEYS_FILE_CONFIG: handle.name})
     params = SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: "bench"})
-    print(f"logits processor apply() per decode step: vocabulary {vocabulary_size}, {steps} steps of real text")
+    print(f"logits processor apply() per decode step: vocabulary {vocab_size}, {steps} steps of real text")
     for batch in (1, 8, 32, 128):
         processor = WatermarkLogitsProcessor(config, torch.device("cpu"), False)
         outputs = [[] for _ in range(batch)]
         starts = [row * len(corpus_ids) // batch for row in range(batch)]
         added = [(row, params, [corpus_ids[starts[row]]], outputs[row]) for row in range(batch)]
         processor.update_state(BatchUpdate(batch_size=batch, removed=[], added=added, moved=[]))
-        logits = torch.randn(batch, vocabulary_size)
+        logits = torch.randn(batch, vocab_size)
         elapsed = 0.0
         for step in range(steps):
             for row in range(batch):

@@ -88,16 +88,19 @@ def processor(keys_file: Path, vocabulary: int, device: torch.device):
 
 
 def with_rows(proc, key_id: str, histories: list[list[int]], temperature: float = 1.0):
-    """Give the processor one watermarked row per history (prompt of 8 tokens, the rest output)."""
+    """Give the processor one watermarked row per history (prompt of 8 tokens, the rest output).
+
+    Returns the processor and each row's output list, which the processor reads live as vLLM's."""
     from vllm import SamplingParams
     from vllm.v1.sample.logits_processor import BatchUpdate
 
-    from signet.engine.vllm_engine import WATERMARK_KEY_ID_ARG
+    from signet.engine.logits_processors import WATERMARK_KEY_ID_ARG
 
     params = SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: key_id}, temperature=temperature)
-    added = [(index, params, history[:8], history[8:]) for index, history in enumerate(histories)]
+    outputs = [history[8:] for history in histories]
+    added = [(index, params, history[:8], outputs[index]) for index, history in enumerate(histories)]
     proc.update_state(BatchUpdate(added=added))
-    return proc
+    return proc, outputs
 
 
 def histories(batch: int, vocabulary: int, length: int, seed: int) -> list[list[int]]:
@@ -113,7 +116,7 @@ def same_marks(keys_file: Path, device: torch.device, vocabulary: int, batch: in
         try:
             outputs = {}
             for where in (torch.device("cpu"), device):
-                proc = with_rows(processor(keys_file, vocabulary, where), key_id, rows)
+                proc, _ = with_rows(processor(keys_file, vocabulary, where), key_id, rows)
                 outputs[where.type] = proc.apply(logits.clone().to(where)).float().cpu()
         except ImportError as error:  # numba, for the gumbel noise
             results[key_id] = {"skipped": f"{error}"}
@@ -179,13 +182,14 @@ def step_costs(keys_file: Path, device: torch.device, vocabulary: int, batches: 
         row = {"batch": batch, "forward_ms": forward * 1e3}
         for key_id in ("kgw", "lefthash", "gumbel"):
             try:
-                proc = with_rows(processor(keys_file, vocabulary, device), key_id, histories(batch, vocabulary, 24, 1))
+                row_histories = histories(batch, vocabulary, 24, 1)
+                proc, outputs = with_rows(processor(keys_file, vocabulary, device), key_id, row_histories)
                 # Fresh contexts each step, as in decoding (kgw would otherwise hit its mask cache).
                 contexts = iter(range(10**9))
 
-                def one_step(proc=proc, contexts=contexts, logits=logits) -> None:
-                    for row_state in proc._rows.values():
-                        row_state.output_ids.append(next(contexts) % vocabulary)
+                def one_step(proc=proc, outputs=outputs, contexts=contexts, logits=logits) -> None:
+                    for output_ids in outputs:
+                        output_ids.append(next(contexts) % vocabulary)
                     proc.apply(logits.clone())
 
                 row[f"{key_id}_ms"] = timed(one_step, repeats, device) * 1e3
@@ -210,8 +214,7 @@ def generation(keys_file: Path, device: torch.device, vocabulary: int, tokens: i
     )
     model = LlamaForCausalLM(config).to(device).eval()
     prompt = torch.randint(0, vocabulary, (4, 8), device=device)
-    proc = with_rows(processor(keys_file, vocabulary, device), "kgw", [row.tolist() for row in prompt.cpu()])
-    outputs = {index: proc._rows[index].output_ids for index in range(4)}
+    proc, outputs = with_rows(processor(keys_file, vocabulary, device), "kgw", [row.tolist() for row in prompt.cpu()])
 
     def adapter(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         for index, row in enumerate(input_ids.tolist()):  # vLLM keeps output_ids live; here we copy
@@ -227,14 +230,15 @@ def generation(keys_file: Path, device: torch.device, vocabulary: int, tokens: i
             logits_processor=LogitsProcessorList([adapter]),
             pad_token_id=0,
         )
-    # Score each generated token's green membership with the processor's CPU path.
-    scorer = processor(keys_file, vocabulary, torch.device("cpu"))
+    # Score each generated token's green membership (repeats included) with the detector's code.
+    from signet.keys import KeyRegistry
+
+    scheme = KeyRegistry.load(keys_file, vocabulary).scheme("kgw")
     green, total = 0, 0
     for row in generated.cpu().tolist():
-        for position in range(8, len(row)):
-            mask = scorer._compute_green_rows("kgw", [(row[position - 1],)], torch.zeros(1, vocabulary))[0]
-            green += int(mask[row[position]])
-            total += 1
+        evidence = scheme.evidence(row[7:], ignore_repeated_ngrams=False)  # the last prompt token is the first context
+        green += round(evidence.score_sum)
+        total += evidence.num_scored_tokens
     share = green / total
     z = (green - 0.25 * total) / (0.25 * 0.75 * total) ** 0.5
     return {"device": device.type, "tokens": total, "green_share": share, "z": z}

@@ -105,7 +105,7 @@ def serve(settings: Settings) -> None:
     from signet.api.app import create_app
     from signet.api.state import ServiceState
     from signet.engine.model_store import resolve_model_dir
-    from signet.keys import prewarm_greenlists, resolve_keys_file
+    from signet.keys import prewarm_schemes, resolve_keys_file
 
     listener = _bind(settings.host, settings.port)
     cache_dir = settings.resolved_cache_dir
@@ -113,7 +113,7 @@ def serve(settings: Settings) -> None:
     keys_file = resolve_keys_file(settings.keys_file, cache_dir)
     state = ServiceState.load(settings, model_dir, keys_file)
     # A daemon thread: detection works before it is done, only slower for lefthash keys.
-    threading.Thread(target=prewarm_greenlists, args=(state.keys,), name="prewarm", daemon=True).start()
+    threading.Thread(target=prewarm_schemes, args=(state.keys,), name="prewarm", daemon=True).start()
 
     async def run() -> None:
         state.engine = _engine(settings, state, model_dir, keys_file)

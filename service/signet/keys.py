@@ -10,7 +10,7 @@ File format::
     keys:
       - key_id: main
         secret: "at least 16 characters of random text"
-        scheme: kgw            # or kgw-lefthash, gumbel (see the key classes below)
+        scheme: kgw            # or kgw-lefthash, gumbel (the key models in watermark/registry.py)
         gamma: 0.25
         delta: 2.0
         context_width: 1
@@ -24,25 +24,19 @@ File format::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import secrets
 import threading
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from signet.config_files import read_document
-from signet.watermark.gumbel import SCHEME_NAME as GUMBEL
-from signet.watermark.gumbel import GumbelParameters, GumbelScheme
-from signet.watermark.kgw import SCHEME_NAME as KGW
-from signet.watermark.kgw import KgwParameters, KgwScheme
-from signet.watermark.lefthash import DEFAULT_HASHING_KEY, LefthashParameters, LefthashScheme
-from signet.watermark.lefthash import SCHEME_NAME as LEFTHASH
-from signet.watermark.normalization import NormalizationStep
+from signet.watermark.registry import SCHEMES, scheme_tag
+from signet.watermark.scheme import WatermarkScheme
 
 logger = logging.getLogger(__name__)
 
@@ -60,99 +54,16 @@ class UnknownKeyError(LookupError):
         self.key_id = key_id
 
 
-class _KeyBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    key_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    tokenizer: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=256,
-        description="Name of the tokenizer the generator used; unset: the served model's.",
-    )
-    normalization: tuple[NormalizationStep, ...] = Field(
-        default=(), description="Steps applied to a text before tokenizing it for detection."
-    )
-    min_scored_tokens: int = Field(
-        default=25, ge=1, le=100_000, description="Fewer scored tokens than this: insufficient_evidence."
-    )
-
-    @property
-    def fingerprint(self) -> str:
-        """A one-way digest of the whole key, secret included. It tells versions of a key
-        apart (in cache keys, in queued jobs) without revealing the secret."""
-        fields = {
-            name: value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in self
-        }
-        canonical = json.dumps(fields, sort_keys=True, default=str).encode()
-        return hashlib.sha256(b"signet key fingerprint v1\0" + canonical).hexdigest()[:32]
-
-
-class KgwKey(_KeyBase):
-    """Signet's own KGW watermark on a keyed counter-based PRF."""
-
-    scheme: Literal["kgw"] = KGW
-    secret: SecretStr = Field(min_length=16)
-    gamma: float = Field(default=0.25, gt=0.0, lt=1.0)
-    delta: float = Field(default=2.0, ge=0.0, le=20.0)
-    context_width: int = Field(default=1, ge=1, le=8)
-
-    def build_scheme(self, model_vocab_size: int | None) -> KgwScheme:
-        parameters = KgwParameters(gamma=self.gamma, delta=self.delta, context_width=self.context_width)
-        return KgwScheme(self.secret.get_secret_value().encode(), parameters)
-
-
-class LefthashKey(_KeyBase):
-    """Hugging Face transformers' / TGI's / lm-watermarking's ``lefthash`` (``simple_1``)."""
-
-    scheme: Literal["kgw-lefthash"]
-    # Not a SecretStr because peers configure it as an integer; repr=False keeps it
-    # out of logs and tracebacks all the same.
-    hashing_key: int = Field(default=DEFAULT_HASHING_KEY, ge=0, lt=2**63, repr=False)
-    gamma: float = Field(default=0.25, gt=0.0, lt=1.0)
-    delta: float = Field(default=2.0, ge=0.0, le=20.0)
-    vocab_size: int | None = Field(
-        default=None, ge=2, le=2**22, description="The randperm size; unset: the served model's vocabulary size."
-    )
-
-    def build_scheme(self, model_vocab_size: int | None) -> LefthashScheme:
-        vocab_size = self.vocab_size or model_vocab_size
-        if vocab_size is None:
-            raise KeyRegistryError(f"key {self.key_id!r}: vocab_size is needed when no model is loaded")
-        parameters = LefthashParameters(
-            vocab_size=vocab_size, gamma=self.gamma, delta=self.delta, hashing_key=self.hashing_key
-        )
-        return LefthashScheme(parameters)
-
-
-class GumbelKey(_KeyBase):
-    """vLLM's native Gumbel-max watermark (``--watermark-config '{"algorithm": "gumbel", ...}'``)."""
-
-    scheme: Literal["gumbel"]
-    key: int = Field(ge=0, le=2**64 - 1, repr=False)
-    context_width: int = Field(default=4, ge=1, le=16)
-
-    def build_scheme(self, model_vocab_size: int | None) -> GumbelScheme:
-        return GumbelScheme(self.key, GumbelParameters(context_width=self.context_width))
-
-
-def _scheme_tag(value: object) -> str:
-    # Keys written before there were several schemes name none: they are KGW keys.
-    if isinstance(value, dict):
-        return value.get("scheme", KGW)
-    return getattr(value, "scheme", KGW)
-
-
+# The keys file's entries: one key model per scheme (watermark/registry.py), told apart by "scheme".
 WatermarkKey = Annotated[
-    Annotated[KgwKey, Tag(KGW)] | Annotated[LefthashKey, Tag(LEFTHASH)] | Annotated[GumbelKey, Tag(GUMBEL)],
+    Union[tuple(Annotated[model, Tag(name)] for name, model in SCHEMES.items())],  # noqa: UP007 (built from a list)
     Discriminator(
-        _scheme_tag,
+        scheme_tag,
         custom_error_type="unknown_scheme",
-        custom_error_message=f"scheme must be one of {KGW}, {LEFTHASH}, {GUMBEL}",
+        custom_error_message=f"scheme must be one of {', '.join(SCHEMES)}",
     ),
 ]
-Scheme = KgwScheme | LefthashScheme | GumbelScheme
-_SCHEME_TAGS = (KGW, LEFTHASH, GUMBEL)
+_SCHEME_TAGS = tuple(SCHEMES)
 
 
 class _RegistryFile(BaseModel):
@@ -182,7 +93,7 @@ class KeyRegistry:
         self, keys: list[WatermarkKey], default_key_id: str, source: Path, model_vocab_size: int | None = None
     ) -> None:
         self._keys = {key.key_id: key for key in keys}
-        self._schemes: dict[str, Scheme] = {}
+        self._schemes: dict[str, WatermarkScheme] = {}
         self._lock = threading.Lock()
         self.default_key_id = default_key_id
         self.source = source
@@ -204,7 +115,7 @@ class KeyRegistry:
         """Build every scheme now, so a bad combination of parameters (a vocabulary too
         small for its gamma, say) fails at start, not as a 500 on a request."""
         for key in self._keys.values():
-            if isinstance(key, LefthashKey) and key.vocab_size is None and self.model_vocab_size is None:
+            if key.needs_model_vocab_size and self.model_vocab_size is None:
                 continue  # built once a model tells the vocabulary size
             try:
                 self.scheme(key.key_id)
@@ -222,21 +133,21 @@ class KeyRegistry:
         except KeyError:
             raise UnknownKeyError(resolved) from None
 
-    def scheme(self, key_id: str) -> Scheme:
+    def scheme(self, key_id: str) -> WatermarkScheme:
         key = self.get(key_id)
+        if key.needs_model_vocab_size and self.model_vocab_size is None:
+            raise KeyRegistryError(f"key {key.key_id!r}: vocab_size is needed when no model is loaded")
         with self._lock:
             if key.key_id not in self._schemes:
                 self._schemes[key.key_id] = key.build_scheme(self.model_vocab_size)
             return self._schemes[key.key_id]
 
 
-def prewarm_greenlists(registry: KeyRegistry) -> None:
-    """Fill each ``kgw-lefthash`` key's greenlist cache (seconds per key; run it in a thread)."""
+def prewarm_schemes(registry: KeyRegistry) -> None:
+    """Fill each key's scheme caches (seconds per ``kgw-lefthash`` key; run it in a thread)."""
     for key_id in registry.key_ids:
-        scheme = registry.scheme(key_id)
-        if isinstance(scheme, LefthashScheme):
-            scheme.prewarm(range(min(scheme.cache_capacity, scheme.parameters.vocab_size)))
-            logger.info("greenlist cache of key %r warmed", key_id)
+        registry.scheme(key_id).prewarm()
+    logger.info("watermark schemes of %d keys prewarmed", len(registry.key_ids))
 
 
 def _describe(error: ValidationError) -> str:

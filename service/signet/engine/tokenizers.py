@@ -41,7 +41,7 @@ class TokenizerCatalog:
     def get(self, name: str) -> Any | None:
         return self._tokenizers.get(name)
 
-    def vocabulary_size(self, name: str) -> int | None:
+    def vocab_size(self, name: str) -> int | None:
         tokenizer = self._tokenizers.get(name)
         return None if tokenizer is None else len(tokenizer)
 

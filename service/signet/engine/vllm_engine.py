@@ -9,10 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# Names shared with the logits processor, which runs in vLLM's engine-core process.
-WATERMARK_KEY_ID_ARG = "signet_watermark_key_id"
-KEYS_FILE_CONFIG = "signet_keys_file"
-
 
 class EngineStartError(Exception):
     """vLLM could not start; vLLM's own log above says why in detail."""
@@ -130,7 +126,7 @@ class VllmEngine:
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from signet.engine.logits_processors import WatermarkLogitsProcessor
+        from signet.engine.logits_processors import KEYS_FILE_CONFIG, WatermarkLogitsProcessor
 
         arguments = AsyncEngineArgs(
             model=str(model_dir),
@@ -216,6 +212,8 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+        from signet.engine.logits_processors import WATERMARK_KEY_ID_ARG
 
         extra_args = {WATERMARK_KEY_ID_ARG: watermark_key_id} if watermark_key_id is not None else None
         params = SamplingParams(

@@ -15,21 +15,28 @@ process detects without vLLM installed and gets the same score vLLM would.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import Field
 
 from signet.watermark import philox
 from signet.watermark.evidence import TokenEvidence
 from signet.watermark.kgw import first_occurrences
+from signet.watermark.philox_constants import UINT32_MASK
+from signet.watermark.scheme import GenerationRow, KeyEntry, SamplingProblem, WatermarkScheme
 from signet.watermark.statistics import GammaNull
+
+if TYPE_CHECKING:
+    import torch
 
 SCHEME_NAME = "gumbel"
 MAX_CONTEXT_WIDTH = 16  # vLLM warns above 16: each edited token breaks more contexts
 NO_TOKEN = -1  # vLLM's context padding before the first generated token
 # Token ids are packed as uint32 for context deduplication, where -1 reads as 0xFFFFFFFF.
-MAX_TOKEN_ID = philox.UINT32_MASK - 1
+MAX_TOKEN_ID = UINT32_MASK - 1
 _FLOAT32_TINY = np.finfo(np.float32).tiny
 
 
@@ -43,7 +50,40 @@ class GumbelParameters:
             raise ValueError(f"context_width must lie between 1 and {MAX_CONTEXT_WIDTH}")
 
 
-class GumbelScheme:
+class GumbelKey(KeyEntry):
+    """vLLM's native Gumbel-max watermark (``--watermark-config '{"algorithm": "gumbel", ...}'``)."""
+
+    scheme_name: ClassVar[str] = SCHEME_NAME
+    scheme: Literal["gumbel"]
+    key: int = Field(ge=0, le=2**64 - 1, repr=False)
+    context_width: int = Field(default=4, ge=1, le=16)
+
+    def build_scheme(self, model_vocab_size: int | None) -> GumbelScheme:
+        return GumbelScheme(self.key, GumbelParameters(context_width=self.context_width))
+
+    def public_parameters(self) -> dict[str, float | int]:
+        return {"context_width": self.context_width}
+
+    def sampling_problem(self, temperature: float, top_p: float) -> SamplingProblem | None:
+        # Gumbel-max sampling replaces the sampler: like vLLM's own, it has no greedy
+        # form, and it does not apply top_p.
+        if temperature == 0:
+            return SamplingProblem("temperature", "needs temperature > 0")
+        if top_p != 1.0:
+            return SamplingProblem("top_p", "samples from the whole vocabulary")
+        return None
+
+
+@dataclass
+class _SeenContexts:
+    """A request's contexts of the output positions already sampled, as vLLM's "single_turn"
+    deduplication sees them: a repeated context is not watermarked."""
+
+    contexts: set[tuple[int, ...]] = field(default_factory=set)
+    recorded: int = 0  # output positions whose contexts are in ``contexts``
+
+
+class GumbelScheme(WatermarkScheme):
     """One key's Gumbel-max watermark: noise for generation, per-token evidence for detection."""
 
     name = SCHEME_NAME
@@ -76,16 +116,54 @@ class GumbelScheme:
         """float32 PRF values for contexts [..., width] and token ids broadcast like vLLM's PRF."""
         return philox.uniform(self._key, self._checked_contexts(contexts), token_ids)
 
-    def gumbel_noise(self, contexts: np.ndarray, vocabulary_size: int) -> np.ndarray:
+    def gumbel_noise(self, contexts: np.ndarray, vocab_size: int) -> np.ndarray:
         """float32 [rows, V] noise; ``argmax(logits + noise)`` is vLLM's watermarked sample.
 
         ``-log(-log(max(u, tiny)))`` with float32 intermediates, as
         ``GumbelWatermarker._sample_watermarked`` computes it. The clamp never binds
         (u >= 1 / (2**24 + 1)) but is kept for parity.
         """
-        uniforms = philox.vocabulary_uniforms(self._key, self._checked_contexts(contexts), vocabulary_size)
+        uniforms = philox.vocabulary_uniforms(self._key, self._checked_contexts(contexts), vocab_size)
         uniforms = np.maximum(uniforms, _FLOAT32_TINY)
         return -_float32_log(-_float32_log(uniforms))
+
+    def apply_watermark(self, logits: torch.Tensor, row_indices: Sequence[int], rows: Sequence[GenerationRow]) -> None:
+        """Leave possible only the token vLLM's Gumbel-max sampler would pick, ``argmax(logits / T + g)``."""
+        import torch  # here, not at the top: the API process detects without torch installed
+
+        watermarked, contexts, temperatures = [], [], []
+        for index, row in zip(row_indices, rows, strict=True):
+            if row.scheme_state is None:
+                row.scheme_state = _SeenContexts()
+            seen: _SeenContexts = row.scheme_state
+            context = self._record_contexts(row.output_ids, seen)
+            # Greedy rows and repeated contexts sample as usual, as in vLLM's own sampler.
+            if row.temperature > 0 and context not in seen.contexts:
+                watermarked.append(index)
+                contexts.append(context)
+                temperatures.append(row.temperature)
+        if not watermarked:
+            return
+        noise = torch.from_numpy(self.gumbel_noise(np.array(contexts, dtype=np.int64), logits.shape[1]))
+        chosen_rows = torch.tensor(watermarked, device=logits.device)
+        scale = torch.tensor(temperatures, device=logits.device)
+        scaled = logits[chosen_rows].float() / scale.unsqueeze(1) + noise.to(logits.device)
+        chosen = scaled.argmax(dim=1)
+        # Only the chosen token stays possible, whatever temperature the sampler applies next.
+        logits[chosen_rows] = float("-inf")
+        logits[chosen_rows, chosen] = 0.0
+
+    def _record_contexts(self, output_ids: list[int], seen: _SeenContexts) -> tuple[int, ...]:
+        """The current generation context; notes the earlier output positions' contexts as seen."""
+        width = self.parameters.context_width
+        for position in range(seen.recorded, len(output_ids)):
+            preceding = output_ids[max(position - width, 0) : position]  # all a context needs
+            seen.contexts.add(self._generation_context(preceding))
+        seen.recorded = len(output_ids)
+        return self._generation_context(output_ids)
+
+    def _generation_context(self, output_ids: list[int]) -> tuple[int, ...]:
+        return tuple(int(token) for token in self.generation_contexts([output_ids])[0])
 
     # Detection --------------------------------------------------------------------
 

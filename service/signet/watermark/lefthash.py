@@ -30,12 +30,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from signet.watermark.evidence import TokenEvidence
 from signet.watermark.kgw import first_occurrences
+from signet.watermark.scheme import GenerationRow, KeyEntry, WatermarkScheme
 from signet.watermark.statistics import BinomialNull
+
+if TYPE_CHECKING:
+    import torch
 
 SCHEME_NAME = "kgw-lefthash"
 DEFAULT_HASHING_KEY = 15485863  # the millionth prime: transformers', TGI's and lm-watermarking's default
@@ -95,10 +101,42 @@ def mt19937_seed(hashing_key: int, previous_token: int) -> int:
     return (hashing_key * previous_token) % _SEED_MODULUS & _MT19937_SEED_MASK
 
 
-class LefthashScheme:
+class LefthashKey(KeyEntry):
+    """Hugging Face transformers' / TGI's / lm-watermarking's ``lefthash`` (``simple_1``)."""
+
+    scheme_name: ClassVar[str] = SCHEME_NAME
+    scheme: Literal["kgw-lefthash"]
+    # Not a SecretStr because peers configure it as an integer; repr=False keeps it
+    # out of logs and tracebacks all the same.
+    hashing_key: int = Field(default=DEFAULT_HASHING_KEY, ge=0, lt=2**63, repr=False)
+    gamma: float = Field(default=0.25, gt=0.0, lt=1.0)
+    delta: float = Field(default=2.0, ge=0.0, le=20.0)
+    vocab_size: int | None = Field(
+        default=None, ge=2, le=2**22, description="The randperm size; unset: the served model's vocabulary size."
+    )
+
+    @property
+    def needs_model_vocab_size(self) -> bool:
+        return self.vocab_size is None
+
+    def build_scheme(self, model_vocab_size: int | None) -> LefthashScheme:
+        vocab_size = self.vocab_size or model_vocab_size
+        if vocab_size is None:
+            raise ValueError("vocab_size is needed when no model is loaded")
+        parameters = LefthashParameters(
+            vocab_size=vocab_size, gamma=self.gamma, delta=self.delta, hashing_key=self.hashing_key
+        )
+        return LefthashScheme(parameters)
+
+    def public_parameters(self) -> dict[str, float | int]:
+        return {"gamma": self.gamma, "delta": self.delta, "context_width": LefthashScheme.context_width}
+
+
+class LefthashScheme(WatermarkScheme):
     """One hashing key's lefthash watermark: green masks for generation, green flags for detection."""
 
     name = SCHEME_NAME
+    counts_green = True
     context_width = 1
 
     def __init__(self, parameters: LefthashParameters, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
@@ -125,12 +163,26 @@ class LefthashScheme:
         unpacked = np.unpackbits(packed, axis=1, count=self.parameters.vocab_size, bitorder="little")
         return unpacked.view(bool)[row_of_token]
 
-    def prewarm(self, previous_tokens: Sequence[int], chunk: int = 256) -> None:
-        """Draw and cache green lists before requests need them.
+    def apply_watermark(self, logits: torch.Tensor, row_indices: Sequence[int], rows: Sequence[GenerationRow]) -> None:
+        """Add ``delta`` to the green logits of each row's previous token."""
+        import torch  # here, not at the top: the API process detects without torch installed
 
-        A server warms the ids its cache can hold, lowest first: in BPE vocabularies
-        low ids are the early, frequent merges, so later requests mostly hit.
+        previous_tokens = [row.context(self.context_width)[0] for row in rows]
+        # The permutation covers vocab_size ids; logits may be wider (padded) or,
+        # with a key made for another model, narrower.
+        width = min(self.parameters.vocab_size, logits.shape[1])
+        masks = torch.from_numpy(self.green_mask(previous_tokens)[:, :width]).to(logits.device)
+        for position, index in enumerate(row_indices):
+            logits[index, :width].add_(masks[position], alpha=self.parameters.delta)
+
+    def prewarm(self, previous_tokens: Sequence[int] | None = None, chunk: int = 256) -> None:
+        """Draw and cache green lists before requests need them (seconds: run it in a thread).
+
+        By default the ids the cache can hold, lowest first: in BPE vocabularies low ids
+        are the early, frequent merges, so later requests mostly hit.
         """
+        if previous_tokens is None:
+            previous_tokens = range(min(self._cache.capacity, self.parameters.vocab_size))
         tokens = np.asarray(previous_tokens, dtype=np.int64)[: self._cache.capacity]
         for start in range(0, len(tokens), chunk):
             self._packed_greenlists(np.unique(tokens[start : start + chunk]))
@@ -145,6 +197,11 @@ class LefthashScheme:
     @property
     def null_distribution(self) -> BinomialNull:
         return BinomialNull(self.parameters.gamma)
+
+    @property
+    def vocab_size(self) -> int:
+        """The permutation's size: the token ids this key's green lists cover."""
+        return self.parameters.vocab_size
 
     def evidence(self, token_ids: Sequence[int] | np.ndarray, ignore_repeated_ngrams: bool = True) -> TokenEvidence:
         """Green (1.0) or red (0.0) for every token after the first, as transformers' ``WatermarkDetector`` scores.

@@ -30,13 +30,8 @@ from types import ModuleType
 
 import numpy as np
 
-UINT32_MASK = 0xFFFFFFFF
-PHILOX_M0 = 0xD2511F53
-PHILOX_M1 = 0xCD9E8D57
-PHILOX_W0 = 0x9E3779B9
-PHILOX_W1 = 0xBB67AE85
-CONTEXT_DOMAIN = 0x574D4358
-TOKEN_DOMAIN = 0x574D544B
+from signet.watermark.philox_constants import UINT32_MASK
+
 CONTEXT_BLOCK = 4  # Philox4x32 absorbs four 32-bit context ids per call
 MAX_KEY = 2**64 - 1
 
@@ -65,16 +60,16 @@ def uniform(key: int, contexts: np.ndarray, token_ids: np.ndarray) -> np.ndarray
     return output.reshape(output_shape)
 
 
-def vocabulary_uniforms(key: int, contexts: np.ndarray, vocabulary_size: int) -> np.ndarray:
-    """``uniform(key, contexts, arange(vocabulary_size))`` with one Philox call per four ids.
+def vocabulary_uniforms(key: int, contexts: np.ndarray, vocab_size: int) -> np.ndarray:
+    """``uniform(key, contexts, arange(vocab_size))`` with one Philox call per four ids.
 
-    Returns float32 [..., vocabulary_size] for contexts [..., width].
+    Returns float32 [..., vocab_size] for contexts [..., width].
     """
     contexts = np.asarray(contexts, dtype=np.int64)
     rows = np.ascontiguousarray(contexts.reshape(-1, contexts.shape[-1]))
-    output = np.empty((len(rows), vocabulary_size), dtype=np.float32)
+    output = np.empty((len(rows), vocab_size), dtype=np.float32)
     _kernels().vocabulary_uniforms(*_key_array(key), rows, output)
-    return output.reshape(contexts.shape[:-1] + (vocabulary_size,))
+    return output.reshape(contexts.shape[:-1] + (vocab_size,))
 
 
 def _key_array(key: int) -> tuple[np.uint64, np.uint64]:

@@ -13,7 +13,7 @@ the callers in ``philox.py`` and compiles one specialisation, cached on disk.
 import numpy as np
 from numba import njit
 
-from signet.watermark.philox import (
+from signet.watermark.philox_constants import (
     CONTEXT_DOMAIN,
     PHILOX_M0,
     PHILOX_M1,
@@ -86,11 +86,11 @@ def pair_uniforms(key_low, key_high, contexts, tokens, output):
 
 @njit(cache=True)
 def vocabulary_uniforms(key_low, key_high, contexts, output):
-    vocabulary_size = output.shape[1]
+    vocab_size = output.shape[1]
     for row in range(contexts.shape[0]):
         s0, s1, s2, s3 = _context_state(key_low, key_high, contexts, row)
         token_key = (key_low ^ s3) & _MASK
-        for group in range((vocabulary_size + 3) // 4):
+        for group in range((vocab_size + 3) // 4):
             words = _philox4x32_10(np.uint64(group), s0, s1, s2, token_key, key_high ^ _TOKEN_DOMAIN)
-            for index in range(min(4, vocabulary_size - 4 * group)):
+            for index in range(min(4, vocab_size - 4 * group)):
                 output[row, 4 * group + index] = _to_uniform(words[index])

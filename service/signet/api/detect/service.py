@@ -28,7 +28,8 @@ from signet.api.state import ServiceState
 from signet.keys import WatermarkKey
 from signet.watermark.evidence import TokenEvidence
 from signet.watermark.normalization import NormalizationStep, NormalizedText, normalize
-from signet.watermark.statistics import BinomialNull, holm_bonferroni, p_value, z_score
+from signet.watermark.scheme import WatermarkScheme
+from signet.watermark.statistics import holm_bonferroni, p_value, z_score
 from signet.watermark.windows import WindowResult, best_window
 
 
@@ -50,13 +51,13 @@ class KeyInput:
 @dataclass(frozen=True)
 class KeyTest:
     key: WatermarkKey
+    scheme: WatermarkScheme
     tokenizer: str
     tokens: Tokens
     evidence: TokenEvidence
     p_value: float
     z_score: float | None
     window: WindowResult | None
-    counts_green: bool  # a KGW-family scheme: scores are 1.0 green / 0.0 red
 
     @property
     def has_enough_evidence(self) -> bool:
@@ -214,14 +215,13 @@ def _test_key(
         tokens_by_recipe[recipe] = _tokenize(state, item, request)
     tokens = tokens_by_recipe[recipe]
     scheme = state.keys.scheme(key.key_id)
-    _check_vocabulary(state, key, tokenizer_name, tokens.ids, getattr(scheme.parameters, "vocab_size", None))
+    _check_vocabulary(state, key, tokenizer_name, tokens.ids, scheme.vocab_size)
     evidence = scheme.evidence(tokens.ids)
     null = scheme.null_distribution
     enough = evidence.num_scored_tokens >= key.min_scored_tokens
     window = best_window(evidence, null, key.min_scored_tokens) if request.windows and enough else None
-    counts_green = isinstance(null, BinomialNull)
     return KeyTest(
-        key, tokenizer_name, tokens, evidence, p_value(null, evidence), z_score(null, evidence), window, counts_green
+        key, scheme, tokenizer_name, tokens, evidence, p_value(null, evidence), z_score(null, evidence), window
     )
 
 
@@ -244,7 +244,7 @@ def _check_vocabulary(
     state: ServiceState, key: WatermarkKey, tokenizer_name: str, ids: list[int], scheme_vocab_size: int | None
 ) -> None:
     """Ids the key's tokenizer cannot have produced mean the caller used another tokenizer."""
-    limit = scheme_vocab_size or state.tokenizers.vocabulary_size(tokenizer_name)
+    limit = scheme_vocab_size or state.tokenizers.vocab_size(tokenizer_name)
     if limit is not None and ids and max(ids) >= limit:
         raise ApiError(
             422,
@@ -256,7 +256,7 @@ def _check_vocabulary(
 
 def _report(test: KeyTest, corrected_p_value: float, request: DetectRequest) -> KeyDetection:
     evidence = test.evidence
-    is_kgw_family = test.counts_green
+    counts_green = test.scheme.counts_green
     verdict: Verdict
     if not test.has_enough_evidence:
         verdict = "insufficient_evidence"
@@ -273,14 +273,14 @@ def _report(test: KeyTest, corrected_p_value: float, request: DetectRequest) -> 
         p_value=test.p_value,
         z_score=test.z_score,
         score=evidence.score_sum,
-        num_green_tokens=round(evidence.score_sum) if is_kgw_family else None,
-        green_fraction=(evidence.score_sum / num_scored if num_scored else None) if is_kgw_family else None,
-        gamma=test.key.gamma if is_kgw_family else None,
+        num_green_tokens=round(evidence.score_sum) if counts_green else None,
+        green_fraction=(evidence.score_sum / num_scored if num_scored else None) if counts_green else None,
+        gamma=test.key.public_parameters()["gamma"] if counts_green else None,
         num_tokens=evidence.num_tokens,
         num_scored_tokens=num_scored,
         min_scored_tokens=test.key.min_scored_tokens,
         window=_window_report(test.window, test.tokens),
-        tokens=_token_details(test, is_kgw_family) if request.details else None,
+        tokens=_token_details(test) if request.details else None,
     )
 
 
@@ -300,7 +300,8 @@ def _window_report(window: WindowResult | None, tokens: Tokens) -> WindowReport 
     )
 
 
-def _token_details(test: KeyTest, is_kgw_family: bool) -> list[TokenDetail]:
+def _token_details(test: KeyTest) -> list[TokenDetail]:
+    counts_green = test.scheme.counts_green
     spans = test.tokens.char_spans
     scores: np.ndarray = test.evidence.scores
     is_scored: np.ndarray = test.evidence.is_scored
@@ -311,8 +312,8 @@ def _token_details(test: KeyTest, is_kgw_family: bool) -> list[TokenDetail]:
             char_start=spans[index][0] if spans else None,
             char_end=spans[index][1] if spans else None,
             scored=bool(is_scored[index]),
-            green=bool(scores[index] == 1.0) if is_kgw_family and is_scored[index] else None,
-            score=float(scores[index]) if not is_kgw_family and is_scored[index] else None,
+            green=bool(scores[index] == 1.0) if counts_green and is_scored[index] else None,
+            score=float(scores[index]) if not counts_green and is_scored[index] else None,
         )
         for index, token_id in enumerate(test.tokens.ids)
     ]

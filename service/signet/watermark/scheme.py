@@ -1,0 +1,152 @@
+"""What every watermark scheme provides: the contract between a scheme's module and the rest of Signet.
+
+A scheme is two classes in one module of this package:
+
+* a key model (a ``KeyEntry``): one entry of the keys file, validated by pydantic, that
+  builds the scheme;
+* the scheme itself (a ``WatermarkScheme``): per-token evidence and its null distribution
+  for detection, the logits transform for generation, and the few facts the API reports.
+
+``registry.py`` lists the key models; nothing outside this package asks which scheme it holds.
+Detection runs in the API process, which has no torch: nothing here imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from signet.watermark.evidence import TokenEvidence
+from signet.watermark.normalization import NormalizationStep
+from signet.watermark.statistics import NullDistribution
+
+if TYPE_CHECKING:
+    import torch
+
+# ABCs rather than Protocols: no type checker runs on this code, so a Protocol would check
+# nothing, while an ABC refuses to build a scheme that lacks a method, and the key registry
+# builds every scheme when the keys file loads: a fifth scheme missing a method fails at
+# start, not on its first request. The ABCs also carry the defaults most schemes share
+# (any token id is valid, no sampling limits, nothing to prewarm).
+
+
+@dataclass(frozen=True)
+class SamplingProblem:
+    """A sampling setting a scheme cannot watermark with: the request field and why."""
+
+    field: str
+    reason: str
+
+
+class GenerationRow:
+    """One request being generated, as a scheme's logits transform sees it."""
+
+    def __init__(self, prompt_ids: list[int], output_ids: list[int], temperature: float) -> None:
+        self.prompt_ids = prompt_ids
+        self.output_ids = output_ids  # vLLM's live list: it grows as the request decodes
+        self.temperature = temperature
+        # The scheme's own per-request state (gumbel: the contexts already sampled); None until it sets one.
+        self.scheme_state: Any = None
+
+    def context(self, width: int) -> list[int]:
+        """The last ``width`` tokens before the one being sampled, prompt included."""
+        generated = self.output_ids[-width:]
+        missing = width - len(generated)
+        return (self.prompt_ids[-missing:] if missing > 0 else []) + generated
+
+
+class WatermarkScheme(ABC):
+    """One key's watermark: evidence for detection, a logits transform for generation."""
+
+    name: ClassVar[str]  # the keys file's ``scheme`` value, e.g. "kgw"
+    # Scores are 1.0 green / 0.0 red (the KGW family): responses report green counts and gamma.
+    counts_green: ClassVar[bool] = False
+
+    # Detection --------------------------------------------------------------------
+
+    @abstractmethod
+    def evidence(self, token_ids: Sequence[int] | np.ndarray) -> TokenEvidence:
+        """Per-token scores and which tokens count, as the scheme's reference detector decides."""
+
+    @property
+    @abstractmethod
+    def null_distribution(self) -> NullDistribution:
+        """How the scored tokens' score sum is distributed in text written without the key."""
+
+    @property
+    def vocab_size(self) -> int | None:
+        """The token ids the scheme covers (0 to vocab_size - 1); None: any id, bounded by the tokenizer."""
+        return None
+
+    # Generation -------------------------------------------------------------------
+
+    @abstractmethod
+    def apply_watermark(self, logits: torch.Tensor, row_indices: Sequence[int], rows: Sequence[GenerationRow]) -> None:
+        """Watermark ``logits[row_indices[i]]``, the next-token logits of ``rows[i]``, in place.
+
+        ``logits`` is vLLM's [batch, V] tensor on the engine's device. Implementations
+        import torch inside this method: the API process imports schemes without it.
+        """
+
+    def prewarm(self) -> None:
+        """Fill caches before requests need them (may take seconds: servers run it in a thread)."""
+        return None  # most schemes keep no cache worth filling
+
+
+class KeyEntry(BaseModel, ABC):
+    """One key of the keys file: the fields every scheme shares. Each scheme's key model
+    adds its ``scheme`` literal and its own parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    tokenizer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Name of the tokenizer the generator used; unset: the served model's.",
+    )
+    normalization: tuple[NormalizationStep, ...] = Field(
+        default=(), description="Steps applied to a text before tokenizing it for detection."
+    )
+    min_scored_tokens: int = Field(
+        default=25, ge=1, le=100_000, description="Fewer scored tokens than this: insufficient_evidence."
+    )
+
+    scheme_name: ClassVar[str]  # the value of the subclass's ``scheme`` literal, for the registry
+
+    @property
+    def fingerprint(self) -> str:
+        """A one-way digest of the whole key, secret included. It tells versions of a key
+        apart (in cache keys, in queued jobs) without revealing the secret."""
+        fields = {name: value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in self}
+        canonical = json.dumps(fields, sort_keys=True, default=str).encode()
+        return hashlib.sha256(b"signet key fingerprint v1\0" + canonical).hexdigest()[:32]
+
+    @property
+    def needs_model_vocab_size(self) -> bool:
+        """Whether ``build_scheme`` needs the served model's vocabulary size."""
+        return False
+
+    @abstractmethod
+    def build_scheme(self, model_vocab_size: int | None) -> WatermarkScheme:
+        """The scheme; raises ValueError for parameters that cannot make one."""
+
+    # What the API asks of a key before it generates: on the key, not the scheme, since
+    # they never depend on the vocabulary a scheme may need to be built.
+
+    @abstractmethod
+    def public_parameters(self) -> dict[str, float | int]:
+        """The parameters a response may show, never the secret; with ``gamma`` (the null's
+        green fraction) for every scheme whose ``counts_green`` is True."""
+
+    def sampling_problem(self, temperature: float, top_p: float) -> SamplingProblem | None:
+        """Why a request with these sampling settings cannot be watermarked; None: it can."""
+        return None
