@@ -39,9 +39,9 @@ from pathlib import Path
 
 import httpx
 import psutil
-from tests.conftest import redis_test_url, running_signet_server
 
 from bench.watermark_overhead import HUMAN_DIR
+from harness.services import redis_test_url, running_signet_server
 
 LOCUSTFILE = Path(__file__).resolve().parent / "detect_locustfile.py"
 KEYS = {"default_key_id": "main", "keys": [{"key_id": "main", "secret": "bench-detect-load-secret-5e1f"}]}

@@ -26,9 +26,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-from tests.conftest import keys_environment, redis_test_url, running_signet_server, signet_process
 
 from bench.watermark_overhead import HUMAN_DIR, PROMPTS
+from harness.services import keys_environment, redis_test_url, running_signet_server, signet_process
 
 ENGINE = {"SIGNET_ENGINE_MEMORY_FRACTION": "0.2", "SIGNET_ENGINE_MAX_CONCURRENCY": "32"}
 

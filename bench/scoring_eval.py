@@ -32,13 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from tests.conftest import running_signet_server
 
-from bench.eval_sets import DATA_DIR, is_correct, load_questions, load_summaries
+from harness.eval_sets import DATA_DIR, INSTRUCTION, is_correct, load_questions, load_summaries
+from harness.services import running_signet_server
 from signet.scoring.evaluation import auroc, prediction_rejection_ratio
 
 RESULTS_DIR = DATA_DIR / "results"
-INSTRUCTION = "Answer with just the answer, in a few words."
 SEED = 20261130
 
 

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from tests.conftest import running_signet_server
 
 from bench.watermark_overhead import PROMPTS
+from harness.services import running_signet_server
 
 MODES = {"plain": "/generate", "uncertainty": "/generate?uncertainty=true"}
 

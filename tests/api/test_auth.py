@@ -16,12 +16,12 @@ import yaml
 from fastapi import Depends, Request
 from fastapi.testclient import TestClient
 
+from harness.services import redis_test_url
 from signet.api.app import create_app
 from signet.api.auth import authenticate
 from signet.cache.rate_limit import MemoryRateLimiter, RedisRateLimiter
 from signet.redis_link import RedisLink
 from signet.tenants import TenantRegistry, api_key_digest
-from tests.conftest import redis_test_url
 
 MOD_KEY = "sk-signet-test-moderation-5e0c2b71d9"  # main and hf; may not turn the watermark off
 RES_KEY = "sk-signet-test-research-a81f4d06c3"  # wide only; may turn it off

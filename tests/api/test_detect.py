@@ -7,8 +7,8 @@ Watermarked inputs come from each scheme's own generator on random logits
 import numpy as np
 import pytest
 
+from harness.services import TEST_KEYS, TEST_SECRETS
 from signet.watermark.normalization import normalize
-from tests.conftest import TEST_KEYS, TEST_SECRETS
 from tests.watermarking import watermarked_token_ids
 
 RANDOM = np.random.default_rng(2026)

@@ -8,11 +8,11 @@ import time
 
 from fastapi.testclient import TestClient
 
+from harness.services import free_port, redis_test_url
 from signet.api.app import create_app
 from signet.queue.generation import RemoteEngine
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
-from tests.conftest import free_port, redis_test_url
 
 PROMPT = {"prompt": "Say something.", "max_tokens": 4}
 

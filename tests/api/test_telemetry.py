@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.services import TEST_SECRETS, free_port, redis_test_url
 from signet.api.app import create_app
 from signet.cache.detection import MemoryDetectionCache
 from signet.cache.rate_limit import MemoryRateLimiter
@@ -28,7 +29,6 @@ from signet.queue.generation import RemoteEngine
 from signet.queue.jobs import QueueKeys
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
-from tests.conftest import TEST_SECRETS, free_port, redis_test_url
 
 API_KEY = "sk-telemetry-test-9f3e1d2c7b6a"
 HEX_ID = re.compile(r"[0-9a-f]{32}")

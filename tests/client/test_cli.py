@@ -13,7 +13,7 @@ import termios
 
 import pytest
 
-from tests.conftest import signet_command
+from harness.services import signet_command
 
 pytestmark = pytest.mark.engine
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
+from harness.services import free_port, keys_environment, redis_test_url, running_signet_server, signet_command
 from signet.tenants import api_key_digest
-from tests.conftest import free_port, keys_environment, redis_test_url, running_signet_server, signet_command
 
 API_KEY = "sk-signet-e2e-moderation-9d41c07b2e"
 TEXT = "The quick brown fox jumps over the lazy dog, twice, and then sits down for tea."

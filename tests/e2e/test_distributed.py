@@ -24,10 +24,7 @@ import openai
 import pytest
 import redis
 
-from signet.queue.jobs import JobError
-from signet.queue.producer import JobQueue
-from signet.redis_link import RedisLink
-from tests.conftest import (
+from harness.services import (
     STARTUP_TIMEOUT_S,
     RunningServer,
     free_port,
@@ -36,6 +33,9 @@ from tests.conftest import (
     signal_group,
     signet_process,
 )
+from signet.queue.jobs import JobError
+from signet.queue.producer import JobQueue
+from signet.redis_link import RedisLink
 
 pytestmark = pytest.mark.engine
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psutil
 
-from tests.conftest import running_signet_server
+from harness.services import running_signet_server
 
 
 def _engine_core_processes(server_pid: int) -> list[psutil.Process]:

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.services import RunningServer, running_signet_server
 from signet.tenants import api_key_digest
-from tests.conftest import RunningServer, running_signet_server
 
 pytestmark = pytest.mark.engine
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import free_port, signet_command
+from harness.services import free_port, signet_command
 
 
 def _serve(tmp_path, **environment):

@@ -103,7 +103,7 @@ def test_raw_prompt_and_seed_reproduce(client):
 
 
 def test_secrets_never_leave_the_process(client, signet_server, watermarked):
-    from tests.conftest import TEST_SECRETS
+    from harness.services import TEST_SECRETS
 
     responses = [
         client.post("/generate", json={"prompt": "Say hello", "max_tokens": 5}).text,

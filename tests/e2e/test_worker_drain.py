@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness.services import STARTUP_TIMEOUT_S, fresh_redis_namespace, keys_environment, redis_test_url, signet_process
 from signet.engine.model_store import encode_prompt
 from signet.engine.vllm_engine import SamplingOptions
 from signet.queue.jobs import JobError, QueueKeys
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
-from tests.conftest import STARTUP_TIMEOUT_S, fresh_redis_namespace, keys_environment, redis_test_url, signet_process
 
 pytestmark = pytest.mark.engine
 

@@ -1,7 +1,8 @@
-"""The answer judge of the evaluation sets (bench/eval_sets.py) and the shape of the two data files."""
+"""The answer judge of the evaluation sets (harness/eval_sets.py) and the shape of the two data files."""
 
 import pytest
-from bench.eval_sets import is_correct, load_questions, load_summaries
+
+from harness.eval_sets import is_correct, load_questions, load_summaries
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
-"""Tenants file: format, validation without echoing keys or digests, when auth is on, `signet apikey`."""
+"""Tenants file: format, validation without echoing keys or digests, when auth is on.
+`signet apikey` (a subprocess) is tested in tests/client/test_cli_apikey.py."""
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
 
 import pytest
 import yaml
@@ -19,7 +19,6 @@ from signet.tenants import (
     new_api_key,
     resolve_tenants,
 )
-from tests.conftest import signet_command
 
 KEY_IDS = ["main", "hf", "vllm"]
 MOD_KEY = "sk-signet-unit-moderation-3c1f0a9e"
@@ -199,25 +198,3 @@ def test_is_loopback(host, loopback):
 def test_new_api_keys_are_random_and_prefixed():
     first, second = new_api_key(), new_api_key()
     assert first != second and first.startswith(API_KEY_PREFIX) and len(first) >= len(API_KEY_PREFIX) + 43
-
-
-def test_apikey_new_prints_a_key_and_the_entry_that_admits_it(tmp_path):
-    result = subprocess.run(
-        signet_command("apikey", "new", "--name", "ci-bot"), capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    key, *entry = result.stdout.splitlines()
-    assert key.startswith(API_KEY_PREFIX)
-    api_keys = yaml.safe_load("\n".join(entry))
-    assert api_keys == [{"sha256": api_key_digest(key), "name": "ci-bot"}]
-    path = _write(tmp_path, {"tenants": [{"tenant": "t", "key_ids": "*", "api_keys": api_keys}]})
-    assert TenantRegistry.load(path, KEY_IDS).authenticate(key).name == "ci-bot"
-    hashed = subprocess.run(signet_command("apikey", "hash"), input=key + "\n", capture_output=True, text=True)
-    assert hashed.returncode == 0 and yaml.safe_load(hashed.stdout) == [{"sha256": api_key_digest(key)}]
-
-
-def test_apikey_refuses_bad_input():
-    bad_name = subprocess.run(signet_command("apikey", "new", "--name", "a b"), capture_output=True, text=True)
-    assert bad_name.returncode == 1 and "--name 'a b'" in bad_name.stderr and not bad_name.stdout
-    no_key = subprocess.run(signet_command("apikey", "hash"), input="", capture_output=True, text=True)
-    assert no_key.returncode == 1 and "no API key on standard input" in no_key.stderr

@@ -2,7 +2,7 @@
 
     python3 tests/data/scoring/build_sets.py
 
-Stdlib only (plus the stdlib-only judge ``bench/eval_sets.py``), deterministic (fixed seed,
+Stdlib only (plus the stdlib-only judge ``harness/eval_sets.py``), deterministic (fixed seed,
 no time stamps, no network): rerunning it rewrites questions.jsonl and summaries.jsonl byte
 for byte. Run from anywhere; paths are relative to this file.
 
@@ -30,7 +30,7 @@ CORPUS = HERE.parent / "corpus" / "human.jsonl"
 SEED = 20240917
 
 sys.path.insert(0, str(REPO))
-from bench.eval_sets import fold, is_correct  # noqa: E402  (stdlib only, shared with the evaluation)
+from harness.eval_sets import fold, is_correct  # noqa: E402  (stdlib only, shared with the evaluation)
 
 # ---------------------------------------------------------------------------------------------
 # Questions

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from harness.services import TEST_SECRETS
 from signet.api.app import create_app
 from signet.cache.detection import MemoryDetectionCache, RedisDetectionCache
-from tests.conftest import TEST_SECRETS
 from tests.watermarking import watermarked_token_ids
 
 

@@ -10,13 +10,13 @@ import uuid
 
 import pytest
 
+from harness.services import free_port
 from signet.logs import bind_request_id, current_request_id, unbind_request_id
 from signet.queue.consumer import PiecePublisher
 from signet.queue.jobs import Job, JobError
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
-from tests.conftest import free_port
-from tests.queue.conftest import CLAIM_IDLE_SECONDS
+from tests.redis.conftest import CLAIM_IDLE_SECONDS
 
 
 async def echo(job: Job) -> dict:

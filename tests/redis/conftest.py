@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest_asyncio
 
+from harness.services import redis_test_url
 from signet.queue.consumer import JobWorker, WorkerOptions
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
-from tests.conftest import redis_test_url
 
 CLAIM_IDLE_SECONDS = 0.6  # take-over after 0.6 s idle, heartbeats every 0.2 s
 

@@ -14,11 +14,11 @@ from contextlib import contextmanager
 import pytest
 import uvicorn
 
+from harness.services import free_port
 from signet.api.app import create_app
 from signet.cache.rate_limit import MemoryRateLimiter
 from signet.client import RetryPolicy, Signet, SignetError
 from signet.metrics import HTTP_REQUESTS
-from tests.conftest import free_port
 
 TEXT = "The quick brown fox jumps over the lazy dog, twice, and then sits down for tea."  # too short to tell
 

@@ -15,7 +15,7 @@ from signet.queue import generation
 from signet.queue.consumer import PiecePublisher
 from signet.queue.jobs import Job, JobError
 from signet.queue.stats import QueueStats, read_stats
-from tests.queue.conftest import CLAIM_IDLE_SECONDS
+from tests.redis.conftest import CLAIM_IDLE_SECONDS
 
 
 def waits() -> tuple[float, float]:

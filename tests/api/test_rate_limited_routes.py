@@ -12,11 +12,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from harness.services import redis_test_url
 from signet.api.app import create_app
 from signet.api.rate_limit import caller_identity
 from signet.cache.rate_limit import MemoryRateLimiter, RedisRateLimiter
 from signet.redis_link import RedisLink
-from tests.conftest import redis_test_url
 
 REDIS_URL = redis_test_url()
 PER_MINUTE, BURST = 6, 3  # one request per 10 s after the burst: refusals are certain within a test

@@ -15,9 +15,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from bench.eval_sets import DATA_DIR, is_correct, load_questions
-from bench.scoring_eval import INSTRUCTION
 
+from harness.eval_sets import DATA_DIR, INSTRUCTION, is_correct, load_questions
 from signet.scoring.evaluation import auroc
 
 pytestmark = pytest.mark.engine

@@ -1,15 +1,17 @@
-"""The labelled evaluation sets in tests/data/scoring, and how an answer is judged.
+"""The labelled evaluation sets in tests/data/scoring, how a question is asked and how an
+answer is judged: shared by bench/scoring_eval.py, tests and the data builder.
 
-    from bench.eval_sets import is_correct, load_questions, load_summaries
+    from harness.eval_sets import INSTRUCTION, is_correct, load_questions, load_summaries
 
 ``load_questions()``: ``{"id", "category", "question", "answers"}`` dicts, ``answers`` the
 accepted strings (lower-case). ``load_summaries()``: ``{"id", "source_id", "source",
 "summary", "label", "corruption", "changed"}`` dicts. tests/data/scoring/SOURCES.md says
 how both files were made (by tests/data/scoring/build_sets.py).
 
-``is_correct`` is the judge for the questions: an answer is right when one accepted string
-appears in it as a whole word or number, case-insensitive. Stdlib only, so the data
-builder can use it too.
+``INSTRUCTION`` follows every question in its chat turn (bench/scoring_eval.py and
+tests/e2e/test_scoring_eval_live.py ask the same way). ``is_correct`` is the judge for the
+questions: an answer is right when one accepted string appears in it as a whole word or
+number, case-insensitive. Stdlib only, so the data builder can use it too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "scoring"
+INSTRUCTION = "Answer with just the answer, in a few words."
 
 _SPACES = re.compile(r"\s+")
 _WORD_HYPHEN = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")  # forty-two, nur-sultan: a hyphen between letters

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from harness.services import free_port, redis_test_url
 from signet.cache.rate_limit import MemoryRateLimiter, RateDecision, RedisRateLimiter
 from signet.redis_link import RedisLink, RedisUnavailable
-from tests.conftest import free_port, redis_test_url
 
 REDIS_URL = redis_test_url()
 

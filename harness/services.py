@@ -1,0 +1,160 @@
+"""Real services for tests and benchmarks: ``signet serve`` and other ``signet`` processes
+with the test keys, free ports, and the test Redis. Plain functions and context managers,
+no pytest: tests/conftest.py wraps them in fixtures, bench/ calls them directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+STARTUP_TIMEOUT_S = 900  # the first start compiles the model (about 1 minute) after preparing it
+
+TEST_KEYS = {
+    "default_key_id": "main",
+    "keys": [
+        {"key_id": "main", "secret": "e2e-main-secret-5b1d0c7e93a2"},
+        {"key_id": "wide", "secret": "e2e-wide-secret-88f2a1c40d9b", "gamma": 0.5, "delta": 2.5, "context_width": 2},
+        # transformers' WatermarkingConfig(seeding_scheme="lefthash") defaults: public, so not in TEST_SECRETS
+        {"key_id": "hf", "scheme": "kgw-lefthash"},
+        {"key_id": "vllm", "scheme": "gumbel", "key": 7355608191919},
+        {
+            "key_id": "folded",
+            "secret": "e2e-folded-secret-1c9e77ab30f2",
+            "normalization": ["nfc", "homoglyphs", "whitespace"],
+        },
+        {"key_id": "foreign", "secret": "e2e-foreign-secret-d04f6e2a91b7", "tokenizer": "gpt2"},
+    ],
+}
+TEST_SECRETS = [str(key.get("secret", key.get("key"))) for key in TEST_KEYS["keys"] if "secret" in key or "key" in key]
+
+
+class ServiceStartError(RuntimeError):
+    """``signet serve`` exited, or was not ready in time, while starting."""
+
+
+class RedisMissing(RuntimeError):
+    """No Redis answers at the test URL. Tests fail on it (never skip): .ci/run always provides one."""
+
+
+def redis_test_url() -> str:
+    """The Redis the tests use: .ci/run exports SIGNET_TEST_REDIS_URL when it starts its own."""
+    return os.environ.get("SIGNET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def signet_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "signet", *arguments]
+
+
+@dataclass
+class RunningServer:
+    url: str
+    log_path: Path
+    process: subprocess.Popen
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def signet_process(command: str, log_path: Path, **environment: str) -> Iterator[subprocess.Popen]:
+    """``signet <command>`` in its own process group (vLLM's engine process included), so
+    stopping or killing the group leaves nothing behind."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            signet_command(command),
+            env={**os.environ, **environment},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        finally:
+            signal_group(process.pid, signal.SIGKILL)  # stragglers, so no test leaks an engine
+            process.wait()
+
+
+def keys_environment(folder: Path) -> dict[str, str]:
+    keys_file = folder / "keys.json"
+    keys_file.write_text(json.dumps(TEST_KEYS))
+    return {"SIGNET_KEYS_FILE": str(keys_file), "SIGNET_MAX_MODEL_LEN": "2048"}
+
+
+@contextmanager
+def running_signet_server(folder: Path, **environment: str) -> Iterator[RunningServer]:
+    """``signet serve`` with the test keys, until ready; stopped after."""
+    port = free_port()
+    log_path = folder / "server.log"
+    environment = {**keys_environment(folder), "SIGNET_PORT": str(port), **environment}
+    with signet_process("serve", log_path, **environment) as process:
+        server = RunningServer(f"http://127.0.0.1:{port}", log_path, process)
+        wait_until_ready(server)
+        yield server
+
+
+def signal_group(group_id: int, signal_number: int) -> None:
+    try:
+        os.killpg(group_id, signal_number)
+    except ProcessLookupError:
+        pass  # the whole group has exited already
+
+
+def wait_until_ready(server: RunningServer) -> None:
+    """Until GET /readyz answers 200; ServiceStartError if the process exits or time runs out."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise ServiceStartError(f"signet serve exited with {server.process.returncode}:\n{server.log()[-3000:]}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise ServiceStartError(f"signet serve not ready after {STARTUP_TIMEOUT_S} s:\n{server.log()[-3000:]}")
+
+
+@contextmanager
+def fresh_redis_namespace() -> Iterator[str]:
+    """A namespace of its own on the test Redis, its keys deleted after. No Redis raises
+    RedisMissing, which fails a test (never skips it): .ci/run always provides one."""
+    import redis
+
+    client = redis.Redis.from_url(redis_test_url(), socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.ConnectionError as error:
+        client.close()
+        raise RedisMissing(
+            f"no Redis at SIGNET_TEST_REDIS_URL (default redis://127.0.0.1:6379/0): {error!r}"
+        ) from error
+    name = f"signet-test-{uuid.uuid4().hex}"
+    try:
+        yield name
+    finally:
+        names = list(client.scan_iter(match=f"{name}:*"))
+        if names:
+            client.delete(*names)
+        client.close()
