@@ -168,7 +168,7 @@ def prompts(count: int) -> list[str]:
 
 async def generate_all(engine, tokenizer, texts: list[str], tokens: int, key_id: str | None, **sampling):
     from signet.engine.model_store import encode_prompt
-    from signet.engine.vllm_engine import SamplingOptions
+    from signet.engine.protocol import SamplingOptions
 
     async def one(index: int, prompt: str):
         prompt_ids = encode_prompt(tokenizer, turns=[{"role": "user", "content": prompt}])

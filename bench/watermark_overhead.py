@@ -32,7 +32,7 @@ PROMPTS = [
 
 
 async def _round(engine, prompt_ids, tokens, key_id):
-    from signet.engine.vllm_engine import SamplingOptions
+    from signet.engine.protocol import SamplingOptions
 
     options = [SamplingOptions(max_tokens=tokens, seed=index, ignore_eos=True) for index in range(len(prompt_ids))]
     start = time.perf_counter()

@@ -132,22 +132,20 @@ def serve(settings: Settings) -> None:
     asyncio.run(run())
 
 
-def _engine(settings: Settings, state, model_dir: Path, keys_file: Path):  # -> VllmEngine | RemoteEngine
-    """Embedded mode runs vLLM here; distributed mode hands generation to workers."""
-    if state.redis is None:
+def _engine(settings: Settings, state, model_dir: Path, keys_file: Path):  # -> signet.engine.protocol.Engine
+    """Embedded mode runs vLLM here; distributed mode hands generation to workers through the queue."""
+    if state.queue is None:
         from signet.engine.vllm_engine import VllmEngine
         from signet.worker import engine_options
 
         return VllmEngine.start(model_dir, keys_file, engine_options(settings))
     from signet.engine.model_store import model_context_length
     from signet.queue.generation import RemoteEngine
-    from signet.queue.producer import JobQueue
 
-    queue = JobQueue(state.redis, settings.queue_max_jobs, settings.queue_retry_after_seconds)
     max_model_len = settings.max_model_len or model_context_length(model_dir)
     if max_model_len is None:
         raise StartupError(f"{model_dir}/config.json names no max_position_embeddings: set SIGNET_MAX_MODEL_LEN")
-    return RemoteEngine(queue, state.keys, max_model_len, settings.job_timeout_seconds)
+    return RemoteEngine(state.queue, state.keys, max_model_len, settings.job_timeout_seconds)
 
 
 def worker(settings: Settings) -> int:
@@ -178,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command == "serve":
             serve(_load_settings({"host": arguments.host, "port": arguments.port}))
         elif arguments.command == "openapi":
-            from signet.api.openapi import write_document
+            from signet.api.app import write_document
 
             write_document(arguments.output)
             print(arguments.output)

@@ -21,6 +21,8 @@ from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metr
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from signet.engine.protocol import CompletionDelta
+
 T = TypeVar("T")
 
 # A ``_created`` series beside every counter doubles the output and says little here.
@@ -125,13 +127,11 @@ def count_generated(tokens: int, watermarked: bool) -> None:
     GENERATED_TOKENS.labels("true" if watermarked else "false").inc(tokens)
 
 
-def observe_generation_piece(delta, watermarked: bool) -> None:
-    """``delta``: a CompletionDelta of a streamed generation; its first one carries the
-    engine's time to first token."""
+def observe_generation_piece(delta: CompletionDelta, watermarked: bool) -> None:
+    """A piece of a streamed generation; the first one carries the engine's time to first token."""
     count_generated(len(delta.token_ids), watermarked)
-    seconds = getattr(delta, "time_to_first_token", None)
-    if seconds is not None:
-        ENGINE_TIME_TO_FIRST_TOKEN.observe(seconds)
+    if delta.time_to_first_token is not None:
+        ENGINE_TIME_TO_FIRST_TOKEN.observe(delta.time_to_first_token)
 
 
 def observe_job_wait(seconds: float | None) -> None:

@@ -20,7 +20,7 @@ PROMPT = {"prompt": "Say something.", "max_tokens": 4}
 def queued_client(detection_state, url: str, namespace: str, max_jobs: int = 8, timeout: float = 30.0) -> TestClient:
     link = RedisLink(url, namespace, timeout_seconds=0.5)
     engine = RemoteEngine(JobQueue(link, max_jobs, retry_after_seconds=4), detection_state.keys, 2048, timeout)
-    state = dataclasses.replace(detection_state, redis=link, engine=engine, detection_cache=None)
+    state = dataclasses.replace(detection_state, redis=link, engine=engine, queue=engine.queue, detection_cache=None)
     return TestClient(create_app(state))
 
 

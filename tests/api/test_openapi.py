@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from signet.api.openapi import openapi_document
+from signet.api.app import openapi_document
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 OPERATIONS = ("get", "post", "put", "patch", "delete")

@@ -23,7 +23,7 @@ from harness.services import TEST_SECRETS, free_port, redis_test_url
 from signet.api.app import create_app
 from signet.cache.detection import MemoryDetectionCache
 from signet.cache.rate_limit import MemoryRateLimiter
-from signet.engine.vllm_engine import Completion, CompletionDelta
+from signet.engine.protocol import Completion, CompletionDelta
 from signet.logs import JsonFormatter
 from signet.queue.generation import RemoteEngine
 from signet.queue.jobs import QueueKeys
@@ -242,7 +242,7 @@ def test_probes_and_scrapes_are_not_logged_at_info(client, log_lines):
 def test_metrics_sample_the_queue_and_the_workers_heartbeats(detection_state, redis_namespace):
     link = RedisLink(redis_test_url(), redis_namespace, timeout_seconds=0.5)
     engine = RemoteEngine(JobQueue(link, 8, retry_after_seconds=2), detection_state.keys, 2048, 30.0)
-    state = dataclasses.replace(detection_state, redis=link, engine=engine, detection_cache=None)
+    state = dataclasses.replace(detection_state, redis=link, engine=engine, queue=engine.queue, detection_cache=None)
     keys = QueueKeys(link)
     now = link.sync.time()[0]
     for name, running in (("busy-worker", 2), ("idle-worker", 0)):
@@ -263,7 +263,7 @@ def test_metrics_sample_the_queue_and_the_workers_heartbeats(detection_state, re
 def test_an_unreachable_redis_shows_as_down_without_stale_queue_numbers(detection_state):
     link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", "signet-test-unreachable", timeout_seconds=0.5)
     engine = RemoteEngine(JobQueue(link, 8, retry_after_seconds=2), detection_state.keys, 2048, 30.0)
-    state = dataclasses.replace(detection_state, redis=link, engine=engine, detection_cache=None)
+    state = dataclasses.replace(detection_state, redis=link, engine=engine, queue=engine.queue, detection_cache=None)
     with TestClient(create_app(state)) as queued:
         text = scrape(queued)
     assert "signet_redis_up 0.0" in text
@@ -280,6 +280,9 @@ class _FakeEngine:
 
     max_model_len = 2048
     is_healthy = True
+
+    def check_available(self) -> None:
+        pass
 
     async def generate(self, prompt_token_ids, options, watermark_key_id):
         return Completion("Hi there", [11, 12, 13], len(prompt_token_ids), "length")

@@ -216,7 +216,7 @@ def test_api_image_serves_on_every_interface_and_exposes_its_port(monkeypatch: p
 
 
 def test_api_image_health_check_asks_a_route_the_app_serves(monkeypatch: pytest.MonkeyPatch) -> None:
-    from signet.api.openapi import openapi_document
+    from signet.api.app import openapi_document
 
     (check,) = final_stage(API_DOCKERFILE).all("HEALTHCHECK")
     paths = re.findall(r"""['"](/[A-Za-z0-9_./-]*)['"]""", check.arguments)
@@ -372,7 +372,7 @@ def test_compose_api_and_workers_share_redis_and_keys() -> None:
 
 
 def test_compose_api_publishes_its_port_and_checks_a_served_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    from signet.api.openapi import openapi_document
+    from signet.api.app import openapi_document
 
     served = openapi_document()["paths"]
     for name, service in services_built_from(API_DOCKERFILE).items():

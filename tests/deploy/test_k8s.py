@@ -314,8 +314,7 @@ def test_no_service_links(rendered):
 @cache
 def app_paths() -> tuple[set[str], set[str]]:
     """(paths of the OpenAPI document, paths of every route the app serves)."""
-    from signet.api.app import create_app
-    from signet.api.openapi import openapi_document
+    from signet.api.app import create_app, openapi_document
     from signet.api.state import ServiceState
 
     documented = set(openapi_document()["paths"])

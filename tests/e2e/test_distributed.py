@@ -33,7 +33,7 @@ from harness.services import (
     signal_group,
     signet_process,
 )
-from signet.queue.jobs import JobError
+from signet.engine.protocol import EngineError, EngineStatus
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
 
@@ -208,11 +208,11 @@ def test_scores_gather_samples_and_logprobs_through_the_queue(cluster):
 
 
 def test_a_job_no_worker_can_run_is_dead_lettered_and_its_caller_told(cluster):
-    async def submit() -> JobError:
+    async def submit() -> EngineError:
         link = RedisLink(cluster.redis_server.url, cluster.namespace, timeout_seconds=1.0)
         queue = JobQueue(link, max_jobs=100, retry_after_seconds=1)
         try:
-            with pytest.raises(JobError) as failed:
+            with pytest.raises(EngineError) as failed:
                 await queue.run("kind-from-a-newer-api", {"x": 1}, timeout_seconds=120)
             return failed.value
         finally:
@@ -221,7 +221,7 @@ def test_a_job_no_worker_can_run_is_dead_lettered_and_its_caller_told(cluster):
 
     started = time.monotonic()
     error = asyncio.run(submit())
-    assert error.status == 502 and "set aside" in error.detail
+    assert error.status is EngineStatus.FAILED and "set aside" in error.detail
     # Delivered once, taken over MAX_DELIVERIES - 1 times, then set aside on the next take-over.
     assert time.monotonic() - started < (MAX_DELIVERIES + 2) * CLAIM_IDLE_SECONDS + 30
     dead = cluster.redis().xrange(f"{cluster.namespace}:jobs:dead")

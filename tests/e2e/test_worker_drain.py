@@ -16,8 +16,8 @@ import redis
 
 from harness.services import STARTUP_TIMEOUT_S, fresh_redis_namespace, keys_environment, redis_test_url, signet_process
 from signet.engine.model_store import encode_prompt
-from signet.engine.vllm_engine import SamplingOptions
-from signet.queue.jobs import JobError, QueueKeys
+from signet.engine.protocol import EngineError, SamplingOptions
+from signet.queue.jobs import QueueKeys
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
 
@@ -97,7 +97,7 @@ async def _drain_while_running(worker, ready_file: Path, namespace: str, tokeniz
         assert client.xlen(keys.stream) == 1
         assert not late.done()
         late.cancel()
-        with pytest.raises((asyncio.CancelledError, JobError)):
+        with pytest.raises((asyncio.CancelledError, EngineError)):
             await late
     finally:
         client.close()

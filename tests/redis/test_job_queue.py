@@ -11,9 +11,10 @@ import uuid
 import pytest
 
 from harness.services import free_port
+from signet.engine.protocol import EngineError, EngineStatus
 from signet.logs import bind_request_id, current_request_id, unbind_request_id
 from signet.queue.consumer import PiecePublisher
-from signet.queue.jobs import Job, JobError
+from signet.queue.jobs import Job
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
 from tests.redis.conftest import CLAIM_IDLE_SECONDS
@@ -69,9 +70,9 @@ async def test_a_full_queue_refuses_with_retry_after(link):
     waiting = [asyncio.create_task(queue.run("echo", {}, 30)) for _ in range(2)]  # no worker: they stay queued
     try:
         await wait_until(depth_is(queue, 2))
-        with pytest.raises(JobError) as refused:
+        with pytest.raises(EngineError) as refused:
             await queue.run("echo", {}, 30)
-        assert refused.value.status == 503 and refused.value.retry_after == 7
+        assert refused.value.status is EngineStatus.UNAVAILABLE and refused.value.retry_after == 7
         assert "full" in refused.value.detail
     finally:
         for task in waiting:
@@ -89,9 +90,9 @@ async def test_past_its_deadline_the_caller_gets_504_and_no_worker_runs_the_job(
         return job.payload
 
     started = time.monotonic()
-    with pytest.raises(JobError) as timed_out:
+    with pytest.raises(EngineError) as timed_out:
         await queue.run("record", {"late": True}, timeout_seconds=0.3)
-    assert timed_out.value.status == 504
+    assert timed_out.value.status is EngineStatus.TIMED_OUT
     assert time.monotonic() - started < 2
     await start_worker({"record": record})
     await wait_until(depth_is(queue, 0))
@@ -142,9 +143,9 @@ async def test_a_job_that_always_fails_is_dead_lettered_and_its_caller_told(link
         raise RuntimeError("a bug")
 
     await start_worker({"broken": broken}, max_deliveries=2)
-    with pytest.raises(JobError) as failed:
+    with pytest.raises(EngineError) as failed:
         await queue.run("broken", {}, timeout_seconds=30)
-    assert failed.value.status == 502 and "set aside" in failed.value.detail
+    assert failed.value.status is EngineStatus.FAILED and "set aside" in failed.value.detail
     assert calls == 2
     dead = await link.async_client.xrange(queue.keys.dead_letters)
     assert len(dead) == 1 and dead[0][1][b"kind"] == b"broken"
@@ -195,10 +196,10 @@ async def test_an_unreachable_redis_refuses_in_well_under_a_second():
     try:
         for _ in range(3):  # the first finds out, the others are refused by the circuit breaker
             started = time.monotonic()
-            with pytest.raises(JobError) as refused:
+            with pytest.raises(EngineError) as refused:
                 await queue.run("echo", {}, 10)
             assert time.monotonic() - started < 1.0
-            assert refused.value.status == 503 and refused.value.retry_after == 3
+            assert refused.value.status is EngineStatus.UNAVAILABLE and refused.value.retry_after == 3
             assert "hunter2" not in refused.value.detail  # the URL's password is never echoed
     finally:
         await queue.aclose()
@@ -224,7 +225,7 @@ async def test_a_running_job_outlives_redis_losing_the_stream(link, queue, start
     assert await link.async_client.zscore(queue.keys.workers_alive, worker.options.name) is not None
 
 
-def streaming_handler(link: RedisLink, pieces: int, fail_with: JobError | None = None, pause: float = 0.0):
+def streaming_handler(link: RedisLink, pieces: int, fail_with: EngineError | None = None, pause: float = 0.0):
     publisher = PiecePublisher(link)
 
     async def handler(job: Job) -> dict:
@@ -248,13 +249,14 @@ async def test_a_streaming_job_yields_its_pieces_in_order(link, queue, start_wor
 
 @pytest.mark.asyncio
 async def test_a_streaming_job_that_fails_midway_raises_after_its_pieces(link, queue, start_worker):
-    await start_worker({"stream": streaming_handler(link, 2, JobError(422, "too long", "max_tokens"))})
+    failure = EngineError(EngineStatus.INVALID, "too long", "max_tokens")
+    await start_worker({"stream": streaming_handler(link, 2, failure)})
     received = []
-    with pytest.raises(JobError) as failed:
+    with pytest.raises(EngineError) as failed:
         async for piece in queue.stream("stream", {}, 10):
             received.append(piece)
     assert received == [{"index": 0}, {"index": 1}]
-    assert failed.value.status == 422 and failed.value.field == "max_tokens"
+    assert failed.value.status is EngineStatus.INVALID and failed.value.field == "max_tokens"
 
 
 @pytest.mark.asyncio
@@ -268,9 +270,9 @@ async def test_a_stream_restarted_by_another_worker_ends_with_502(link, queue):
     await publisher.publish(job, "first-worker", {"index": 0})
     assert await asyncio.wait_for(first, 5) == {"index": 0}
     await publisher.publish(job, "second-worker", {"index": 0})  # the job taken over, starting again
-    with pytest.raises(JobError) as broken:
+    with pytest.raises(EngineError) as broken:
         await stream.__anext__()
-    assert broken.value.status == 502
+    assert broken.value.status is EngineStatus.FAILED
     await stream.aclose()
 
 
@@ -287,10 +289,10 @@ async def test_closing_a_stream_early_cancels_its_job(link, queue, start_worker)
 
 @pytest.mark.asyncio
 async def test_a_stream_past_its_deadline_ends_with_504(queue):
-    with pytest.raises(JobError) as timed_out:
+    with pytest.raises(EngineError) as timed_out:
         async for _ in queue.stream("stream", {}, 0.3):  # no worker
             pass
-    assert timed_out.value.status == 504
+    assert timed_out.value.status is EngineStatus.TIMED_OUT
 
 
 @pytest.mark.asyncio

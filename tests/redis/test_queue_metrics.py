@@ -10,10 +10,10 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from signet.engine.vllm_engine import CompletionDelta, SamplingOptions
+from signet.engine.protocol import CompletionDelta, EngineError, EngineStatus, SamplingOptions
 from signet.queue import generation
 from signet.queue.consumer import PiecePublisher
-from signet.queue.jobs import Job, JobError
+from signet.queue.jobs import Job
 from signet.queue.stats import QueueStats, read_stats
 from tests.redis.conftest import CLAIM_IDLE_SECONDS
 
@@ -28,7 +28,7 @@ async def echo(job: Job) -> dict:
 
 
 async def refuse(job: Job) -> dict:
-    raise JobError(422, "no")
+    raise EngineError(EngineStatus.INVALID, "no")
 
 
 @pytest.mark.asyncio
@@ -47,7 +47,7 @@ async def test_the_wait_of_a_job_no_worker_took_at_once_is_observed(queue, start
 async def test_a_failed_job_reports_its_wait_too(queue, start_worker):
     await start_worker({"refuse": refuse}, name="refuser")
     count, _ = waits()
-    with pytest.raises(JobError):
+    with pytest.raises(EngineError):
         await queue.run("refuse", {}, timeout_seconds=10)
     assert waits()[0] == count + 1
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from signet import metrics
-from signet.engine.vllm_engine import CompletionDelta
+from signet.engine.protocol import CompletionDelta, EngineStatus
 from signet.queue.jobs import JobOutcome, seconds_since_entry
 from signet.queue.stats import QueueStats, summarize
 
@@ -104,5 +104,10 @@ def test_a_stream_entry_id_tells_how_long_ago_it_was_added():
 def test_an_outcome_carries_the_wait_and_reads_outcomes_without_one():
     outcome = JobOutcome({"text": "hi"}).with_wait(0.25)
     assert JobOutcome.from_json(outcome.to_json()) == outcome
+    failed = JobOutcome(status=EngineStatus.INVALID, detail="too long", field="max_tokens")
+    assert JobOutcome.from_json(failed.to_json()) == failed
+    # A worker not yet upgraded stores HTTP codes and no wait: an API upgraded first reads them.
     older = '{"value": null, "status": 504, "detail": "late", "field": null}'
-    assert JobOutcome.from_json(older) == JobOutcome(None, 504, "late", None, None)
+    assert JobOutcome.from_json(older) == JobOutcome(None, EngineStatus.TIMED_OUT, "late", None, None)
+    answered = '{"value": {"text": "hi"}, "status": 200, "detail": "", "field": null}'
+    assert JobOutcome.from_json(answered).unwrap() == {"text": "hi"}

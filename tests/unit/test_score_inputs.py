@@ -11,7 +11,8 @@ from vllm.logprobs import FlatLogprobs, Logprob
 
 from signet.api.score.consistency import parse_question
 from signet.api.score.judge import label_logprobs
-from signet.engine.vllm_engine import Completion, TokenLogprobs
+from signet.engine.protocol import Completion, TokenLogprobs
+from signet.engine.vllm_engine import read_flat_logprobs
 
 
 def test_token_logprobs_keep_the_chosen_token_and_the_top_k_by_rank():
@@ -20,11 +21,11 @@ def test_token_logprobs_keep_the_chosen_token_and_the_top_k_by_rank():
     positions = FlatLogprobs()
     positions.append({7: Logprob(-3.0, rank=5), 1: Logprob(-0.5, rank=1), 2: Logprob(-1.5, rank=2)})
     positions.append_fast([2, 2, 9], [-0.1, -0.1, -2.9], iter([1, 1, 2]), [None] * 3)
-    logprobs = TokenLogprobs.of([7, 2], positions, k=2)
+    logprobs = read_flat_logprobs([7, 2], positions, k=2)
     assert logprobs.chosen == [-3.0, -0.1]
     assert logprobs.top_ids == [[1, 2], [2, 9]]
     assert logprobs.top == [[-0.5, -1.5], [-0.1, -2.9]]
-    assert TokenLogprobs.of([7, 2], positions, k=0).top == [[], []]
+    assert read_flat_logprobs([7, 2], positions, k=0).top == [[], []]
 
 
 def test_a_completion_survives_the_queues_json_round_trip():
@@ -73,7 +74,8 @@ def test_malformed_questions_are_refused(reply):
 def test_every_method_a_request_can_name_has_a_meaning():
     from typing import get_args
 
-    from signet.api.score import answer_scores, consistency, uncertainty
+    from signet.api import answer_scores
+    from signet.api.score import consistency, uncertainty
     from signet.api.score.protocol import ConsistencyMethod, UncertaintyMethod
 
     meanings = {**answer_scores.MEANINGS, **uncertainty.MEANINGS}

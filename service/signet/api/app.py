@@ -1,9 +1,12 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory, and the OpenAPI document of an app with default settings."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -16,12 +19,14 @@ from signet.api.health.router import router as health_router
 from signet.api.limits import BodySizeLimit
 from signet.api.metrics import router as metrics_router
 from signet.api.openai.router import router as openai_router
-from signet.api.openapi import install_openapi, limits_description, problem_responses
+from signet.api.openapi import install_openapi, limits_description
 from signet.api.rate_limit import enforce_rate_limit
+from signet.api.responses import problem_responses
 from signet.api.score.router import router as score_router
 from signet.api.state import ServiceState
 from signet.api.telemetry import install_telemetry
 from signet.api.ui.router import router as ui_router
+from signet.settings import Settings
 
 
 def create_app(state: ServiceState) -> FastAPI:
@@ -59,3 +64,14 @@ def create_app(state: ServiceState) -> FastAPI:
     install_telemetry(app)  # request ids, HTTP metrics, access log: around everything, errors included
     install_openapi(app)
     return app
+
+
+def write_document(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(openapi_document(), indent=2) + "\n", encoding="utf-8")
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document of an app with the default settings, whatever this process's environment."""
+    settings = Settings.model_construct()  # defaults only: SIGNET_* variables must not change the spec
+    return create_app(ServiceState(settings, keys=None, tokenizers=None)).openapi()

@@ -31,7 +31,7 @@ async def metrics_route(request: Request, state: StateDependency) -> Response:
 
 
 async def sample_queue(state: ServiceState) -> None:
-    queue = getattr(state.engine, "queue", None)  # a RemoteEngine's; None when embedded
+    queue = state.queue  # None when embedded
     if state.redis is None or queue is None:
         metrics.QUEUE.clear()
         return

@@ -5,60 +5,26 @@
   answer with.
 - Limits: the description states the configured limits, so clients see them.
 
-``signet openapi`` writes the document to ``openapi/openapi.json``; a test fails when
-the committed file and the app disagree.
+``signet openapi`` writes the document to ``openapi/openapi.json`` (``app.write_document``);
+a test fails when the committed file and the app disagree. Routes declare their error
+statuses with ``responses.problem_responses``.
 """
 
 from __future__ import annotations
 
-import json
-from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from signet.api.errors import PROBLEM_MEDIA_TYPE
-from signet.api.protocol import Problem
+from signet.api.generate.protocol import GenerateChunk
+from signet.api.openai.protocol import ChatCompletionChunk, CompletionResponse
+from signet.api.responses import STATUS_MEANING
 from signet.settings import Settings
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-_STATUS_MEANING = {
-    400: "The body could not be read (not UTF-8).",
-    401: "No API key, or an unknown one.",
-    403: "The API key's tenant may not use this watermark key, or turn the watermark off.",
-    404: "An unknown watermark key_id (or model).",
-    413: "The body or a text is over its limit (see the description's limits).",
-    422: "An invalid field; `field` names it.",
-    429: "Over the caller's rate limit; `Retry-After` says when to try again.",
-    502: "The job failed on every delivery and was set aside (distributed mode).",
-    503: "No engine or worker can take the request now, or the queue is full; `Retry-After` says when to retry.",
-    504: "No result within the job's deadline (distributed mode).",
-}
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` entries for routes: each status with the Problem body."""
-    return {
-        status: {
-            "model": Problem,
-            "description": _STATUS_MEANING.get(status, HTTPStatus(status).phrase),
-            "content": {PROBLEM_MEDIA_TYPE: {}},
-        }
-        for status in statuses
-    }
-
-
-# What a generation route can answer beyond the errors every work route declares.
-GENERATION_RESPONSES = {
-    200: {
-        "description": "The whole answer (JSON), or with `stream` true a stream of server-sent events: "
-        "`data: <chunk JSON>` per piece, then `data: [DONE]`; a failure midway comes as `event: error`.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    },
-    **problem_responses(404, 502, 503, 504),
-}
 
 
 def limits_description(settings: Settings) -> str:
@@ -85,22 +51,18 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def _stream_chunks() -> dict[str, type]:
-    """The JSON each server-sent event of a streamed route carries, by path."""
-    from signet.api.generate.protocol import GenerateChunk
-    from signet.api.openai.protocol import ChatCompletionChunk, CompletionResponse
-
-    return {
-        "/generate": GenerateChunk,
-        "/v1/completions": CompletionResponse,
-        "/v1/chat/completions": ChatCompletionChunk,
-    }
+# The JSON each server-sent event of a streamed route carries, by path.
+_STREAM_CHUNKS: dict[str, type[BaseModel]] = {
+    "/generate": GenerateChunk,
+    "/v1/completions": CompletionResponse,
+    "/v1/chat/completions": ChatCompletionChunk,
+}
 
 
 def _describe_event_streams(document: dict[str, Any]) -> None:
     """A stream's events: chunks, a problem (``event: error``), and the closing ``[DONE]``."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for path, model in _stream_chunks().items():
+    for path, model in _STREAM_CHUNKS.items():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
         for name, definition in schema.pop("$defs", {}).items():
             schemas.setdefault(name, definition)
@@ -118,22 +80,8 @@ def _problems_as_problem_json(document: dict[str, Any]) -> dict[str, Any]:
                     continue
                 response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
                 if status == "422":
-                    response["description"] = _STATUS_MEANING[422]
+                    response["description"] = STATUS_MEANING[422]
     schemas = document.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return document
-
-
-def write_document(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(openapi_document(), indent=2) + "\n", encoding="utf-8")
-
-
-def openapi_document() -> dict[str, Any]:
-    """The document of an app with the default settings, whatever this process's environment."""
-    from signet.api.app import create_app  # the app installs this module's generator
-    from signet.api.state import ServiceState
-
-    settings = Settings.model_construct()  # defaults only: SIGNET_* variables must not change the spec
-    return create_app(ServiceState(settings, keys=None, tokenizers=None)).openapi()

@@ -27,6 +27,15 @@ def require_visible_text(value: str | None) -> str | None:
     return value
 
 
+class WatermarkInfo(BaseModel):
+    enabled: bool
+    scheme: str | None = None
+    key_id: str | None = None
+    gamma: float | None = Field(default=None, description="KGW schemes: the green fraction of the vocabulary.")
+    delta: float | None = Field(default=None, description="KGW schemes: the bias added to green logits.")
+    context_width: int | None = None
+
+
 class Bounds(BaseModel):
     lower: float
     upper: float

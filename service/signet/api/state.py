@@ -12,8 +12,10 @@ from fastapi import Depends, Request
 from signet.cache.detection import DetectionCache, MemoryDetectionCache, RedisDetectionCache
 from signet.cache.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from signet.engine.model_store import model_vocab_size
+from signet.engine.protocol import Engine
 from signet.engine.tokenizers import TokenizerCatalog, load_tokenizers
 from signet.keys import KeyRegistry
+from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
 from signet.settings import Settings
 from signet.tenants import TenantRegistry, resolve_tenants
@@ -24,10 +26,11 @@ class ServiceState:
     settings: Settings
     keys: KeyRegistry
     tokenizers: TokenizerCatalog
-    # signet.engine.vllm_engine.VllmEngine (embedded) or signet.queue.remote_engine.RemoteEngine
-    # (distributed); None in a detection-only process.
-    engine: Any | None = None
+    # vLLM in this process (embedded mode) or the queue to workers (distributed mode);
+    # None in a detection-only process.
+    engine: Engine | None = None
     redis: RedisLink | None = None  # distributed mode only
+    queue: JobQueue | None = None  # distributed mode only: the engine's; readiness and /metrics read its depth
     detection_cache: DetectionCache | None = None
     rate_limiter: RateLimiter | None = None
     tenants: TenantRegistry | None = None  # None: no authentication (development mode)
@@ -44,6 +47,7 @@ class ServiceState:
         state.tenants = resolve_tenants(settings, keys.key_ids)
         if settings.redis_url is not None:
             state.redis = RedisLink(settings.redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
+            state.queue = JobQueue(state.redis, settings.queue_max_jobs, settings.queue_retry_after_seconds)
         state.detection_cache = _detection_cache(settings, state.redis)
         state.rate_limiter = _rate_limiter(settings, state.redis)
         return state

@@ -9,91 +9,34 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from signet.engine.protocol import (
+    Completion,
+    CompletionDelta,
+    EngineError,
+    EngineStatus,
+    SamplingOptions,
+    TokenLogprobs,
+    check_context,
+)
+
 
 class EngineStartError(Exception):
     """vLLM could not start; vLLM's own log above says why in detail."""
 
 
-class EngineUnavailableError(Exception):
-    """The engine died or failed this request; the caller may retry elsewhere."""
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()  # strings that end the generation (left out of the text)
-    ignore_eos: bool = False  # fixed-length runs for benchmarks
-    n: int = 1  # answers drawn in one engine request (``VllmEngine.sample``)
-    logprobs: int | None = None  # top-k logprobs at each generated token, from the model's raw distribution
-    prompt_logprobs: int | None = None  # the same at each prompt token: scores given text in one pass
-
-
-@dataclass(frozen=True)
-class TokenLogprobs:
-    """The model's log-probabilities along a token sequence, one entry per position.
-
-    vLLM's engine runs with ``logprobs_mode="raw_logprobs"``: these come from the model's
-    own distribution, before temperature, top-p or the watermark bias touch it.
-    """
-
-    chosen: list[float]  # log p of the token that is at each position
-    top_ids: list[list[int]]  # the k most likely tokens at each position, most likely first
-    top: list[list[float]]  # their log-probabilities
-
-    @classmethod
-    def of(cls, sequence_ids: list[int], positions, k: int) -> TokenLogprobs:
-        """From vLLM's ``FlatLogprobs``: at each position the token itself and the top k, with ranks."""
-        chosen, top_ids, top = [], [], []
-        bounds = zip(positions.start_indices, positions.end_indices, strict=True)
-        for token_id, (start, end) in zip(sequence_ids, bounds, strict=True):
-            ids, logprobs = positions.token_ids[start:end], positions.logprobs[start:end]
-            chosen.append(float(logprobs[ids.index(token_id)]))
-            # the token itself may also be among the top k: each id once, in rank order
-            by_id = dict(zip(ids, zip(positions.ranks[start:end], logprobs, strict=True), strict=True))
-            ranked = sorted(by_id.items(), key=lambda item: item[1][0])[:k]
-            top_ids.append([int(candidate) for candidate, _ in ranked])
-            top.append([float(logprob) for _, (_, logprob) in ranked])
-        return cls(chosen, top_ids, top)
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    token_ids: list[int]
-    prompt_tokens: int
-    finish_reason: str
-    logprobs: TokenLogprobs | None = None  # of the generated tokens, when options.logprobs asked
-    # Of prompt tokens 1.. (token 0 has no context), when options.prompt_logprobs asked.
-    prompt_logprobs: TokenLogprobs | None = None
-
-    @property
-    def completion_tokens(self) -> int:
-        return len(self.token_ids)
-
-    @classmethod
-    def from_dict(cls, value: dict) -> Completion:
-        """Inverse of ``dataclasses.asdict``, ignoring fields a newer sender added."""
-        fields = {name: value[name] for name in _COMPLETION_FIELDS if name in value}
-        for name in ("logprobs", "prompt_logprobs"):
-            if fields.get(name) is not None:
-                fields[name] = TokenLogprobs(**fields[name])
-        return cls(**fields)
-
-
-_COMPLETION_FIELDS = ("text", "token_ids", "prompt_tokens", "finish_reason", "logprobs", "prompt_logprobs")
-
-
-@dataclass(frozen=True)
-class CompletionDelta:
-    """What one engine step added to a streamed generation; the last carries finish_reason."""
-
-    text: str
-    token_ids: list[int]
-    finish_reason: str | None = None
-    time_to_first_token: float | None = None  # on the first delta with tokens: seconds since the engine got it
+def read_flat_logprobs(sequence_ids: list[int], positions, k: int) -> TokenLogprobs:
+    """From vLLM's ``FlatLogprobs``: at each position the token itself and the top k, with ranks."""
+    chosen, top_ids, top = [], [], []
+    bounds = zip(positions.start_indices, positions.end_indices, strict=True)
+    for token_id, (start, end) in zip(sequence_ids, bounds, strict=True):
+        ids, logprobs = positions.token_ids[start:end], positions.logprobs[start:end]
+        chosen.append(float(logprobs[ids.index(token_id)]))
+        # the token itself may also be among the top k: each id once, in rank order
+        by_id = dict(zip(ids, zip(positions.ranks[start:end], logprobs, strict=True), strict=True))
+        ranked = sorted(by_id.items(), key=lambda item: item[1][0])[:k]
+        top_ids.append([int(candidate) for candidate, _ in ranked])
+        top.append([float(logprob) for _, (_, logprob) in ranked])
+    return TokenLogprobs(chosen, top_ids, top)
 
 
 @dataclass(frozen=True)
@@ -113,6 +56,8 @@ def _detokenizes(options: SamplingOptions) -> bool:
 
 
 class VllmEngine:
+    """The ``Engine`` protocol on vLLM's ``AsyncLLM``."""
+
     def __init__(self, llm, max_model_len: int) -> None:  # llm: vllm.v1.engine.async_llm.AsyncLLM
         self._llm = llm
         self.max_model_len = max_model_len
@@ -155,6 +100,10 @@ class VllmEngine:
     def is_healthy(self) -> bool:
         return not self._llm.errored
 
+    def check_available(self) -> None:
+        if not self.is_healthy:
+            raise EngineError(EngineStatus.UNAVAILABLE, "generation is unavailable: no healthy engine in this process")
+
     async def generate(
         self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
     ) -> Completion:
@@ -173,7 +122,8 @@ class VllmEngine:
         prompt_logprobs = None
         if options.prompt_logprobs is not None:
             # vLLM lists None for the first prompt token, which has no context.
-            prompt_logprobs = TokenLogprobs.of(prompt_token_ids[1:], final.prompt_logprobs[1:], options.prompt_logprobs)
+            prompt_ids, positions = prompt_token_ids[1:], final.prompt_logprobs[1:]
+            prompt_logprobs = read_flat_logprobs(prompt_ids, positions, options.prompt_logprobs)
         return [
             Completion(
                 text=sequence.text if _detokenizes(options) else self._decode(sequence.token_ids),
@@ -181,7 +131,7 @@ class VllmEngine:
                 prompt_tokens=len(prompt_token_ids),
                 finish_reason=sequence.finish_reason or "stop",
                 logprobs=(
-                    TokenLogprobs.of(list(sequence.token_ids), sequence.logprobs, options.logprobs)
+                    read_flat_logprobs(list(sequence.token_ids), sequence.logprobs, options.logprobs)
                     if options.logprobs is not None
                     else None
                 ),
@@ -215,6 +165,9 @@ class VllmEngine:
 
         from signet.engine.logits_processors import WATERMARK_KEY_ID_ARG
 
+        # vLLM itself refuses only a prompt that fills the context, with an error of its own,
+        # and cuts a longer generation short. Both engines keep the rule the API checks.
+        check_context(prompt_token_ids, options, self.max_model_len)
         extra_args = {WATERMARK_KEY_ID_ARG: watermark_key_id} if watermark_key_id is not None else None
         params = SamplingParams(
             max_tokens=options.max_tokens,
@@ -235,7 +188,8 @@ class VllmEngine:
             async for output in self._llm.generate({"prompt_token_ids": prompt_token_ids}, params, uuid.uuid4().hex):
                 yield output
         except (EngineDeadError, EngineGenerateError) as error:
-            raise EngineUnavailableError(f"the engine failed this request: {type(error).__name__}") from error
+            detail = f"generation failed: the engine failed this request: {type(error).__name__}; retry later"
+            raise EngineError(EngineStatus.UNAVAILABLE, detail) from error
 
     def shutdown(self) -> None:
         """Stop vLLM's engine-core process; safe to call more than once."""

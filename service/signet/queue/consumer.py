@@ -24,8 +24,9 @@ from typing import Any
 
 import redis
 
+from signet.engine.protocol import EngineError, EngineStatus
 from signet.logs import bind_request_id
-from signet.queue.jobs import Job, JobError, JobOutcome, MalformedJob, QueueKeys, WorkerUnfit, seconds_since_entry
+from signet.queue.jobs import Job, JobOutcome, MalformedJob, QueueKeys, WorkerUnfit, seconds_since_entry
 from signet.redis_link import CONNECTION_ERRORS, RedisLink
 
 logger = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ class JobWorker:
         """The job's outcome, or None when it must stay pending (caller gone, worker stopping or broken)."""
         try:
             value = await asyncio.wait_for(handler(job), timeout=job.seconds_left)
-        except JobError as error:
+        except EngineError as error:
             self.counters.failed += 1
             return JobOutcome.failure(error)
         except TimeoutError:
@@ -311,7 +312,7 @@ class JobWorker:
             f"the job could not be completed ({reason}) and was set aside for inspection as request "
             f"{job.request_id}; retrying is unlikely to help"
         )
-        await self._store(entry_id, job, JobOutcome(status=502, detail=detail))
+        await self._store(entry_id, job, JobOutcome(status=EngineStatus.FAILED, detail=detail))
 
     # -- keeping the pending list honest ---------------------------------------------------
 
@@ -411,8 +412,8 @@ class _Backoff:
         await asyncio.sleep(self._seconds)
 
 
-def _deadline_passed(job: Job) -> JobError:
-    return JobError(504, f"job {job.request_id} passed its deadline before it finished")
+def _deadline_passed(job: Job) -> EngineError:
+    return EngineError(EngineStatus.TIMED_OUT, f"job {job.request_id} passed its deadline before it finished")
 
 
 class PiecePublisher:

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
-from signet.engine.vllm_engine import Completion, CompletionDelta, EngineUnavailableError, SamplingOptions
+from signet.engine.protocol import Completion, CompletionDelta, Engine, EngineError, EngineStatus, SamplingOptions
 from signet.keys import KeyRegistry, UnknownKeyError
 from signet.queue.consumer import Handler, PiecePublisher
-from signet.queue.jobs import Job, JobError, WorkerUnfit
+from signet.queue.jobs import Job, WorkerUnfit
 from signet.queue.producer import JobQueue
 
 KIND = "generate"
@@ -37,7 +37,7 @@ class GenerationJob(BaseModel):
 
 
 class RemoteEngine:
-    """What the API holds in distributed mode: ``VllmEngine``'s interface, run by workers."""
+    """The ``Engine`` an API process holds in distributed mode: workers run its requests."""
 
     def __init__(self, queue: JobQueue, keys: KeyRegistry, max_model_len: int, timeout_seconds: float) -> None:
         self.queue = queue
@@ -49,6 +49,12 @@ class RemoteEngine:
     def is_healthy(self) -> bool:
         """False while Redis is known to be down: queued routes then refuse at once."""
         return self.queue.link.is_up
+
+    def check_available(self) -> None:
+        if not self.is_healthy:
+            reason = self.queue.link.last_error
+            detail = f"generation is unavailable: the job queue cannot be reached ({reason}); retry later"
+            raise EngineError(EngineStatus.UNAVAILABLE, detail, retry_after=self.queue.retry_after)
 
     async def generate(
         self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
@@ -84,11 +90,11 @@ class RemoteEngine:
         """Nothing to stop: the workers own the engines."""
 
 
-def generation_handler(engine, keys: KeyRegistry, worker_name: str, publisher: PiecePublisher) -> Handler:
-    """``engine``: the worker's VllmEngine. Streaming jobs publish each piece as it comes."""
+def generation_handler(engine: Engine, keys: KeyRegistry, worker_name: str, publisher: PiecePublisher) -> Handler:
+    """``engine``: the worker's own (vLLM). Streaming jobs publish each piece as it comes."""
 
     async def generate(job: Job) -> dict:
-        request, options = _checked(engine, keys, worker_name, job)
+        request, options = _checked(keys, worker_name, job)
         with _engine_failures(engine):
             if job.stream:
                 completion = await _stream(engine, request, options, job, publisher)
@@ -99,11 +105,11 @@ def generation_handler(engine, keys: KeyRegistry, worker_name: str, publisher: P
     return generate
 
 
-def sample_handler(engine, keys: KeyRegistry, worker_name: str) -> Handler:
-    """``engine``: the worker's VllmEngine; the job's ``options.n`` answers in one request."""
+def sample_handler(engine: Engine, keys: KeyRegistry, worker_name: str) -> Handler:
+    """``engine``: the worker's own (vLLM); the job's ``options.n`` answers in one request."""
 
     async def sample(job: Job) -> dict:
-        request, options = _checked(engine, keys, worker_name, job)
+        request, options = _checked(keys, worker_name, job)
         with _engine_failures(engine):
             completions = await engine.sample(request.prompt_token_ids, options, request.watermark_key_id)
         return {"completions": [dataclasses.asdict(completion) for completion in completions]}
@@ -111,33 +117,26 @@ def sample_handler(engine, keys: KeyRegistry, worker_name: str) -> Handler:
     return sample
 
 
-def _checked(engine, keys: KeyRegistry, worker_name: str, job: Job) -> tuple[GenerationJob, SamplingOptions]:
+def _checked(keys: KeyRegistry, worker_name: str, job: Job) -> tuple[GenerationJob, SamplingOptions]:
+    """The job's request; the engine checks that it fits its context."""
     request = GenerationJob.model_validate(job.payload)
     _check_key(keys, request, worker_name)
-    options = SamplingOptions(**request.options)
-    if len(request.prompt_token_ids) + options.max_tokens > engine.max_model_len:
-        raise JobError(
-            422,
-            f"max_tokens: the prompt is {len(request.prompt_token_ids)} tokens and max_tokens "
-            f"{options.max_tokens}, together more than the model's context of {engine.max_model_len} tokens",
-            "max_tokens",
-        )
-    return request, options
+    return request, SamplingOptions(**request.options)
 
 
 @contextlib.contextmanager
-def _engine_failures(engine) -> Iterator[None]:
-    """A dead engine makes the worker unfit (its jobs go to others); a failed request is a 503."""
+def _engine_failures(engine: Engine) -> Iterator[None]:
+    """A dead engine makes the worker unfit (its jobs go to others); other errors are the job's outcome."""
     try:
         yield
-    except EngineUnavailableError as error:
-        if not engine.is_healthy:
+    except EngineError as error:
+        if error.status is EngineStatus.UNAVAILABLE and not engine.is_healthy:
             raise WorkerUnfit(str(error)) from error
-        raise JobError(503, f"generation failed: {error}; retry later", retry_after=1) from error
+        raise
 
 
 async def _stream(
-    engine, request: GenerationJob, options: SamplingOptions, job: Job, publisher: PiecePublisher
+    engine: Engine, request: GenerationJob, options: SamplingOptions, job: Job, publisher: PiecePublisher
 ) -> Completion:
     attempt, text, token_ids, finish_reason = uuid.uuid4().hex, [], [], "stop"
     async for delta in engine.stream(request.prompt_token_ids, options, request.watermark_key_id):
@@ -156,9 +155,9 @@ def _check_key(keys: KeyRegistry, request: GenerationJob, worker_name: str) -> N
     except UnknownKeyError:
         fingerprint = None
     if fingerprint != request.key_fingerprint:
-        raise JobError(
-            503,
+        raise EngineError(
+            EngineStatus.UNAVAILABLE,
             f"worker {worker_name} holds a different version of key {request.watermark_key_id!r} than the API "
             "(or none): deploy the same keys file to API and workers",
-            "key_id",
+            "watermark_key_id",
         )

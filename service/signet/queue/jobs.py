@@ -13,18 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from signet.engine.protocol import EngineError, EngineStatus
 from signet.redis_link import RedisLink
-
-
-class JobError(Exception):
-    """A job that did not produce a value: the HTTP status and message its caller gets."""
-
-    def __init__(self, status: int, detail: str, field: str | None = None, retry_after: int | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.field = field
-        self.retry_after = retry_after
 
 
 class WorkerUnfit(Exception):
@@ -125,23 +115,24 @@ class Job:
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """A value, or the error status and message the caller gets instead."""
+    """A value, or the engine error its caller gets instead."""
 
     value: dict[str, Any] | None = None
-    status: int = 200
+    status: EngineStatus | None = None  # None: the job produced its value
     detail: str = ""
     field: str | None = None
     waited_seconds: float | None = None  # from entering the queue to a worker starting it (for metrics)
 
     @classmethod
-    def failure(cls, error: JobError) -> JobOutcome:
+    def failure(cls, error: EngineError) -> JobOutcome:
         return cls(status=error.status, detail=error.detail, field=error.field)
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "value": self.value,
-                "status": self.status,
+                "engine_status": None if self.status is None else self.status.value,
+                "status": _WIRE_CODES[self.status],
                 "detail": self.detail,
                 "field": self.field,
                 "waited_seconds": self.waited_seconds,
@@ -153,16 +144,44 @@ class JobOutcome:
     def from_json(cls, raw: bytes | str) -> JobOutcome:
         document = json.loads(raw)
         return cls(
-            document["value"], document["status"], document["detail"], document["field"], document.get("waited_seconds")
+            document["value"],
+            _status(document.get("engine_status"), document["status"]),
+            document["detail"],
+            document["field"],
+            document.get("waited_seconds"),
         )
 
     def with_wait(self, seconds: float | None) -> JobOutcome:
         return dataclasses.replace(self, waited_seconds=seconds)
 
-    def unwrap(self) -> dict[str, Any]:
-        if self.value is None:
-            raise JobError(self.status, self.detail, self.field)
-        return self.value
+    def unwrap(self, retry_after: float | None = None) -> dict[str, Any]:
+        """The value, or the EngineError; ``retry_after`` for an UNAVAILABLE one (outcomes do not carry it)."""
+        if self.status is None:
+            return self.value
+        seconds = retry_after if self.status is EngineStatus.UNAVAILABLE else None
+        raise EngineError(self.status, self.detail, self.field, seconds)
+
+
+# Outcomes also carry the numeric codes that API pods and workers from before engine
+# statuses wrote and read: while a rollout runs both versions side by side, each still
+# understands the other's outcomes.
+_WIRE_CODES = {
+    None: 200,
+    EngineStatus.INVALID: 422,
+    EngineStatus.UNAVAILABLE: 503,
+    EngineStatus.TIMED_OUT: 504,
+    EngineStatus.FAILED: 502,
+}
+_STATUS_OF_CODE = {code: status for status, code in _WIRE_CODES.items()}
+
+
+def _status(engine_status: str | None, code: int) -> EngineStatus | None:
+    """The outcome's status: its engine status, or, from an older worker or for a status this
+    version does not know, what its numeric code says (an unknown code: failed for good)."""
+    try:
+        return EngineStatus(engine_status)
+    except ValueError:  # None from an older worker, or a newer worker's status
+        return _STATUS_OF_CODE.get(code, EngineStatus.FAILED)
 
 
 def seconds_since_entry(entry_id: bytes | str, now: float | None = None) -> float | None:

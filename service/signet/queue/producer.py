@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from signet import metrics
+from signet.engine.protocol import EngineError, EngineStatus
 from signet.logs import current_request_id
-from signet.queue.jobs import Job, JobError, JobOutcome, QueueKeys
+from signet.queue.jobs import Job, JobOutcome, QueueKeys
 from signet.redis_link import CONNECTION_ERRORS, RedisLink, RedisUnavailable
 
 logger = logging.getLogger(__name__)
@@ -39,13 +40,14 @@ class JobQueue:
         self.link = link
         self.keys = QueueKeys(link)
         self._max_jobs = max_jobs
-        self._retry_after = retry_after_seconds
+        self.retry_after = retry_after_seconds  # of every UNAVAILABLE error: seconds until a retry may succeed
         self._enqueue = link.async_client.register_script(_ENQUEUE_WITHIN_BOUND)
         self._waiter = link.blocking_client()
 
     async def run(self, kind: str, payload: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
-        """Queue a job and return its value; JobError for every way it can fail (503, 504,
-        or the worker's own error). Cancelling the caller cancels the job."""
+        """Queue a job and return its value; EngineError for every way it can fail (the queue
+        is full or unreachable, the deadline passed, or the worker's own error). Cancelling
+        the caller cancels the job."""
         job = Job(uuid.uuid4().hex, kind, payload, time.time() + timeout_seconds, trace_id=current_request_id())
         await self._add(job)
         try:
@@ -54,14 +56,14 @@ class JobQueue:
             await self.cancel(job.request_id)
             raise
         metrics.observe_job_wait(outcome.waited_seconds)
-        return outcome.unwrap()
+        return outcome.unwrap(self.retry_after)
 
     async def stream(self, kind: str, payload: dict[str, Any], timeout_seconds: float) -> AsyncIterator[dict]:
         """Queue a streaming job and yield the pieces its worker publishes; then return, or
-        raise JobError as ``run`` does. Closing the iterator early cancels the job.
+        raise EngineError as ``run`` does. Closing the iterator early cancels the job.
 
         A job taken over by another worker starts again from its first piece: if pieces
-        were already passed on, the stream cannot be mended and ends with a 502."""
+        were already passed on, the stream cannot be mended and ends failed (EngineStatus.FAILED)."""
         job = Job(uuid.uuid4().hex, kind, payload, time.time() + timeout_seconds, True, current_request_id())
         await self._add(job)
         finished = False
@@ -82,10 +84,11 @@ class JobQueue:
                 if b"outcome" in fields:
                     outcome = JobOutcome.from_json(fields[b"outcome"])
                     metrics.observe_job_wait(outcome.waited_seconds)
-                    outcome.unwrap()
+                    outcome.unwrap(self.retry_after)
                     return
                 if attempt is not None and fields[b"attempt"] != attempt:
-                    raise JobError(502, "the worker generating this stream stopped midway; retry the request")
+                    detail = "the worker generating this stream stopped midway; retry the request"
+                    raise EngineError(EngineStatus.FAILED, detail)
                 attempt = fields[b"attempt"]
                 yield json.loads(fields[b"piece"])
 
@@ -127,11 +130,10 @@ class JobQueue:
             entry_id = await self.link.call_async(lambda client: self._enqueue(keys=[self.keys.stream], args=arguments))
         except RedisUnavailable as error:
             detail = f"the job queue is unavailable: {error}; retry later"
-            raise JobError(503, detail, retry_after=self._retry_after) from None
+            raise EngineError(EngineStatus.UNAVAILABLE, detail, retry_after=self.retry_after) from None
         if entry_id is None:
-            raise JobError(
-                503, f"the job queue is full ({self._max_jobs} jobs); retry later", retry_after=self._retry_after
-            )
+            detail = f"the job queue is full ({self._max_jobs} jobs); retry later"
+            raise EngineError(EngineStatus.UNAVAILABLE, detail, retry_after=self.retry_after)
 
     async def _wait(self, job: Job, timeout_seconds: float) -> JobOutcome:
         reply_key = self.keys.reply(job.request_id)
@@ -146,15 +148,15 @@ class JobQueue:
             raise _deadline_passed(timeout_seconds)
         return JobOutcome.from_json(popped[1])
 
-    def _connection_lost(self, error: BaseException, doing: str) -> JobError:
+    def _connection_lost(self, error: BaseException, doing: str) -> EngineError:
         self.link.record_failure(error)
-        return JobError(
-            503, f"lost the connection to the job queue while {doing}; retry later", retry_after=self._retry_after
-        )
+        detail = f"lost the connection to the job queue while {doing}; retry later"
+        return EngineError(EngineStatus.UNAVAILABLE, detail, retry_after=self.retry_after)
 
     async def aclose(self) -> None:
         await self._waiter.aclose()
 
 
-def _deadline_passed(timeout_seconds: float) -> JobError:
-    return JobError(504, f"no result within the deadline of {timeout_seconds:g} s; the job was cancelled")
+def _deadline_passed(timeout_seconds: float) -> EngineError:
+    detail = f"no result within the deadline of {timeout_seconds:g} s; the job was cancelled"
+    return EngineError(EngineStatus.TIMED_OUT, detail)

@@ -6,7 +6,7 @@ from signet.api.auth import CallerDependency
 from signet.api.detect.batch import detect_batch
 from signet.api.detect.protocol import DetectBatchRequest, DetectBatchResponse, DetectRequest, DetectResponse
 from signet.api.detect.service import detect
-from signet.api.openapi import problem_responses
+from signet.api.responses import problem_responses
 from signet.api.state import StateDependency
 
 router = APIRouter(tags=["detection"])

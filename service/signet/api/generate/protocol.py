@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from signet.api.protocol import KEY_ID_FIELD, MethodScore, StrictModel
+from signet.api.protocol import KEY_ID_FIELD, MethodScore, StrictModel, WatermarkInfo
 from signet.settings import MAX_NEW_TOKENS_CEILING
 
 
@@ -69,15 +69,6 @@ class GenerateRequest(PromptInput):
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
-
-
-class WatermarkInfo(BaseModel):
-    enabled: bool
-    scheme: str | None = None
-    key_id: str | None = None
-    gamma: float | None = Field(default=None, description="KGW schemes: the green fraction of the vocabulary.")
-    delta: float | None = Field(default=None, description="KGW schemes: the bias added to green logits.")
-    context_width: int | None = None
 
 
 class GenerateResponse(BaseModel):

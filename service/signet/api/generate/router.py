@@ -9,8 +9,9 @@ from signet.api.auth import CallerDependency, authorize_generation
 from signet.api.disconnect import cancel_on_disconnect
 from signet.api.errors import ApiError
 from signet.api.generate.protocol import GenerateRequest, GenerateResponse
-from signet.api.generate.service import GenerationInput, generate, generate_chunks, prepare
-from signet.api.openapi import GENERATION_RESPONSES
+from signet.api.generate.service import generate, generate_chunks, generation_input
+from signet.api.generation import prepare
+from signet.api.responses import GENERATION_RESPONSES
 from signet.api.state import StateDependency
 
 router = APIRouter(tags=["generation"])
@@ -40,7 +41,7 @@ async def generate_route(
     if uncertainty and body.stream:
         raise ApiError(422, "uncertainty: scores describe the whole answer; ask for them without stream", "stream")
     if body.stream:
-        prepared = await prepare(state, GenerationInput.of(body, watermark))
+        prepared = await prepare(state, generation_input(body, watermark))
         chunks = generate_chunks(state, prepared)
         return sse.event_stream(chunk.model_dump_json(exclude_none=True) async for chunk in chunks)
     return await cancel_on_disconnect(request, generate(state, body, watermark, uncertainty))

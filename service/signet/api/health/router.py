@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from signet.api.errors import problem_response
 from signet.api.health.protocol import HealthResponse, ReadyResponse
-from signet.api.openapi import problem_responses
+from signet.api.responses import problem_responses
 from signet.api.state import ServiceState, StateDependency
 from signet.redis_link import RedisUnavailable
 
@@ -39,7 +39,7 @@ async def _distributed_readiness(state: ServiceState) -> ReadyResponse:
     down = ReadyResponse(status="degraded", mode="distributed", engine="workers", redis="down")
     if not await state.redis.ping():
         return down
-    queue = state.engine.queue
+    queue = state.queue
     try:
         workers = await queue.workers_alive(state.settings.job_claim_idle_seconds)
         depth = await queue.depth()

@@ -15,8 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from signet.api.generate.protocol import WatermarkInfo
-from signet.api.protocol import KEY_ID_FIELD, StrictModel
+from signet.api.protocol import KEY_ID_FIELD, StrictModel, WatermarkInfo
 from signet.settings import MAX_NEW_TOKENS_CEILING
 
 

@@ -23,7 +23,7 @@ from signet.api.openai.service import (
     prepare_chat,
     prepare_completion,
 )
-from signet.api.openapi import GENERATION_RESPONSES
+from signet.api.responses import GENERATION_RESPONSES
 from signet.api.state import StateDependency
 
 router = APIRouter(prefix="/v1", tags=["openai"])

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 from signet.api.errors import ApiError
-from signet.api.generate.service import GenerationInput, PreparedGeneration, complete, prepare, stream, watermark_info
+from signet.api.generation import GenerationInput, PreparedGeneration, complete, prepare, stream, watermark_info
 from signet.api.openai.protocol import (
     ChatChoice,
     ChatChunkChoice,
@@ -95,13 +95,14 @@ async def completion_chunks(
     state: ServiceState, prepared: PreparedGeneration, include_usage: bool
 ) -> AsyncIterator[CompletionResponse]:
     first = CompletionResponse(model=state.model_name, choices=[])
+    watermark = watermark_info(prepared.key)
     generated = 0
     async for delta in stream(state, prepared):
         generated += len(delta.token_ids)
         yield first.model_copy(
             update={
                 "choices": [CompletionChoice(text=delta.text, finish_reason=delta.finish_reason)],
-                "signet": SignetExtension(watermark=watermark_info(prepared.key), token_ids=delta.token_ids),
+                "signet": SignetExtension(watermark=watermark, token_ids=delta.token_ids),
             }
         )
     if include_usage:
@@ -117,13 +118,14 @@ async def chat_chunks(
         choices=[ChatChunkChoice(delta=ChatDelta(role="assistant", content=""))],
     )
     yield first
+    watermark = watermark_info(prepared.key)
     generated = 0
     async for delta in stream(state, prepared):
         generated += len(delta.token_ids)
         yield first.model_copy(
             update={
                 "choices": [ChatChunkChoice(delta=ChatDelta(content=delta.text), finish_reason=delta.finish_reason)],
-                "signet": SignetExtension(watermark=watermark_info(prepared.key), token_ids=delta.token_ids),
+                "signet": SignetExtension(watermark=watermark, token_ids=delta.token_ids),
             }
         )
     if include_usage:

@@ -12,6 +12,7 @@ from typing import get_args
 import numpy as np
 
 from signet.api.errors import ApiError
+from signet.api.generation import require_engine
 from signet.api.limits import check_text_size
 from signet.api.protocol import MethodScore
 from signet.api.score import judge
@@ -23,7 +24,6 @@ from signet.api.score.engine_inputs import (
     embed,
     encode,
     encode_text,
-    require_engine,
 )
 from signet.api.score.protocol import (
     ConsistencyRequest,
@@ -34,7 +34,7 @@ from signet.api.score.protocol import (
     SentenceScore,
 )
 from signet.api.state import ServiceState
-from signet.engine.vllm_engine import SamplingOptions
+from signet.engine.protocol import SamplingOptions
 from signet.scoring.distances import mqag_score
 from signet.scoring.lexical import ngram_novelty, words
 from signet.scoring.selfcheck import embedding_scores, ngram_scores, support_scores
@@ -187,7 +187,7 @@ async def _self_consistency(
     state: ServiceState, meter: CostMeter, request: ConsistencyRequest, sentences: list[SentenceSpan], methods
 ) -> Gathered:
     prompt_ids = await encode(state, None, [{"role": "user", "content": request.prompt}])
-    check_fits(state, len(prompt_ids) + request.max_tokens, "max_tokens", "the prompt with max_tokens")
+    check_fits(state, len(prompt_ids), request.max_tokens, "max_tokens", "the prompt with max_tokens")
     samples = [
         sample.text
         for sample in await draw_samples(
@@ -264,7 +264,7 @@ async def _mqag(state: ServiceState, meter: CostMeter, request: ConsistencyReque
     """Questions from the text, answered from the source and from the text (Manakul et al. 2023)."""
     prompt_ids = await encode(state, None, [{"role": "user", "content": judge.question_writing_prompt(request.text)}])
     prompt_ids += await encode_text(state, judge.QUESTION_START)
-    check_fits(state, len(prompt_ids) + QUESTION_TOKENS, "text", "the question-writing prompt")
+    check_fits(state, len(prompt_ids), QUESTION_TOKENS, "text", "the question-writing prompt")
     options = SamplingOptions(
         max_tokens=QUESTION_TOKENS, temperature=QUESTION_TEMPERATURE, seed=request.seed, n=request.questions
     )

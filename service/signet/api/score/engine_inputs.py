@@ -14,13 +14,11 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from signet.api.errors import ApiError
-from signet.api.generate.service import engine_problem, unavailable
-from signet.api.score.answer_scores import TOP_LOGPROBS
+from signet.api.generation import engine_problem
 from signet.api.score.protocol import Cost
 from signet.api.state import ServiceState
 from signet.engine.model_store import ModelError, encode_prompt
-from signet.engine.vllm_engine import Completion, EngineUnavailableError, SamplingOptions, TokenLogprobs
-from signet.queue.jobs import JobError
+from signet.engine.protocol import MAX_LOGPROBS, Completion, EngineError, SamplingOptions, TokenLogprobs, fits_context
 
 
 @dataclass
@@ -42,19 +40,14 @@ class CostMeter:
         )
 
 
-def require_engine(state: ServiceState) -> None:
-    if state.engine is None or not state.engine.is_healthy:
-        raise unavailable(state)
-
-
 async def ask(
     state: ServiceState, meter: CostMeter, prompt_ids: list[int], options: SamplingOptions
 ) -> list[Completion]:
     """One engine request (``options.n`` answers); never watermarked: scores describe the model."""
     try:
         completions = await state.engine.sample(prompt_ids, options, None)
-    except (EngineUnavailableError, JobError) as error:
-        raise engine_problem(state, error) from error
+    except EngineError as error:
+        raise engine_problem(error) from error
     meter.count(len(prompt_ids), completions)
     return completions
 
@@ -68,8 +61,10 @@ async def encode_text(state: ServiceState, text: str) -> list[int]:
     return await run_in_threadpool(lambda: state.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def check_fits(state: ServiceState, tokens: int, field: str, what: str) -> None:
-    if tokens > state.engine.max_model_len:
+def check_fits(state: ServiceState, prompt_tokens: int, max_tokens: int, field: str, what: str) -> None:
+    """An engine request of ``prompt_tokens`` that generates up to ``max_tokens`` fits the context."""
+    if not fits_context(prompt_tokens, max_tokens, state.engine.max_model_len):
+        tokens = prompt_tokens + max_tokens
         raise ApiError(
             422,
             f"{field}: {what} is {tokens} tokens, more than the model's context of {state.engine.max_model_len}",
@@ -79,7 +74,7 @@ def check_fits(state: ServiceState, tokens: int, field: str, what: str) -> None:
 
 async def generate_answer(state: ServiceState, meter: CostMeter, prompt_ids: list[int], max_tokens: int) -> Completion:
     """The greedy answer with the top logprobs at every token: the answer the model finds most likely."""
-    options = SamplingOptions(max_tokens=max_tokens, temperature=0.0, logprobs=TOP_LOGPROBS)
+    options = SamplingOptions(max_tokens=max_tokens, temperature=0.0, logprobs=MAX_LOGPROBS)
     (answer,) = await ask(state, meter, prompt_ids, options)
     return answer
 
@@ -88,7 +83,7 @@ async def teacher_force(
     state: ServiceState, meter: CostMeter, context_ids: list[int], answer_ids: list[int]
 ) -> TokenLogprobs:
     """The model's logprobs at each answer token after ``context_ids``: one prefill, no sampling."""
-    options = SamplingOptions(max_tokens=1, temperature=0.0, prompt_logprobs=TOP_LOGPROBS)
+    options = SamplingOptions(max_tokens=1, temperature=0.0, prompt_logprobs=MAX_LOGPROBS)
     (completion,) = await ask(state, meter, context_ids + answer_ids, options)
     scored = completion.prompt_logprobs  # positions 1.., so the answer is the last len(answer_ids)
     start = len(scored.chosen) - len(answer_ids)

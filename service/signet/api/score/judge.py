@@ -3,7 +3,7 @@ the logprobs of its first reply token rather than from parsed text.
 
 No NLI model ships in a wheel, so entailment and support come from the model being
 scored. Each question is one chat turn, answered greedily with one token and its top
-``TOP_LOGPROBS`` logprobs; a label's probability sums its spellings ("Yes", " yes", ...).
+``MAX_LOGPROBS`` logprobs; a label's probability sums its spellings ("Yes", " yes", ...).
 With greedy decoding the listed tokens are exactly the k most likely, so a label that is
 not listed has a probability between 0 and the smallest listed one: it is taken as half
 of that (and both labels unlisted tells nothing: p = 1/2).
@@ -18,10 +18,9 @@ from functools import cache
 
 import numpy as np
 
-from signet.api.score.answer_scores import TOP_LOGPROBS
 from signet.api.score.engine_inputs import CostMeter, ask, encode
 from signet.api.state import ServiceState
-from signet.engine.vllm_engine import SamplingOptions, TokenLogprobs
+from signet.engine.protocol import MAX_LOGPROBS, SamplingOptions, TokenLogprobs
 
 _YES = ("Yes", "yes", "YES")
 _NO = ("No", "no", "NO")
@@ -52,7 +51,7 @@ def label_logprobs(first_token: TokenLogprobs, labels: Sequence[frozenset[int]])
 
 
 async def _first_tokens(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[TokenLogprobs]:
-    options = SamplingOptions(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS)
+    options = SamplingOptions(max_tokens=1, temperature=0.0, logprobs=MAX_LOGPROBS)
 
     async def one(question: str) -> TokenLogprobs:
         prompt_ids = await encode(state, None, [{"role": "user", "content": question}])

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from signet.api.disconnect import cancel_on_disconnect
-from signet.api.openapi import problem_responses
+from signet.api.responses import problem_responses
 from signet.api.score.consistency import score_consistency
 from signet.api.score.protocol import ConsistencyRequest, ConsistencyResponse, UncertaintyRequest, UncertaintyResponse
 from signet.api.score.uncertainty import score_uncertainty

@@ -9,12 +9,12 @@ from typing import get_args
 
 import numpy as np
 
+from signet.api.answer_scores import FREE_METHODS, logprob_scores, pmi_score
 from signet.api.errors import ApiError
-from signet.api.generate.service import check_prompt_size
+from signet.api.generation import check_prompt_size, require_engine
 from signet.api.limits import check_text_size
 from signet.api.protocol import MethodScore
 from signet.api.score import judge
-from signet.api.score.answer_scores import FREE_METHODS, logprob_scores, pmi_score
 from signet.api.score.engine_inputs import (
     CostMeter,
     check_fits,
@@ -23,12 +23,11 @@ from signet.api.score.engine_inputs import (
     encode,
     encode_text,
     generate_answer,
-    require_engine,
     teacher_force,
 )
 from signet.api.score.protocol import DecompositionMethod, SampleMethod, UncertaintyRequest, UncertaintyResponse
 from signet.api.state import ServiceState
-from signet.engine.vllm_engine import Completion, TokenLogprobs
+from signet.engine.protocol import Completion, TokenLogprobs
 from signet.scoring.clustering import cluster_by_bidirectional_entailment, num_semantic_sets
 from signet.scoring.decomposition import align_top_k, decompose_sequence
 from signet.scoring.laplacian import eig_val_laplacian
@@ -67,7 +66,7 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest) ->
     prompt_ids = await encode(state, request.prompt, request.turns())
     wants_samples = bool(set(methods) & set(SAMPLE_METHODS))
     if request.response is None or wants_samples:
-        check_fits(state, len(prompt_ids) + request.max_tokens, "max_tokens", "the prompt with max_tokens")
+        check_fits(state, len(prompt_ids), request.max_tokens, "max_tokens", "the prompt with max_tokens")
     answer_ids, answer, text = await _answer(state, meter, request, prompt_ids)
     scores = logprob_scores(answer, state.vocab_size, methods)
     pmi, samples, ensemble = await asyncio.gather(
@@ -133,7 +132,7 @@ async def _answer(
 ) -> tuple[list[int], TokenLogprobs, str]:
     if request.response is not None:
         answer_ids = await encode_text(state, request.response)
-        check_fits(state, len(prompt_ids) + len(answer_ids) + 1, "response", "the prompt with the response")
+        check_fits(state, len(prompt_ids) + len(answer_ids), 1, "response", "the prompt with the response")
         return answer_ids, await teacher_force(state, meter, prompt_ids, answer_ids), request.response
     answer = await generate_answer(state, meter, prompt_ids, request.max_tokens)
     return answer.token_ids, answer.logprobs, answer.text
@@ -233,7 +232,7 @@ async def _decomposition(
     """Teacher-force the answer after each paraphrase; the prompt's own logprobs are the first member."""
     contexts = [await encode(state, *_paraphrased(request, paraphrase)) for paraphrase in request.paraphrases]
     for context in contexts:
-        check_fits(state, len(context) + len(answer_ids) + 1, "paraphrases", "a paraphrase with the answer")
+        check_fits(state, len(context) + len(answer_ids), 1, "paraphrases", "a paraphrase with the answer")
     members = [answer, *await asyncio.gather(*(teacher_force(state, meter, c, answer_ids) for c in contexts))]
     per_token = [
         align_top_k([dict(zip(member.top_ids[t], member.top[t], strict=True)) for member in members])

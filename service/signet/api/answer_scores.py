@@ -7,11 +7,10 @@ logprobs from the generation itself and so adds no forward pass.
 from __future__ import annotations
 
 from signet.api.protocol import Bounds, MethodScore
-from signet.engine.vllm_engine import TokenLogprobs
+from signet.engine.protocol import TokenLogprobs
 from signet.scoring.entropy import per_token_bounds
 from signet.scoring.sequence import negative_log_likelihood, perplexity, pointwise_mutual_information
 
-TOP_LOGPROBS = 20  # vLLM's default max_logprobs: the most it lists per position
 FREE_METHODS = ("max_sequence_probability", "perplexity", "mean_token_entropy", "max_token_entropy")
 
 MEANINGS = {

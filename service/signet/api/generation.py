@@ -1,0 +1,158 @@
+"""Generation as every endpoint family asks for it: check the request, render and tokenize
+the prompt, check it fits, run the engine (whole or streamed), and report engine errors.
+
+``/generate``, the OpenAI-compatible routes and the scores all call the engine through
+here, so each speaks to it, and fails, the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+
+from signet import metrics
+from signet.api.errors import ApiError, retry_after
+from signet.api.limits import check_text_size
+from signet.api.protocol import WatermarkInfo
+from signet.api.state import ServiceState
+from signet.engine.model_store import encode_prompt
+from signet.engine.protocol import (
+    Completion,
+    CompletionDelta,
+    Engine,
+    EngineError,
+    EngineStatus,
+    SamplingOptions,
+    context_overflow,
+)
+from signet.keys import WatermarkKey
+
+_HTTP_STATUS = {
+    EngineStatus.INVALID: 422,
+    EngineStatus.UNAVAILABLE: 503,
+    EngineStatus.TIMED_OUT: 504,
+    EngineStatus.FAILED: 502,
+}
+# The engine names its inputs; requests name the watermark key key_id. The engine's
+# other names (max_tokens) are the /generate request's own.
+_REQUEST_FIELDS = {"watermark_key_id": "key_id"}
+
+
+@dataclass(frozen=True)
+class GenerationInput:
+    """A generation request, whichever route it came by."""
+
+    prompt: str | None
+    messages: list[dict[str, str]] | None
+    max_tokens: int | None  # None: as many as the context leaves, up to SIGNET_MAX_NEW_TOKENS
+    temperature: float
+    top_p: float
+    seed: int | None
+    key_id: str | None
+    watermark: bool
+    stop: tuple[str, ...] = ()
+    max_tokens_field: str = "max_tokens"  # how the caller's API names it, for error messages
+    logprobs: int | None = None  # top-k logprobs per token, for uncertainty scores
+
+    @property
+    def input_field(self) -> str:
+        return "prompt" if self.prompt is not None else "messages"
+
+
+@dataclass(frozen=True)
+class PreparedGeneration:
+    prompt_token_ids: list[int]
+    options: SamplingOptions
+    key: WatermarkKey | None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.key_id if self.key is not None else None
+
+
+async def prepare(state: ServiceState, request: GenerationInput) -> PreparedGeneration:
+    """Every check that can refuse the request, done before any token is generated (so a
+    streamed response never starts for a request that cannot succeed)."""
+    check_prompt_size(state, request.prompt, request.messages)
+    field = request.max_tokens_field
+    if request.max_tokens is not None and request.max_tokens > state.settings.max_new_tokens:
+        raise ApiError(422, f"{field}: at most {state.settings.max_new_tokens}", field)
+    key = state.keys.get(request.key_id) if request.watermark else None
+    if key is not None:
+        _check_key_fits(state, key, request)
+    engine = require_engine(state)
+    prompt_ids = await run_in_threadpool(encode_prompt, state.tokenizer, request.prompt, request.messages)
+    room = engine.max_model_len - len(prompt_ids)
+    max_tokens = request.max_tokens if request.max_tokens is not None else min(room, state.settings.max_new_tokens)
+    problem = context_overflow(len(prompt_ids), max_tokens, engine.max_model_len, field)
+    if problem is not None:
+        raise ApiError(422, f"{field}: {problem}", field if request.max_tokens is not None else request.input_field)
+    options = SamplingOptions(
+        max_tokens, request.temperature, request.top_p, request.seed, request.stop, logprobs=request.logprobs
+    )
+    return PreparedGeneration(prompt_ids, options, key)
+
+
+def check_prompt_size(state: ServiceState, prompt: str | None, messages: list[dict[str, str]] | None) -> None:
+    if prompt is not None:
+        check_text_size("prompt", len(prompt), state.settings.max_text_chars)
+    else:
+        check_text_size("messages", sum(len(turn["content"]) for turn in messages), state.settings.max_text_chars)
+
+
+def require_engine(state: ServiceState) -> Engine:
+    """The engine, when it can take a request now; else the 503 that says why."""
+    if state.engine is None:
+        raise ApiError(503, "generation is unavailable: no healthy engine in this process")
+    try:
+        state.engine.check_available()
+    except EngineError as error:
+        raise engine_problem(error) from error
+    return state.engine
+
+
+def engine_problem(error: EngineError) -> ApiError:
+    """The HTTP problem for an engine error, with the field named as requests name it."""
+    field = _REQUEST_FIELDS.get(error.field, error.field)
+    return ApiError(_HTTP_STATUS[error.status], error.detail, field, headers=retry_after(error.retry_after))
+
+
+async def complete(state: ServiceState, prepared: PreparedGeneration) -> Completion:
+    try:
+        completion = await state.engine.generate(prepared.prompt_token_ids, prepared.options, prepared.key_id)
+    except EngineError as error:
+        raise engine_problem(error) from error
+    metrics.count_generated(completion.completion_tokens, watermarked=prepared.key is not None)
+    return completion
+
+
+async def stream(state: ServiceState, prepared: PreparedGeneration) -> AsyncIterator[CompletionDelta]:
+    """The engine's pieces; failures after the first piece raise ApiError for the stream to report."""
+    try:
+        async for delta in state.engine.stream(prepared.prompt_token_ids, prepared.options, prepared.key_id):
+            metrics.observe_generation_piece(delta, watermarked=prepared.key is not None)
+            yield delta
+    except EngineError as error:
+        raise engine_problem(error) from error
+
+
+def _check_key_fits(state: ServiceState, key: WatermarkKey, request: GenerationInput) -> None:
+    tokenizer = state.tokenizers.resolve_name(key.tokenizer)
+    if tokenizer != state.model_name:
+        raise ApiError(
+            422,
+            f"key {key.key_id!r} is for tokenizer {tokenizer!r}; this service generates with {state.model_name!r}",
+            "key_id",
+        )
+    problem = key.sampling_problem(request.temperature, request.top_p)
+    if problem is not None:
+        raise ApiError(422, f"{problem.field}: key {key.key_id!r} ({key.scheme}) {problem.reason}", problem.field)
+
+
+def watermark_info(key: WatermarkKey | None) -> WatermarkInfo:
+    """What a response may show of the key it was watermarked with: never the secret."""
+    if key is None:
+        return WatermarkInfo(enabled=False)
+    return WatermarkInfo(enabled=True, scheme=key.scheme, key_id=key.key_id, **key.public_parameters())
