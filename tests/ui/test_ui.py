@@ -122,20 +122,27 @@ def test_unreachable_service_and_a_non_json_error_are_explained(page, signet_ser
     assert page.get_by_role("alert").inner_text() == "502 Bad Gateway: the service gave no details."
 
 
-def test_a_watermarked_passage_inside_human_text_is_outlined(page, watermarked_text, human_passages):
+def test_a_watermarked_passage_inside_human_text_is_outlined(page, client, watermarked_text, human_passages):
     before = _words_prefix(human_passages["gpl-3-preamble"], 700)
     after = " " + _words_prefix(human_passages["mpl-2-definitions"], 700)
-    _detect(page, before + watermarked_text + after)
+    text = before + watermarked_text + after
+    _detect(page, text)
     assert _verdict(page) == "watermarked"
     window = page.locator("#detect-result .tokens .window")
     assert window.count() == 1
     start = int(window.get_attribute("data-char-start"))
     end = int(window.get_attribute("data-char-end"))
-    generated = range(len(before), len(before) + len(watermarked_text) + 1)
-    # WinMax windows move in steps of half a window: allow a few tokens of slack at each side.
-    assert start >= len(before) - 40 and end <= generated.stop + 40, (start, end, generated)
-    assert end - start > len(watermarked_text) / 3
-    assert window.text_content() == (before + watermarked_text + after)[start:end]
+    # The page outlines exactly the passage the API found, over the caller's own characters.
+    found = client.post("/detect", json={"text": text, "details": True, "windows": True, "alpha": 1e-4}).json()
+    assert (start, end) == (found["window"]["char_start"], found["window"]["char_end"])
+    assert window.text_content() == text[start:end]
+    # And that passage is mostly the generated text. How far the best window reaches into the
+    # human text around it depends on the generated tokens (grid windows start every half a
+    # window), which differ between CPUs: a bound of a few characters held on one and not on
+    # another, for the same code.
+    generated = range(len(before), len(before) + len(watermarked_text))
+    overlap = min(end, generated.stop) - max(start, generated.start)
+    assert overlap > (end - start) / 2 and end - start > len(watermarked_text) / 3, (start, end, generated)
     note = page.inner_text("#detect-result .window-note")
     assert f"characters {start}–{end}" in note and "corrected for" in note
     assert page.locator("#detect-result svg.plot rect.plot-window").count() == 1
