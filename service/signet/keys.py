@@ -119,8 +119,8 @@ class KeyRegistry:
                 continue  # built once a model tells the vocabulary size
             try:
                 self.scheme(key.key_id)
-            except ValueError as error:
-                raise KeyRegistryError(f"keys file {self.source} is invalid: key {key.key_id!r}: {error}") from None
+            except KeyRegistryError as error:
+                raise KeyRegistryError(f"keys file {self.source} is invalid: {error}") from None
 
     @property
     def key_ids(self) -> list[str]:
@@ -135,11 +135,12 @@ class KeyRegistry:
 
     def scheme(self, key_id: str) -> WatermarkScheme:
         key = self.get(key_id)
-        if key.needs_model_vocab_size and self.model_vocab_size is None:
-            raise KeyRegistryError(f"key {key.key_id!r}: vocab_size is needed when no model is loaded")
         with self._lock:
             if key.key_id not in self._schemes:
-                self._schemes[key.key_id] = key.build_scheme(self.model_vocab_size)
+                try:
+                    self._schemes[key.key_id] = key.build_scheme(self.model_vocab_size)
+                except ValueError as error:  # parameters that make no scheme (or no vocabulary size known)
+                    raise KeyRegistryError(f"key {key.key_id!r}: {error}") from None
             return self._schemes[key.key_id]
 
 
