@@ -1,5 +1,11 @@
 """Sentence spans index the original text; the documented limits hold as documented."""
 
+import json
+import random
+import re
+import time
+from pathlib import Path
+
 import pytest
 
 from signet.scoring.sentences import SentenceSpan, split_sentences
@@ -45,3 +51,77 @@ def test_empty_text():
 def test_not_a_string():
     with pytest.raises(ValueError, match="must be a string"):
         split_sentences(None)
+
+
+# Issue 16: the splitter runs on texts of up to SIGNET_MAX_TEXT_CHARS (100,000) characters
+# inside the service, so no text may make it slow. Before, "." * 20000 + "x" took 11 s.
+MAX_CHARS = 100_000
+ADVERSARIAL = {
+    "dots then a letter": "." * (MAX_CHARS - 1) + "x",
+    "dot-quote pairs then a letter": '."' * (MAX_CHARS // 2 - 1) + "x",
+    "?! pairs": "?!" * (MAX_CHARS // 2),
+    "a sentence every three characters": "a. " * (MAX_CHARS // 3),
+    "a newline then spaces": "\n" + " " * (MAX_CHARS - 2) + "x",
+    "full stops": "。" * MAX_CHARS,
+    "closing brackets after a dot": "." + ")" * (MAX_CHARS - 2) + "x",
+}
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_adversarial_texts_split_in_bounded_time(name):
+    text = ADVERSARIAL[name]
+    elapsed = []
+    for _ in range(3):
+        started = time.perf_counter()
+        spans = split_sentences(text)
+        elapsed.append(time.perf_counter() - started)
+    # Measured at most 37 ms (the "a. " text, 33,333 sentences) on an idle 2-core machine;
+    # a quadratic splitter takes minutes at this size. The best of three runs: one run once
+    # took 0.86 s when a full garbage collection of the test process's heap (torch, vLLM:
+    # some 450 ms) fell inside it, which three runs in a row do not all meet.
+    assert min(elapsed) < 0.5, f"{name}: {min(elapsed):.2f} s"
+    for span in spans:
+        assert text[span.start : span.end] == span.text == span.text.strip()
+
+
+def test_adversarial_texts_split_where_documented():
+    assert texts("." * 1000 + "x") == ["." * 1000 + "x"]  # no space after the dots: no end
+    assert len(split_sentences("a. " * 1000)) == 1000
+    assert texts("Stop!!!" + "?" * 500 + " Go.") == ["Stop!!!" + "?" * 500, "Go."]
+
+
+# The quadratic pattern the splitter used before issue 16: the reference its cuts must match.
+_OLD_SENTENCE_END = re.compile(r"""[.!?]+["'”’»)\]]*(?=\s|$)|[。！？]+[」』”’）]*""")
+_OLD_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+
+
+def _old_split(text: str) -> list[SentenceSpan]:
+    cuts = {match.end() for match in _OLD_SENTENCE_END.finditer(text)}
+    cuts.update(match.start() for match in _OLD_BLANK_LINE.finditer(text))
+    cuts.add(len(text))
+    spans, start = [], 0
+    for cut in sorted(cuts):
+        piece = text[start:cut]
+        stripped = piece.strip()
+        if stripped:
+            first = start + (len(piece) - len(piece.lstrip()))
+            spans.append(SentenceSpan(first, first + len(stripped), stripped))
+        start = cut
+    return spans
+
+
+def test_same_sentences_as_the_old_pattern_on_random_punctuation():
+    # Short texts (the old pattern is fast on them) drawn from the characters its rules
+    # are about; 20,000 texts with a fixed seed, so the test is deterministic.
+    rng = random.Random(16)
+    alphabet = ".!?\"')]»”’。！？」）a b\n\t"
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert split_sentences(text) == _old_split(text), repr(text)
+
+
+def test_same_sentences_as_the_old_pattern_on_the_human_corpus():
+    corpus = Path(__file__).parents[1] / "data" / "corpus" / "human.jsonl"
+    for line in corpus.read_text(encoding="utf-8").splitlines():
+        text = json.loads(line)["text"]
+        assert split_sentences(text) == _old_split(text)
