@@ -22,6 +22,7 @@ import httpx
 STARTUP_TIMEOUT_S = 900  # the first start compiles the model (about 1 minute) after preparing it
 
 TEST_KEYS = {
+    "fingerprint_secret": "e2e-fingerprint-secret-4c81d9f02b6e57a3",
     "default_key_id": "main",
     "keys": [
         {"key_id": "main", "secret": "e2e-main-secret-5b1d0c7e93a2"},
@@ -37,7 +38,10 @@ TEST_KEYS = {
         {"key_id": "foreign", "secret": "e2e-foreign-secret-d04f6e2a91b7", "tokenizer": "gpt2"},
     ],
 }
-TEST_SECRETS = [str(key.get("secret", key.get("key"))) for key in TEST_KEYS["keys"] if "secret" in key or "key" in key]
+TEST_SECRETS = [
+    TEST_KEYS["fingerprint_secret"],
+    *(str(key.get("secret", key.get("key"))) for key in TEST_KEYS["keys"] if "secret" in key or "key" in key),
+]
 
 
 class ServiceStartError(RuntimeError):

@@ -68,7 +68,9 @@ def detection_state(test_keys_file):
     from signet.engine.model_store import prepare_embedded_model
     from signet.settings import Settings
 
-    settings = Settings(keys_file=test_keys_file)
+    # No detection budget: it would be shared by every test of the session (the false-positive
+    # corpus alone is about 1M scored tokens). tests/api/test_detection_budget.py tests it.
+    settings = Settings(keys_file=test_keys_file, detect_token_budget=0)
     return ServiceState.load(settings, prepare_embedded_model(settings.resolved_cache_dir), test_keys_file)
 
 

@@ -6,6 +6,7 @@ process: models hold them as ``SecretStr`` and schemes redact them in ``repr``.
 
 File format::
 
+    fingerprint_secret: "at least 32 characters of random text"   # optional, see below
     default_key_id: main
     keys:
       - key_id: main
@@ -20,10 +21,22 @@ File format::
       - key_id: vllm
         scheme: gumbel         # vLLM's native Gumbel-max watermark
         key: 42
+
+Jobs, dead letters and cache keys in Redis name a key by its fingerprint, an HMAC keyed
+with ``fingerprint_secret`` (``KeyRegistry.fingerprint``): API processes and workers compare
+fingerprints to know they hold the same key, and whoever reads Redis cannot test guesses
+of a key against them. A file without one gets one derived from all its keys (an HMAC
+over every key's fields, secrets included), which is as hard to guess as all its
+secrets together, but changes every fingerprint whenever any key changes: while such a
+file rolls out, jobs between processes holding the old and the new file are refused
+(503), for every key, not only the changed one. Start-up warns about it, and about keys
+whose secret holds under 64 bits (``watermark/strength.py``), naming the key_id only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -32,16 +45,19 @@ import threading
 from pathlib import Path
 from typing import Annotated, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, ValidationError, model_validator
 
 from signet.config_files import read_document
 from signet.watermark.registry import SCHEMES, scheme_tag
 from signet.watermark.scheme import WatermarkScheme
+from signet.watermark.strength import MIN_SECRET_BITS
 
 logger = logging.getLogger(__name__)
 
 DEVELOPMENT_KEYS_FILENAME = "development-keys.json"
 DEVELOPMENT_KEY_ID = "dev"
+_DERIVED_FINGERPRINT_SECRET = b"signet derived fingerprint secret v1"  # the HMAC key of the derivation
+_FINGERPRINT_DOMAIN = b"signet key fingerprint v2"  # v1: an unkeyed SHA-256 of the same fields
 
 
 class KeyRegistryError(Exception):
@@ -69,6 +85,7 @@ _SCHEME_TAGS = tuple(SCHEMES)
 class _RegistryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    fingerprint_secret: SecretStr | None = Field(default=None, min_length=32)
     default_key_id: str | None = None
     keys: list[WatermarkKey] = Field(min_length=1)
 
@@ -90,14 +107,22 @@ class KeyRegistry:
     """
 
     def __init__(
-        self, keys: list[WatermarkKey], default_key_id: str, source: Path, model_vocab_size: int | None = None
+        self,
+        keys: list[WatermarkKey],
+        default_key_id: str,
+        source: Path,
+        fingerprint_secret: bytes,
+        model_vocab_size: int | None = None,
     ) -> None:
         self._keys = {key.key_id: key for key in keys}
+        self._fingerprint_secret = fingerprint_secret
+        self._fingerprints = {key.key_id: self._fingerprint(key) for key in keys}
         self._schemes: dict[str, WatermarkScheme] = {}
         self._lock = threading.Lock()
         self.default_key_id = default_key_id
         self.source = source
         self.model_vocab_size = model_vocab_size
+        self.derived_secret_bits: float | None = None  # None: the file sets fingerprint_secret
 
     @classmethod
     def load(cls, path: Path, model_vocab_size: int | None = None) -> KeyRegistry:
@@ -107,8 +132,21 @@ class KeyRegistry:
         except ValidationError as error:
             raise KeyRegistryError(f"keys file {path} is invalid: {_describe(error)}") from None
         default = parsed.default_key_id or parsed.keys[0].key_id
-        registry = cls(parsed.keys, default, path, model_vocab_size)
+        if parsed.fingerprint_secret is not None:
+            fingerprint_secret = parsed.fingerprint_secret.get_secret_value().encode()
+        else:
+            fingerprint_secret = derived_fingerprint_secret(parsed.keys)
+            logger.warning(
+                "keys file %s sets no fingerprint_secret: one is derived from all its keys, so changing any key "
+                "changes every key's fingerprint and, until API and workers hold the same file again, they refuse "
+                "each other's jobs. Set fingerprint_secret (e.g. `openssl rand -hex 32`) to keep fingerprints apart",
+                path,
+            )
+        registry = cls(parsed.keys, default, path, fingerprint_secret, model_vocab_size)
+        if parsed.fingerprint_secret is None:
+            registry.derived_secret_bits = sum(key.secret_bits() for key in parsed.keys)
         registry._build_schemes()
+        _warn_weak_keys(parsed.keys)
         return registry
 
     def _build_schemes(self) -> None:
@@ -133,6 +171,23 @@ class KeyRegistry:
         except KeyError:
             raise UnknownKeyError(resolved) from None
 
+    def fingerprint(self, key_id: str | None) -> str:
+        """The key's fingerprint: equal in every process that loaded the same keys file."""
+        return self._fingerprints[self.get(key_id).key_id]
+
+    def _fingerprint(self, key: WatermarkKey) -> str:
+        """A keyed digest of the whole key, secret included. It tells versions of a key apart
+        (in queued jobs, in cache keys) without revealing the secret. Keyed, because these
+        digests sit in Redis: a plain hash of a key that holds few bits (a ``gumbel`` key
+        of 42) let anyone who reads Redis find the key by trying small ones."""
+        return self.keyed_digest(_FINGERPRINT_DOMAIN, key.canonical_bytes())[:32]
+
+    def keyed_digest(self, domain: bytes, data: bytes) -> str:
+        """HMAC-SHA256 of ``data``, keyed with the fingerprint secret, for a name kept in Redis
+        (a cache key): equal in every process that loaded the same keys file, and no way for
+        whoever reads Redis to confirm a guess of what ``data`` holds (a text, say)."""
+        return hmac.new(self._fingerprint_secret, domain + b"\0" + data, hashlib.sha256).hexdigest()
+
     def scheme(self, key_id: str) -> WatermarkScheme:
         key = self.get(key_id)
         with self._lock:
@@ -142,6 +197,45 @@ class KeyRegistry:
                 except ValueError as error:  # parameters that make no scheme (or no vocabulary size known)
                     raise KeyRegistryError(f"key {key.key_id!r}: {error}") from None
             return self._schemes[key.key_id]
+
+
+def check_fingerprints_may_be_shared(registry: KeyRegistry) -> None:
+    """KeyRegistryError when fingerprints written to Redis would give the keys away.
+
+    A fingerprint secret derived from keys that together hold under 64 bits is as easy to
+    guess as they are: whoever reads one queued job tries keys until the fingerprint fits
+    (a gumbel key of 42 alone fell in under a millisecond). Embedded mode keeps fingerprints
+    in the process, so only processes that share Redis call this.
+    """
+    bits = registry.derived_secret_bits
+    if bits is not None and bits < MIN_SECRET_BITS:
+        raise KeyRegistryError(
+            f"keys file {registry.source} sets no fingerprint_secret and its keys together hold about {bits:.0f} "
+            f"bits, under {MIN_SECRET_BITS}: the fingerprints jobs carry in Redis would let whoever reads it find "
+            "the keys. Set fingerprint_secret (e.g. `openssl rand -hex 32`) in the keys file of API and workers"
+        )
+
+
+def derived_fingerprint_secret(keys: list[WatermarkKey]) -> bytes:
+    """The fingerprint secret of a keys file that sets none: an HMAC over every key's fields,
+    secrets included, in key_id order (the order of the file's entries does not matter)."""
+    entries = b"\0".join(key.canonical_bytes() for key in sorted(keys, key=lambda key: key.key_id))
+    return hmac.new(_DERIVED_FINGERPRINT_SECRET, entries, hashlib.sha256).digest()
+
+
+def _warn_weak_keys(keys: list[WatermarkKey]) -> None:
+    """Name each key whose secret can be guessed: anyone holding one text it marked can try
+    guesses offline (detect with each) and, once one fits, forge or strip its mark."""
+    for key in keys:
+        bits = key.secret_bits()
+        if bits < MIN_SECRET_BITS:
+            logger.warning(
+                "key %r: its secret holds about %d bits, under %d: it can be found by trying keys against a text "
+                "it marked. Mark new text with a random one (`openssl rand -hex 32`; an integer key: 8 random bytes)",
+                key.key_id,
+                bits,
+                MIN_SECRET_BITS,
+            )
 
 
 def prewarm_schemes(registry: KeyRegistry) -> None:
@@ -167,6 +261,7 @@ def ensure_development_keys(cache_dir: Path) -> Path:
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
     document = {
+        "fingerprint_secret": secrets.token_hex(32),
         "default_key_id": DEVELOPMENT_KEY_ID,
         "keys": [{"key_id": DEVELOPMENT_KEY_ID, "secret": secrets.token_hex(32)}],
     }

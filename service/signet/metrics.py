@@ -54,6 +54,13 @@ GENERATED_TOKENS = Counter(
     "Tokens generated for callers, by whether a watermark key was applied.",
     ["watermarked"],
 )
+SCORING_TOKENS = Counter(
+    "signet_scoring_tokens",
+    "Tokens the engine ran for /score/uncertainty and /score/consistency (answers, samples, judge "
+    "questions; never watermarked), by kind: prompt (prefilled) or generated. Not in "
+    "signet_generated_tokens_total.",
+    ["kind"],
+)
 SCORED_TOKENS = Counter(
     "signet_scored_tokens",
     "Tokens scored by /detect and /detect/batch, by watermark scheme; an answer from the detection cache scores none.",
@@ -90,6 +97,8 @@ for _result in CACHE_RESULTS:
     DETECT_CACHE_REQUESTS.labels(_result)
 for _watermarked in ("true", "false"):
     GENERATED_TOKENS.labels(_watermarked)
+for _kind in ("prompt", "generated"):
+    SCORING_TOKENS.labels(_kind)
 
 
 def status_class(status: int | None) -> str:
@@ -125,6 +134,12 @@ def count_cache_lookup(result: str) -> None:
 
 def count_generated(tokens: int, watermarked: bool) -> None:
     GENERATED_TOKENS.labels("true" if watermarked else "false").inc(tokens)
+
+
+def count_scoring_tokens(prompt_tokens: int, generated_tokens: int) -> None:
+    """One engine request of a score: the tokens it prefilled and generated."""
+    SCORING_TOKENS.labels("prompt").inc(prompt_tokens)
+    SCORING_TOKENS.labels("generated").inc(generated_tokens)
 
 
 def observe_generation_piece(delta: CompletionDelta, watermarked: bool) -> None:

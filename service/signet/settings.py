@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The largest max_tokens any deployment accepts; SIGNET_MAX_NEW_TOKENS may lower it.
 MAX_NEW_TOKENS_CEILING = 4096
+# The largest SIGNET_MAX_TEXT_CHARS; also the request schema's bound on token_ids, so a
+# list past it is refused with one error as it is validated (longer lists under it get
+# 413 against the setting). FastAPI validates a body on the event loop: 200,000 valid ids
+# take about 80 ms there (1,000,000: 200 ms, long enough to stall /healthz).
+MAX_TEXT_CHARS_CEILING = 200_000
 
 
 class Settings(BaseSettings):
@@ -30,12 +35,52 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # The front door (api/gate.py, api/connections.py): what a caller meets before its request is served.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Host names (comma-separated) answered besides localhost, SIGNET_HOST and IP addresses; "
+        "other Host headers get 400. Checked in development mode always, with SIGNET_API_KEYS_FILE only when set; "
+        "'*' turns the check off.",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Open connections (idle keep-alive ones included) or running requests above which a new "
+        "request gets 503.",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, le=3600, description="An idle keep-alive connection is closed after this long."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=300.0,
+        description="A request's line and headers must arrive within this long of its first byte (or of the "
+        "connection opening); else 408 and the connection is closed.",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="Largest request line and headers (bytes); over it: 431 and the connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="A request's body must arrive within this long of its headers; else 408.",
+    )
     log_level: str = "info"
     log_format: Literal["json", "text"] = Field(
         default="json", description="Log lines as JSON objects (with request ids), or as human-readable text."
     )
 
-    max_text_chars: int = Field(default=100_000, ge=1, description="Longest text or prompt accepted (characters).")
+    max_text_chars: int = Field(
+        default=100_000,
+        ge=1,
+        le=MAX_TEXT_CHARS_CEILING,
+        description="Longest text or prompt accepted (characters).",
+    )
     max_batch_items: int = Field(default=64, ge=1, le=10_000, description="Most items in one POST /detect/batch.")
     max_batch_chars: int = Field(
         default=400_000, ge=1, description="Most characters (or token ids) in one POST /detect/batch, all items."
@@ -45,6 +90,12 @@ class Settings(BaseSettings):
         ge=1,
         le=MAX_NEW_TOKENS_CEILING,
         description="Largest max_tokens a request may ask for.",
+    )
+    score_max_sequences: int = Field(
+        default=1100,
+        ge=2,
+        description="Most sequences (answers, samples, judge questions) one /score request may have the engine "
+        "run, counted from the request before any engine work; over it: 422.",
     )
 
     max_model_len: int | None = Field(default=None, ge=16, description="Engine context length; unset: the model's.")
@@ -75,6 +126,13 @@ class Settings(BaseSettings):
     queue_retry_after_seconds: int = Field(
         default=2, ge=1, le=3600, description="Retry-After of a 503 when the queue is full or unreachable."
     )
+    queue_tenant_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of SIGNET_QUEUE_MAX_JOBS one tenant may hold waiting or running (at least one "
+        "job); over it the tenant gets 503 with Retry-After. Applies with two or more tenants only.",
+    )
     job_timeout_seconds: float = Field(
         default=300.0, gt=0.0, le=86_400.0, description="Deadline of a queued job; past it the caller gets 504."
     )
@@ -86,6 +144,13 @@ class Settings(BaseSettings):
         gt=0.0,
         le=3600.0,
         description="A job no worker has reported on for this long is taken over by another worker.",
+    )
+    job_retention_seconds: int = Field(
+        default=86_400,
+        ge=60,
+        le=7 * 86_400,
+        description="Jobs (prompts included) and dead letters older than this are deleted from Redis; at least "
+        "SIGNET_JOB_TIMEOUT_SECONDS, so no job is deleted before its deadline.",
     )
     worker_concurrency: int | None = Field(
         default=None, ge=1, description="Jobs one worker runs at once; unset: SIGNET_ENGINE_MAX_CONCURRENCY."
@@ -116,6 +181,44 @@ class Settings(BaseSettings):
     rate_limit_burst: int | None = Field(
         default=None, ge=1, description="Requests a caller may make at once; unset: a tenth of the per-minute rate."
     )
+    # The evidence a caller may extract from /detect, in scored tokens per key tested. On by
+    # default: every count /detect reports is evidence about the green lists. A moderation
+    # pipeline testing one 250-token text a second, day and night, uses 900,000 an hour; an
+    # attacker at the full budget learns at most about 232,000 green-list entries an hour
+    # (log2(26) bits per 25 scored tokens; 40,000 with the differential attack that
+    # bench/green_list_oracle.py runs), against 2.4 billion entries for a 49k vocabulary.
+    detect_token_budget: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="Scored tokens (times the keys tested) one tenant, or in development mode one caller, may "
+        "have /detect and /detect/batch evaluate per SIGNET_DETECT_TOKEN_BUDGET_SECONDS, cached answers "
+        "included; over it: 429 with Retry-After. 0 turns the budget off.",
+    )
+    detect_token_budget_seconds: int = Field(
+        default=3600,
+        ge=1,
+        le=30 * 86_400,
+        description="The window of SIGNET_DETECT_TOKEN_BUDGET: a spent budget refills over this many seconds.",
+    )
+
+    @field_validator("job_retention_seconds")
+    @classmethod
+    def _retention_outlasts_deadlines(cls, seconds: int, info: ValidationInfo) -> int:
+        timeout = info.data.get("job_timeout_seconds")  # absent when it failed its own validation
+        if timeout is not None and seconds < timeout:
+            raise ValueError(f"must be at least SIGNET_JOB_TIMEOUT_SECONDS ({timeout:g})")
+        return seconds
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_host_names(cls, value: object) -> object:
+        # SIGNET_ALLOWED_HOSTS=a.example,b.example; compared with the Host header's name, lowercase
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            value = [name.strip().lower().removeprefix("[").removesuffix("]") for name in value]
+            return [name for name in value if name]
+        return value
 
     @property
     def resolved_cache_dir(self) -> Path:

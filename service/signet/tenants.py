@@ -12,6 +12,8 @@ File format::
       - tenant: moderation
         key_ids: [main, hf]          # watermark keys it may use (generate + detect); "*": all
         may_disable_watermark: false # POST /generate?watermark=false
+        may_see_token_details: false # POST /detect with details: true (every token's green flag)
+        may_send_token_ids: false    # POST /detect with token_ids instead of text
         api_keys:
           - sha256: "<hex SHA-256 of the API key>"
             name: ci-bot             # a label for logs
@@ -55,6 +57,10 @@ class Tenant:
     name: str
     key_ids: frozenset[str] | None  # None: every key of the registry
     may_disable_watermark: bool
+    # Off unless granted: per-token detail for caller-chosen token ids reads out a context's
+    # whole green list in one request (docs/SECURITY.md, the detection oracle).
+    may_see_token_details: bool = False
+    may_send_token_ids: bool = False
 
     def may_use(self, key_id: str) -> bool:
         return self.key_ids is None or key_id in self.key_ids
@@ -96,6 +102,8 @@ class _TenantEntry(BaseModel):
     tenant: str = Field(pattern=NAME_PATTERN)
     key_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1)
     may_disable_watermark: bool = False
+    may_see_token_details: bool = False
+    may_send_token_ids: bool = False
     api_keys: list[_ApiKeyEntry] = Field(default_factory=list)
 
     @field_validator("key_ids", mode="before")
@@ -171,7 +179,13 @@ class TenantRegistry:
                     f"tenants file {path} is invalid: tenant {entry.tenant!r} names key_ids the keys file does not "
                     f"have: {', '.join(map(repr, unknown))} (it has {', '.join(map(repr, known))})"
                 )
-            tenant = Tenant(entry.tenant, key_ids, entry.may_disable_watermark)
+            tenant = Tenant(
+                entry.tenant,
+                key_ids,
+                entry.may_disable_watermark,
+                may_see_token_details=entry.may_see_token_details,
+                may_send_token_ids=entry.may_send_token_ids,
+            )
             tenants.append(tenant)
             api_keys.update({key.sha256: ApiKey(key.name, tenant) for key in entry.api_keys})
         return cls(tenants, api_keys, path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from signet.engine.model_store import model_vocab_size
 from signet.engine.vllm_engine import EngineOptions, VllmEngine
-from signet.keys import KeyRegistry
+from signet.keys import KeyRegistry, check_fingerprints_may_be_shared
 from signet.queue import generation
 from signet.queue.consumer import JobWorker, PiecePublisher, WorkerOptions
 from signet.redis_link import RedisLink
@@ -37,12 +37,14 @@ def worker_options(settings: Settings) -> WorkerOptions:
         claim_idle_seconds=settings.job_claim_idle_seconds,
         max_deliveries=settings.job_max_deliveries,
         drain_seconds=settings.worker_drain_seconds,
+        retention_seconds=settings.job_retention_seconds,
     )
 
 
 def run_worker(settings: Settings, redis_url: str, model_dir: Path, keys_file: Path) -> int:
     """Serve jobs until SIGTERM/SIGINT (exit 0, after draining) or the engine dies (exit 1)."""
     keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))  # to check the keys jobs name
+    check_fingerprints_may_be_shared(keys)
     options = worker_options(settings)
     return asyncio.run(_serve_jobs(settings, redis_url, model_dir, keys_file, keys, options))
 
@@ -56,6 +58,7 @@ async def _serve_jobs(
     handlers = {
         generation.KIND: generation.generation_handler(engine, keys, options.name, publisher),
         generation.SAMPLE_KIND: generation.sample_handler(engine, keys, options.name),
+        generation.BATCH_KIND: generation.batch_handler(engine, keys, options.name),
     }
     worker = JobWorker(link, handlers, options)
     stop = asyncio.Event()

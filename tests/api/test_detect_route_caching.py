@@ -53,14 +53,29 @@ def test_a_repeat_is_answered_from_the_cache_with_the_same_bytes(cached_client, 
     assert second.text.replace('"cached":true', '"cached":false') == first.text
 
 
-def test_token_ids_and_details_are_cached_too(cached_client, detection_state):
+@pytest.fixture
+def memory_cached_client(detection_state):
+    with _client(detection_state, MemoryDetectionCache(max_entries=100, ttl_seconds=300)) as client:
+        yield client
+
+
+def test_token_ids_and_details_are_cached_in_memory(memory_cached_client, detection_state):
     token_ids = watermarked_token_ids(detection_state.keys.scheme("main"), 120, np.random.default_rng(7))
     body = {"token_ids": token_ids, "key_id": "main", "details": True, "windows": True}
-    first = _post(cached_client, **body).json()
-    second = _post(cached_client, **body).json()
+    first = _post(memory_cached_client, **body).json()
+    second = _post(memory_cached_client, **body).json()
     assert first["verdict"] == "watermarked" and len(first["tokens"]) == 120
     assert (first["cached"], second["cached"]) == (False, True)
     assert {**second, "cached": False} == first
+
+
+def test_details_never_reach_redis(cached_client, redis_link, detection_state):
+    """Per-token detail holds each token's green flag: whoever reads Redis would collect green lists."""
+    token_ids = watermarked_token_ids(detection_state.keys.scheme("main"), 120, np.random.default_rng(7))
+    body = {"token_ids": token_ids, "key_id": "main", "details": True}
+    assert [_post(cached_client, **body).json()["cached"] for _ in range(2)] == [False, False]
+    assert list(redis_link.sync.scan_iter(match=f"{redis_link.namespace}:*")) == []
+    assert [_cached(cached_client, **{**body, "details": False}) for _ in range(2)] == [False, True]
 
 
 def test_text_differing_in_spacing_hits_only_for_a_key_that_folds_spacing(cached_client, text):
@@ -71,21 +86,21 @@ def test_text_differing_in_spacing_hits_only_for_a_key_that_folds_spacing(cached
     assert not _cached(cached_client, text=spaced, key_id="main")
 
 
-def test_spans_point_into_each_callers_own_text(cached_client, text):
+def test_spans_point_into_each_callers_own_text(memory_cached_client, text):
     """With spans in the response, texts that normalise alike still get their own results."""
     spaced = text.replace(" ", "  ")
-    from_text = _post(cached_client, text=text, key_id="folded", details=True).json()
-    from_spaced = _post(cached_client, text=spaced, key_id="folded", details=True).json()
+    from_text = _post(memory_cached_client, text=text, key_id="folded", details=True).json()
+    from_spaced = _post(memory_cached_client, text=spaced, key_id="folded", details=True).json()
     assert (from_text["cached"], from_spaced["cached"]) == (False, False)
     token_ids = [token["token_id"] for token in from_text["tokens"]]
     assert [token["token_id"] for token in from_spaced["tokens"]] == token_ids
     assert from_spaced["tokens"][-1]["char_end"] > from_text["tokens"][-1]["char_end"]
-    assert _cached(cached_client, text=spaced, key_id="folded", details=True)
+    assert _cached(memory_cached_client, text=spaced, key_id="folded", details=True)
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"alpha": 0.01}, {"details": True}, {"windows": True}, {"key_id": "wide"}, {"key_ids": ["main", "wide"]}],
+    [{"alpha": 0.01}, {"windows": True}, {"key_id": "wide"}, {"key_ids": ["main", "wide"]}],
 )
 def test_other_options_or_keys_are_a_miss(cached_client, text, change):
     assert not _cached(cached_client, text=text)  # the default key, main
@@ -94,7 +109,7 @@ def test_other_options_or_keys_are_a_miss(cached_client, text, change):
 
 
 def test_redis_holds_neither_secrets_nor_texts(cached_client, redis_link, text):
-    _post(cached_client, text=text, key_ids="all", details=True)
+    _post(cached_client, text=text, key_ids="all", windows=True)
     _post(cached_client, text=text.replace(" ", "  "), key_id="folded", windows=True)
     names = [name.decode() for name in redis_link.sync.scan_iter(match=f"{redis_link.namespace}:*")]
     assert len(names) == 2

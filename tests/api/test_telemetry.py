@@ -284,10 +284,10 @@ class _FakeEngine:
     def check_available(self) -> None:
         pass
 
-    async def generate(self, prompt_token_ids, options, watermark_key_id):
+    async def generate(self, prompt_token_ids, options, watermark_key_id, tenant=None):
         return Completion("Hi there", [11, 12, 13], len(prompt_token_ids), "length")
 
-    async def stream(self, prompt_token_ids, options, watermark_key_id):
+    async def stream(self, prompt_token_ids, options, watermark_key_id, tenant=None):
         yield CompletionDelta("Hi", [11], time_to_first_token=0.2)
         yield CompletionDelta(" there", [12, 13], "length")
 

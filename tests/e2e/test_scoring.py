@@ -86,6 +86,7 @@ def test_a_wrong_answer_is_less_likely_than_the_right_one(client):
     assert right["scores"][0]["value"] < wrong["scores"][0]["value"]
     assert right["cost"] == {
         "engine_requests": 1,
+        "sequences": 1,
         "prompt_tokens": right["cost"]["prompt_tokens"],
         "generated_tokens": 1,
     }
@@ -126,8 +127,9 @@ def test_diverse_samples_are_judged_and_bounded(client):
     assert 1.0 <= scores["num_semantic_sets"]["value"] <= 5.0
     assert 1.0 - 1e-9 <= scores["eig_val_laplacian"]["value"] <= 5.0 + 1e-9
     assert scores["monte_carlo_sequence_entropy"]["value"] > 0.0
-    # answer + PMI + samples + one judge request per ordered pair of distinct answers
-    assert body["cost"]["engine_requests"] == 3 + distinct * (distinct - 1)
+    # answer + PMI + samples, then a judge question per ordered pair of distinct answers, in one batch
+    assert body["cost"]["engine_requests"] == 3 + (distinct > 1)
+    assert body["cost"]["sequences"] == 2 + 5 + distinct * (distinct - 1)
 
 
 def test_an_ensemble_of_identical_prompts_has_no_epistemic_uncertainty(client):
@@ -169,8 +171,9 @@ def test_self_consistency_scores_every_sentence_with_its_span(client):
     passage = _scores(body)
     for method in SELFCHECKS:
         assert passage[method]["value"] == pytest.approx(sum(s["scores"][method] for s in body["sentences"]) / 3)
-    # samples + a support and an entailment question per (sentence, sample)
-    assert body["cost"]["engine_requests"] == 1 + 2 * 3 * 3
+    # samples, then a support and an entailment question per (sentence, sample): a batch each
+    assert body["cost"]["engine_requests"] == 1 + 2
+    assert body["cost"]["sequences"] == 3 + 2 * 3 * 3
     # Of "Bananas are a kind of metal"'s five word pairs, samples about Paris may hold "a kind"
     # or "kind of", but not "bananas are" or "of metal"
     assert body["sentences"][2]["scores"]["selfcheck_bigram_novelty"] >= 2 / 5
@@ -212,7 +215,7 @@ def test_reference_mode_flags_a_sentence_the_source_does_not_hold(client):
         ("/score/consistency", {"text": "A.", "prompt": "p", "source": "s"}, None, "exactly one"),
         ("/score/consistency", {"text": "A.", "source": "s", "methods": ["selfcheck_unigram"]}, "methods", "prompt"),
         ("/score/consistency", {"text": "A. " * 65, "source": "s"}, "text", "at most 64"),
-        ("/score/consistency", {"text": "A. " * 40, "prompt": "p", "samples": 32}, "samples", "at most 1024"),
+        ("/score/consistency", {"text": "A. " * 40, "prompt": "p", "samples": 32}, "samples", "at most 1100"),
         ("/generate?uncertainty=true", {"prompt": "hi", "stream": True}, "stream", "without stream"),
     ],
 )

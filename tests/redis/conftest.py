@@ -16,8 +16,10 @@ from signet.redis_link import RedisLink
 CLAIM_IDLE_SECONDS = 0.6  # take-over after 0.6 s idle, heartbeats every 0.2 s
 
 
-def worker_options(name: str = "w1", concurrency: int = 4, max_deliveries: int = 2) -> WorkerOptions:
-    return WorkerOptions(name, concurrency, CLAIM_IDLE_SECONDS, max_deliveries, drain_seconds=1.0)
+def worker_options(
+    name: str = "w1", concurrency: int = 4, max_deliveries: int = 2, retention_seconds: float = 3600.0
+) -> WorkerOptions:
+    return WorkerOptions(name, concurrency, CLAIM_IDLE_SECONDS, max_deliveries, 1.0, retention_seconds)
 
 
 @pytest_asyncio.fixture

@@ -83,6 +83,20 @@ def test_a_yaml_star_list_means_every_key(tmp_path):
     assert TenantRegistry.load(path, KEY_IDS).tenants["all"].key_ids is None
 
 
+def test_detection_permissions_are_off_unless_granted(tmp_path):
+    document = _document(may_see_token_details=True, may_send_token_ids=True)
+    granted = TenantRegistry.load(_write(tmp_path, document), KEY_IDS).authenticate(MOD_KEY).tenant
+    assert granted.may_see_token_details and granted.may_send_token_ids
+    document["tenants"][0]["may_see_token_details"] = False
+    partly = TenantRegistry.load(_write(tmp_path, document), KEY_IDS).authenticate(MOD_KEY).tenant
+    assert not partly.may_see_token_details and partly.may_send_token_ids
+    # not named: neither, even for a tenant with every key and the watermark switch
+    ops = TenantRegistry.load(_write(tmp_path, _document()), KEY_IDS).authenticate(OPS_KEY).tenant
+    assert not ops.may_see_token_details and not ops.may_send_token_ids
+    error = _load_error(tmp_path, _document(may_send_token_ids="sometimes"))
+    assert "tenants.0.may_send_token_ids: Input should be a valid boolean" in error
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [

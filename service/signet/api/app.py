@@ -13,10 +13,13 @@ from fastapi import Depends, FastAPI
 import signet
 from signet.api.auth import authenticate
 from signet.api.detect.router import router as detect_router
+from signet.api.docs import router as docs_router
 from signet.api.errors import install_error_handlers
+from signet.api.gate import AuthenticateFirst, HostCheck
 from signet.api.generate.router import router as generate_router
 from signet.api.health.router import router as health_router
-from signet.api.limits import BodySizeLimit
+from signet.api.json_budget import JsonBudget
+from signet.api.limits import BodyLimits
 from signet.api.metrics import router as metrics_router
 from signet.api.openai.router import router as openai_router
 from signet.api.openapi import install_openapi, limits_description
@@ -29,7 +32,14 @@ from signet.api.ui.router import router as ui_router
 from signet.settings import Settings
 
 
-def create_app(state: ServiceState) -> FastAPI:
+def create_app(state: ServiceState, allowed_hosts: frozenset[str] | None = None) -> FastAPI:
+    """The application over ``state``.
+
+    ``allowed_hosts``: the host names it answers besides IP addresses (gate.allowed_hosts);
+    None: any. ``signet serve`` passes the deployment's; in-process tests pass none, their
+    client's Host being "testserver".
+    """
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -47,20 +57,34 @@ def create_app(state: ServiceState) -> FastAPI:
         version=signet.__version__,
         description="Watermark LLM text on a vLLM engine and detect it with exact statistics."
         + limits_description(state.settings),
+        docs_url=None,  # api/docs.py serves /docs without a CDN
+        redoc_url=None,
     )
     app.state.signet = state
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_body_bytes)
+    # Added innermost first: a request meets the Host check, then authentication from its
+    # headers alone (gate.py), and only then is its body read, within the limits.
+    settings = state.settings
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+        json_budget=JsonBudget.from_settings(settings),
+    )
+    app.add_middleware(AuthenticateFirst, routed=app)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, names=allowed_hosts)
     for router in (generate_router, detect_router, score_router, openai_router):
         # in this order: a request without a known API key gets 401 before it is counted
         app.include_router(
             router,
             dependencies=[Depends(authenticate), Depends(enforce_rate_limit)],
-            responses=problem_responses(400, 401, 403, 413, 422, 429),
+            responses=problem_responses(400, 401, 403, 408, 413, 415, 422, 429),
         )
     app.include_router(health_router)  # probes are never limited
     app.include_router(metrics_router)  # nor is /metrics
     app.include_router(ui_router)  # the web page: no API key (it holds none; its calls send the user's)
+    app.include_router(docs_router)  # the same for the API's
     install_telemetry(app)  # request ids, HTTP metrics, access log: around everything, errors included
     install_openapi(app)
     return app

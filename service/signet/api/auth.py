@@ -9,12 +9,16 @@ work routes (/generate, /detect, /detect/batch) needs an API key, sent as
 - a key_id outside the tenant's keys (named, or the default key when none is named):
   403. A tenant limited to some keys gets 403 for every other key_id, existing or not,
   so it cannot probe which key_ids other tenants have;
-- ``watermark=false`` without ``may_disable_watermark``: 403.
+- ``watermark=false`` without ``may_disable_watermark``: 403;
+- /detect with ``details: true`` without ``may_see_token_details``, or with ``token_ids``
+  without ``may_send_token_ids``: 403 (``field``: ``details`` or ``token_ids``).
 
 Without tenants (development mode) every caller may do everything. The health probes
 are never authenticated. Authentication runs before the rate limit (see app.py): a
 401 costs a SHA-256 and a dictionary lookup, less than the limiter's round trip to
-Redis, and made-up keys get no allowance of their own.
+Redis, and made-up keys get no allowance of their own. On the work routes the same check
+(``identify``) runs first in the front door (api/gate.py), from the headers alone: a
+request without a known key gets its 401 before a byte of its body is read.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from signet.api.errors import ApiError
 from signet.api.rate_limit import presented_api_key
 from signet.api.state import ServiceState, StateDependency
-from signet.tenants import Tenant
+from signet.tenants import Tenant, TenantRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,19 @@ class Caller:
     @property
     def may_disable_watermark(self) -> bool:
         return self.tenant is None or self.tenant.may_disable_watermark
+
+    @property
+    def queue_tenant(self) -> str | None:
+        """Whose share of the job queue this caller's jobs take: its tenant's; None in development mode."""
+        return None if self.tenant is None else self.tenant.name
+
+    @property
+    def may_see_token_details(self) -> bool:
+        return self.tenant is None or self.tenant.may_see_token_details
+
+    @property
+    def may_send_token_ids(self) -> bool:
+        return self.tenant is None or self.tenant.may_send_token_ids
 
     def may_use(self, key_id: str) -> bool:
         return self.tenant is None or self.tenant.may_use(key_id)
@@ -92,16 +109,26 @@ async def authenticate(
     _api_key: Annotated[str | None, Depends(_API_KEY_SCHEME)],
 ) -> Caller:
     """A route dependency: the caller, also kept as ``request.state.caller``; 401 without a known key."""
-    tenants = state.tenants
-    if tenants is None:
-        caller = DEVELOPMENT_CALLER
-    else:
-        api_key = tenants.authenticate(presented_api_key(request))
-        if api_key is None:
-            raise ApiError(401, UNAUTHORIZED_DETAIL, headers=_CHALLENGE)
-        caller = Caller(api_key.tenant, api_key.name)
+    caller = identify(request, state.tenants)
+    if caller is None:
+        raise unauthorized()
     request.state.caller = caller
     return caller
+
+
+def identify(request: Request, tenants: TenantRegistry | None) -> Caller | None:
+    """The caller the request's headers name; None: tenants are configured and its API key is missing or unknown.
+
+    The one check, run by the front door (api/gate.py) before the body is read and by ``authenticate``."""
+    if tenants is None:
+        return DEVELOPMENT_CALLER
+    api_key = tenants.authenticate(presented_api_key(request))
+    return None if api_key is None else Caller(api_key.tenant, api_key.name)
+
+
+def unauthorized() -> ApiError:
+    """The 401 for a missing or unknown API key: one message for both."""
+    return ApiError(401, UNAUTHORIZED_DETAIL, headers=dict(_CHALLENGE))
 
 
 CallerDependency = Annotated[Caller, Depends(authenticate)]
@@ -120,3 +147,33 @@ def authorize_generation(caller: Caller, state: ServiceState, key_id: str | None
         caller.check_keys([key_id], "key_id")
     elif watermark:  # without the watermark the default key is not used
         caller.check_keys([state.keys.default_key_id], "key_id", default=True)
+
+
+def authorize_fixed_samples(caller: Caller, seed: int | None) -> None:
+    """403 for a fixed ``seed`` on the score routes unless ``caller`` may turn the watermark off.
+
+    The score routes withhold their unwatermarked texts from such a caller, but each score
+    says a little about them (n-gram scores tell which word pairs a sample holds); samples
+    that repeat from request to request could be rebuilt from many scores. Without a seed
+    every request draws new ones (docs/SECURITY.md, the score routes).
+    """
+    if seed is not None and not caller.may_disable_watermark:
+        _refuse(caller, "may not fix the samples' seed: its generated texts are withheld (leave seed out)", "seed")
+
+
+def authorize_detection(caller: Caller, *, token_ids: bool, details: bool) -> None:
+    """403 unless ``caller`` may send token ids (``token_ids``) and see per-token detail (``details``).
+
+    Both are off for a tenant unless granted: with them one request can ask about any
+    (context, token) pair and read each answer (docs/SECURITY.md, the detection oracle).
+    """
+    if token_ids and not caller.may_send_token_ids:
+        _refuse(caller, "may not send token_ids (may_send_token_ids is not granted); send text", "token_ids")
+    if details and not caller.may_see_token_details:
+        _refuse(caller, "may not see per-token details (may_see_token_details is not granted)", "details")
+
+
+def _refuse(caller: Caller, what: str, field: str) -> None:
+    detail = f"tenant {caller.tenant.name!r} {what}"
+    logger.info("refused %s: %s", caller.label, detail)
+    raise ApiError(403, detail, field)

@@ -55,6 +55,7 @@ class GenerationInput:
     stop: tuple[str, ...] = ()
     max_tokens_field: str = "max_tokens"  # how the caller's API names it, for error messages
     logprobs: int | None = None  # top-k logprobs per token, for uncertainty scores
+    tenant: str | None = None  # whose share of the job queue it takes (Caller.queue_tenant)
 
     @property
     def input_field(self) -> str:
@@ -66,6 +67,7 @@ class PreparedGeneration:
     prompt_token_ids: list[int]
     options: SamplingOptions
     key: WatermarkKey | None
+    tenant: str | None = None
 
     @property
     def key_id(self) -> str | None:
@@ -92,7 +94,7 @@ async def prepare(state: ServiceState, request: GenerationInput) -> PreparedGene
     options = SamplingOptions(
         max_tokens, request.temperature, request.top_p, request.seed, request.stop, logprobs=request.logprobs
     )
-    return PreparedGeneration(prompt_ids, options, key)
+    return PreparedGeneration(prompt_ids, options, key, request.tenant)
 
 
 def check_prompt_size(state: ServiceState, prompt: str | None, messages: list[dict[str, str]] | None) -> None:
@@ -121,7 +123,9 @@ def engine_problem(error: EngineError) -> ApiError:
 
 async def complete(state: ServiceState, prepared: PreparedGeneration) -> Completion:
     try:
-        completion = await state.engine.generate(prepared.prompt_token_ids, prepared.options, prepared.key_id)
+        completion = await state.engine.generate(
+            prepared.prompt_token_ids, prepared.options, prepared.key_id, prepared.tenant
+        )
     except EngineError as error:
         raise engine_problem(error) from error
     metrics.count_generated(completion.completion_tokens, watermarked=prepared.key is not None)
@@ -131,7 +135,8 @@ async def complete(state: ServiceState, prepared: PreparedGeneration) -> Complet
 async def stream(state: ServiceState, prepared: PreparedGeneration) -> AsyncIterator[CompletionDelta]:
     """The engine's pieces; failures after the first piece raise ApiError for the stream to report."""
     try:
-        async for delta in state.engine.stream(prepared.prompt_token_ids, prepared.options, prepared.key_id):
+        deltas = state.engine.stream(prepared.prompt_token_ids, prepared.options, prepared.key_id, prepared.tenant)
+        async for delta in deltas:
             metrics.observe_generation_piece(delta, watermarked=prepared.key is not None)
             yield delta
     except EngineError as error:

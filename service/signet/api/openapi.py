@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from signet.api.errors import PROBLEM_MEDIA_TYPE
 from signet.api.generate.protocol import GenerateChunk
+from signet.api.json_budget import JsonBudget
 from signet.api.openai.protocol import ChatCompletionChunk, CompletionResponse
 from signet.api.responses import STATUS_MEANING
 from signet.settings import Settings
@@ -30,11 +31,23 @@ _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 def limits_description(settings: Settings) -> str:
     return (
         "\n\n**Limits** (this deployment's settings):\n"
-        f"- request body: {settings.max_body_bytes:,} bytes (`413`)\n"
+        f"- request body: {settings.max_body_bytes:,} bytes (`413`), arriving within "
+        f"{settings.body_timeout_seconds:g} s of the headers (`408`)\n"
+        f"- JSON shape of a body: {_json_budget(settings)} (`413`)\n"
+        f"- request line and headers: {settings.max_header_bytes:,} bytes (`431`), arriving within "
+        f"{settings.header_timeout_seconds:g} s (`408`)\n"
         f"- `text`, `token_ids`, prompt: {settings.max_text_chars:,} characters or token ids (`413`)\n"
         f"- `/detect/batch`: {settings.max_batch_items:,} items, {settings.max_batch_chars:,} characters "
         "in all (`413`)\n"
         f"- generated tokens per request (`max_tokens`): {settings.max_new_tokens:,} (`422`)\n"
+    )
+
+
+def _json_budget(settings: Settings) -> str:
+    budget = JsonBudget.from_settings(settings)
+    return (
+        f"{budget.values:,} values, {budget.containers:,} arrays and objects, {budget.keys:,} object keys, "
+        f"{budget.strings:,} strings"
     )
 
 

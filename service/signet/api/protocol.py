@@ -6,6 +6,8 @@ from http import HTTPStatus
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from signet.settings import MAX_TEXT_CHARS_CEILING
+
 KEY_ID_FIELD = Field(
     default=None,
     min_length=1,
@@ -19,6 +21,30 @@ class StrictModel(BaseModel):
     """Request bodies: unknown fields and type coercions are errors, not guesses."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+TOKEN_ID_LIMIT = 2**31
+
+
+def first_bad_token_id(value: object) -> object:
+    """A pydantic "before" validator for a token id list: one error, for the first id that is no
+    integer in [0, 2**31), instead of pydantic's one per id.
+
+    Measured before issue 16: 300,000 bad ids made 300,000 errors, 2.4 s to list them and
+    a 15.5 MB 422. A valid list is checked at C speed; finding the first bad id costs about
+    100 ns an id. A list over the ceiling is refused at once: pydantic's own max_length
+    check comes after validating every item (0.12 s for 1,000,001).
+    """
+    if not isinstance(value, list):
+        return value
+    if len(value) > MAX_TEXT_CHARS_CEILING:
+        raise ValueError(f"at most {MAX_TEXT_CHARS_CEILING:,} token ids, got {len(value):,}")
+    if set(map(type, value)) <= {int} and (not value or 0 <= min(value) <= max(value) < TOKEN_ID_LIMIT):
+        return value  # the common case, at C speed
+    for index, item in enumerate(value):
+        if type(item) is not int or not 0 <= item < TOKEN_ID_LIMIT:
+            raise ValueError(f"item {index} is {str(item)[:40]!r}; token ids are integers from 0 to 2**31 - 1")
+    return value
 
 
 def require_visible_text(value: str | None) -> str | None:

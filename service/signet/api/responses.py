@@ -15,11 +15,14 @@ from signet.api.protocol import Problem
 STATUS_MEANING = {
     400: "The body could not be read (not UTF-8).",
     401: "No API key, or an unknown one.",
-    403: "The API key's tenant may not use this watermark key, or turn the watermark off.",
+    403: "The API key's tenant lacks the permission: a watermark key, turning the watermark off, per-token "
+    "detail, token_ids, or a fixed seed on the score routes; `field` names it.",
     404: "An unknown watermark key_id (or model).",
+    408: "The body did not arrive in time (see the description's limits); the connection is closed.",
     413: "The body or a text is over its limit (see the description's limits).",
+    415: "The body is not UTF-8 JSON.",
     422: "An invalid field; `field` names it.",
-    429: "Over the caller's rate limit; `Retry-After` says when to try again.",
+    429: "Over the caller's rate limit or detection budget; `Retry-After` says when to try again.",
     502: "The job failed on every delivery and was set aside (distributed mode).",
     503: "No engine or worker can take the request now, or the queue is full; `Retry-After` says when to retry.",
     504: "No result within the job's deadline (distributed mode).",

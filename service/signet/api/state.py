@@ -14,7 +14,7 @@ from signet.cache.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLim
 from signet.engine.model_store import model_vocab_size
 from signet.engine.protocol import Engine
 from signet.engine.tokenizers import TokenizerCatalog, load_tokenizers
-from signet.keys import KeyRegistry
+from signet.keys import KeyRegistry, check_fingerprints_may_be_shared
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
 from signet.settings import Settings
@@ -33,6 +33,7 @@ class ServiceState:
     queue: JobQueue | None = None  # distributed mode only: the engine's; readiness and /metrics read its depth
     detection_cache: DetectionCache | None = None
     rate_limiter: RateLimiter | None = None
+    detect_budget: RateLimiter | None = None  # scored tokens per tenant (api/detect/budget.py)
     tenants: TenantRegistry | None = None  # None: no authentication (development mode)
     vocab_size: int = 0  # the served model's logits width (token entropy bounds)
     embedder: Any | None = None  # signet.engine.embeddings.SentenceEmbedder, loaded on first use
@@ -46,10 +47,14 @@ class ServiceState:
         state = cls(settings, keys, tokenizers, vocab_size=vocab_size or len(tokenizers.get(tokenizers.served_name)))
         state.tenants = resolve_tenants(settings, keys.key_ids)
         if settings.redis_url is not None:
+            check_fingerprints_may_be_shared(keys)
             state.redis = RedisLink(settings.redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
-            state.queue = JobQueue(state.redis, settings.queue_max_jobs, settings.queue_retry_after_seconds)
+            state.queue = JobQueue(
+                state.redis, settings.queue_max_jobs, settings.queue_retry_after_seconds, _tenant_share(settings, state)
+            )
         state.detection_cache = _detection_cache(settings, state.redis)
         state.rate_limiter = _rate_limiter(settings, state.redis)
+        state.detect_budget = _detect_budget(settings, state.redis)
         return state
 
     @property
@@ -60,6 +65,13 @@ class ServiceState:
     def tokenizer(self) -> Any:  # transformers.PreTrainedTokenizerBase
         """The served model's tokenizer."""
         return self.tokenizers.get(self.tokenizers.served_name)
+
+
+def _tenant_share(settings: Settings, state: ServiceState) -> float:
+    """A tenant's share of the queue; the whole queue when there is no other tenant to protect."""
+    if state.tenants is None or len(state.tenants.tenants) < 2:
+        return 1.0
+    return settings.queue_tenant_share
 
 
 def _detection_cache(settings: Settings, redis: RedisLink | None) -> DetectionCache | None:
@@ -77,6 +89,22 @@ def _rate_limiter(settings: Settings, redis: RedisLink | None) -> RateLimiter | 
     if redis is not None:
         return RedisRateLimiter(redis, settings.rate_limit_per_minute, burst)
     return MemoryRateLimiter(settings.rate_limit_per_minute, burst)
+
+
+def _detect_budget(settings: Settings, redis: RedisLink | None) -> RateLimiter | None:
+    budget, seconds = settings.detect_token_budget, settings.detect_token_budget_seconds
+    if budget == 0:
+        return None
+    per_minute = budget * 60 / seconds
+    # While Redis is down each API process keeps budgets of its own rather than none: an
+    # outage multiplies what a caller can extract by the number of processes, instead of
+    # lifting the bound, and detection (which needs no Redis) stays available.
+    in_memory = MemoryRateLimiter(per_minute, budget)
+    if redis is None:
+        return in_memory
+    return RedisRateLimiter(
+        redis, per_minute, budget, prefix="detect-budget", fallback=in_memory, name="detection budgets"
+    )
 
 
 async def get_state(request: Request) -> ServiceState:  # async: no thread-pool hop for a lookup

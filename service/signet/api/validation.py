@@ -13,11 +13,18 @@ _LOCATION_KINDS = ("body", "query", "path", "header")
 _UNION_MEMBER = re.compile(r"[\[\]'()-]")
 
 
+# A 422 names this many errors, then counts the rest: before issue 16, 300,000 bad
+# token ids made a 15.5 MB error body in 4.4 s.
+MAX_REPORTED_ERRORS = 5
+
+
 def describe_validation_errors(errors: Sequence[dict], prefix: tuple = ()) -> tuple[str, str | None]:
     """(detail, field) of a 422 for pydantic errors; ``prefix`` locates a nested body."""
-    errors = [{**item, "loc": (*prefix, *item.get("loc", ()))} for item in errors]
-    first = errors[0] if errors else {}
-    detail = "; ".join(_validation_detail(item) for item in errors) or "invalid request"
+    shown = [{**item, "loc": (*prefix, *item.get("loc", ()))} for item in errors[:MAX_REPORTED_ERRORS]]
+    first = shown[0] if shown else {}
+    detail = "; ".join(_validation_detail(item) for item in shown) or "invalid request"
+    if len(errors) > len(shown):
+        detail += f"; and {len(errors) - len(shown):,} more"
     field = None if first.get("type") == "json_invalid" else _field_name(tuple(first.get("loc", ())))
     return detail, field
 

@@ -25,6 +25,9 @@ MAX_VALUE_BYTES = 1 << 20
 
 
 class DetectionCache(Protocol):
+    # True: entries stay in this process's memory; False: others can read them (Redis).
+    private: bool
+
     def get(self, key: str) -> bytes | None: ...
 
     def put(self, key: str, value: bytes) -> None: ...
@@ -39,6 +42,7 @@ class MemoryDetectionCache:
     """
 
     max_bytes: int = 256 << 20
+    private = True
 
     def __init__(self, max_entries: int, ttl_seconds: float) -> None:
         if max_entries < 1 or ttl_seconds <= 0:
@@ -94,6 +98,8 @@ class RedisDetectionCache:
     Calls go through the link's circuit breaker: while Redis is down they fail at once,
     so /detect goes on uncached without waiting out a timeout per request.
     """
+
+    private = False
 
     def __init__(self, link: RedisLink, ttl_seconds: int) -> None:
         if ttl_seconds < 1:

@@ -1,21 +1,25 @@
-"""Per-caller rate limits: GCRA, in memory (embedded mode) or in Redis (shared by API processes).
+"""Per-caller rate limits and budgets: GCRA, in memory (embedded mode) or in Redis (shared by API processes).
 
 GCRA (the generic cell rate algorithm) keeps one number per caller, the *theoretical
-arrival time* (TAT): when the caller's bucket would be empty again if it sent nothing
-more. With the emission interval ``T = 60 / per_minute`` seconds and the tolerance
-``tau = (burst - 1) * T``, a request at time ``now`` is handled as::
+arrival time* (TAT): when the caller's bucket would be full again if it sent nothing
+more. Each unit of cost (a request, or a scored token for the /detect budget) takes the
+emission interval ``T`` seconds (``60 / per_minute``); the bucket holds ``burst`` units,
+``C = burst * T`` seconds. A request of ``cost`` units at time ``now`` is handled as::
 
-    tat = max(stored_tat, now)        # an idle caller's TAT lies in the past: start from now
-    if now < tat - tau:               # more than `burst` requests' worth still outstanding
-        refuse; retry after (tat - tau) - now
+    tat = max(stored_tat, now)                # an idle caller's TAT lies in the past: start from now
+    allow_at = tat - max(0, C - cost * T)     # when `cost` units fit in the bucket
+    if now < allow_at:
+        refuse; retry after allow_at - now
     else:
-        allow; stored_tat = tat + T   # each request pushes the TAT one interval further
+        allow; stored_tat = tat + cost * T    # the cost pushes the TAT further
 
-So a fresh caller gets ``burst`` requests at once, then one every ``T``; a refused
-request changes nothing, and the retry time of the first refusal after a burst is
-(nearly) one interval. Once ``stored_tat <= now`` the entry says nothing a missing one
-would not, so it can be dropped: the memory limiter prunes such entries and the Redis
-key expires then.
+So a fresh caller gets ``burst`` units at once, then one every ``T``; a refused request
+changes nothing, and with ``cost`` 1 the retry time of the first refusal after a burst is
+(nearly) one interval. A request that costs more than the whole bucket is allowed only
+from a full bucket (``allow_at = tat``) and leaves the caller in debt until it is paid
+back: the long-run rate holds, and no request is refused for ever. Once
+``stored_tat <= now`` the entry says nothing a missing one would not, so it can be
+dropped: the memory limiter prunes such entries and the Redis key expires then.
 """
 
 from __future__ import annotations
@@ -42,14 +46,25 @@ ALLOWED = RateDecision(True, 0.0)
 
 
 class RateLimiter(Protocol):
-    def acquire(self, identity: str) -> RateDecision: ...
+    def acquire(self, identity: str, cost: int = 1) -> RateDecision:
+        """Take ``cost`` units when they fit; a refusal takes nothing."""
+        ...
+
+    def check(self, identity: str, cost: int = 1) -> RateDecision:
+        """Whether ``cost`` units would fit now, taking nothing."""
+        ...
 
 
-def _check_limits(per_minute: int, burst: int) -> None:
-    if per_minute < 1:
-        raise ValueError(f"per_minute must be at least 1, not {per_minute}")
+def _check_limits(per_minute: float, burst: int) -> None:
+    if not per_minute > 0:
+        raise ValueError(f"per_minute must be positive, not {per_minute}")
     if burst < 1:
         raise ValueError(f"burst must be at least 1, not {burst}")
+
+
+def _allow_at(tat: float, cost: int, interval: float, capacity: float) -> float:
+    """When ``cost`` units fit in a bucket of ``capacity`` (seconds) whose TAT is ``tat``."""
+    return tat - max(0.0, capacity - cost * interval)
 
 
 class MemoryRateLimiter:
@@ -62,7 +77,7 @@ class MemoryRateLimiter:
 
     def __init__(
         self,
-        per_minute: int,
+        per_minute: float,
         burst: int,
         *,
         max_identities: int = 100_000,
@@ -72,22 +87,32 @@ class MemoryRateLimiter:
         self.per_minute = per_minute
         self.burst = burst
         self._interval = 60.0 / per_minute
-        self._tolerance = (burst - 1) * self._interval
+        self._capacity = burst * self._interval
         self._max_identities = max(1, max_identities)
         self._clock = clock
         self._tats: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, identity: str) -> RateDecision:
+    def acquire(self, identity: str, cost: int = 1) -> RateDecision:
+        return self._decide(identity, cost, take=True)
+
+    def check(self, identity: str, cost: int = 1) -> RateDecision:
+        return self._decide(identity, cost, take=False)
+
+    def _decide(self, identity: str, cost: int, *, take: bool) -> RateDecision:
+        if cost <= 0:
+            return ALLOWED  # nothing to charge: even a caller in debt may have it
         with self._lock:
             now = self._clock()
             tat = max(self._tats.get(identity, now), now)
-            allow_at = tat - self._tolerance
-            if now < allow_at:
-                return RateDecision(False, allow_at - now)
+            when = _allow_at(tat, cost, self._interval, self._capacity)
+            if now < when:
+                return RateDecision(False, when - now)
+            if not take:
+                return ALLOWED
             if identity not in self._tats and len(self._tats) >= self._max_identities:
                 self._prune(now)
-            self._tats[identity] = tat + self._interval
+            self._tats[identity] = tat + cost * self._interval
             return ALLOWED
 
     def __len__(self) -> int:
@@ -103,7 +128,9 @@ class MemoryRateLimiter:
 
 
 # KEYS[1]: the caller's TAT (microseconds since the epoch, Redis's clock);
-# ARGV: emission interval, tolerance (microseconds). Returns {allowed, retry after (µs)}.
+# ARGV: emission interval, capacity (microseconds), cost (units), 1 to take the cost or 0
+# to only check it. Returns {allowed, retry after (µs)}. Lua numbers are doubles: TATs
+# (about 1.8e15 µs) are exact below 2**53.
 # Redis runs a script atomically, so API processes sharing the key cannot both take the
 # last slot; TIME is the one clock they all see. Redis >= 5 replicates a script's effects
 # rather than the script, which makes TIME before a write legal (3.2-4 need the call).
@@ -112,15 +139,17 @@ if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
+local capacity = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
 if tat < now then tat = now end
-local allow_at = tat - tolerance
+local allow_at = tat - math.max(0, capacity - cost * interval)
 if now < allow_at then
-    return {0, allow_at - now}
+    return {0, math.ceil(allow_at - now)}
 end
-local new_tat = tat + interval
-local ttl_ms = math.ceil((new_tat - now) / 1000)
+if ARGV[4] == '0' then return {1, 0} end
+local new_tat = math.ceil(tat + cost * interval)
+local ttl_ms = math.max(1, math.ceil((new_tat - now) / 1000))
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
 return {1, 0}
 """
@@ -129,31 +158,55 @@ return {1, 0}
 class RedisRateLimiter:
     """GCRA in Redis: one key per caller, shared by every API process of the deployment.
 
-    Fails open: while Redis is unreachable every request is allowed (limits are a
-    protection, not a reason to refuse service), with one warning per outage.
+    While Redis is unreachable it asks ``fallback`` (a per-process limiter) instead, or,
+    without one, fails open: every request is allowed (limits are a protection, not a
+    reason to refuse service). One warning per outage, naming the limits by ``name``.
     """
 
-    def __init__(self, link: RedisLink, per_minute: int, burst: int) -> None:
+    def __init__(
+        self,
+        link: RedisLink,
+        per_minute: float,
+        burst: int,
+        *,
+        prefix: str = "rate",
+        fallback: RateLimiter | None = None,
+        name: str = "rate limits",
+    ) -> None:
         _check_limits(per_minute, burst)
         self.per_minute = per_minute
         self.burst = burst
         self._link = link
-        interval_us = max(1, round(60_000_000 / per_minute))
-        self._args = (interval_us, (burst - 1) * interval_us)
+        self._prefix = prefix
+        self._fallback = fallback
+        self._name = name
+        interval_us = 60_000_000 / per_minute
+        self._limits = (interval_us, burst * interval_us)
         # EVALSHA, with a SCRIPT LOAD when Redis does not know the script (after a restart)
         self._script = link.sync.register_script(_GCRA_SCRIPT)
         self._outage = False
         self._outage_lock = threading.Lock()
 
-    def acquire(self, identity: str) -> RateDecision:
-        key = self._link.key("rate", identity)
+    def acquire(self, identity: str, cost: int = 1) -> RateDecision:
+        return self._decide(identity, cost, take=True)
+
+    def check(self, identity: str, cost: int = 1) -> RateDecision:
+        return self._decide(identity, cost, take=False)
+
+    def _decide(self, identity: str, cost: int, *, take: bool) -> RateDecision:
+        if cost <= 0:
+            return ALLOWED  # nothing to charge: no round trip
+        key = self._link.key(self._prefix, identity)
+        arguments = (*self._limits, cost, int(take))
         try:
             allowed, retry_after_us = self._link.call(
-                lambda client: self._script(keys=[key], args=self._args, client=client)
+                lambda client: self._script(keys=[key], args=arguments, client=client)
             )
         except RedisUnavailable as error:
             self._note_outage(error)
-            return ALLOWED
+            if self._fallback is None:
+                return ALLOWED
+            return self._fallback.acquire(identity, cost) if take else self._fallback.check(identity, cost)
         self._note_recovery()
         if allowed:
             return ALLOWED
@@ -165,7 +218,8 @@ class RedisRateLimiter:
                 return
             self._outage = True
         # RedisUnavailable names the cause, never the URL
-        logger.warning("rate limits are off until Redis answers again: %s", error)
+        effect = "are off" if self._fallback is None else "hold per API process"
+        logger.warning("%s %s until Redis answers again: %s", self._name, effect, error)
 
     def _note_recovery(self) -> None:
         if not self._outage:
@@ -174,4 +228,4 @@ class RedisRateLimiter:
             if not self._outage:
                 return
             self._outage = False
-        logger.info("Redis answers again; rate limits are back on")
+        logger.info("Redis answers again; %s are back on", self._name)

@@ -414,8 +414,10 @@ def score(client: Signet, arguments: argparse.Namespace) -> int:
         if arguments.format == "json":
             print(answer.model_dump_json(indent=2, exclude_none=True))
             return 0
-        print(f"answer ({'generated' if answer.generated else 'given'}): {answer.response}")
+        print(f"answer ({'generated' if answer.generated else 'given'}): {answer.response or '(withheld)'}")
         _print_scores(answer.scores, file=sys.stdout)
+        for warning in answer.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return 0
     # Blank files are refused as the service would: "text: must contain non-whitespace text".
     fields = _present(samples=arguments.samples, questions=arguments.questions, prompt=arguments.prompt)

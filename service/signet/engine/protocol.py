@@ -11,10 +11,13 @@ vLLM (the API in distributed mode, the queue's tests) can use its types.
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 # vLLM's default max_logprobs: the most logprobs it lists per position.
 MAX_LOGPROBS = 20
@@ -111,7 +114,12 @@ class EngineError(Exception):
 
 
 class Engine(Protocol):
-    """What callers use of an engine. ``watermark_key_id`` None: no watermark."""
+    """What callers use of an engine. ``watermark_key_id`` None: no watermark.
+
+    ``tenant`` names who the request is for: an engine whose capacity tenants share (the
+    queue) gives each a bounded share of it. None: no tenant (development mode), bound
+    only by the engine's own capacity. An engine in one process ignores it.
+    """
 
     max_model_len: int  # prompt and generated tokens together
 
@@ -123,17 +131,40 @@ class Engine(Protocol):
         ...
 
     async def generate(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> Completion: ...
 
     async def sample(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> list[Completion]:
         """``options.n`` answers to one prompt, drawn in one engine request (one prefill)."""
         ...
 
+    async def generate_batch(
+        self,
+        prompts: list[list[int]],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
+    ) -> list[Completion]:
+        """One answer (``options.n`` must be 1) to each of ``prompts``, in order, as one engine
+        request: the engine schedules them together, the queue sends them as one job."""
+        ...
+
     def stream(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> AsyncIterator[CompletionDelta]:
         """The generation as it happens; closing the iterator early stops it."""
         ...
@@ -164,3 +195,21 @@ def check_context(prompt_token_ids: list[int], options: SamplingOptions, max_mod
     problem = context_overflow(len(prompt_token_ids), options.max_tokens, max_model_len, "max_tokens")
     if problem is not None:
         raise EngineError(EngineStatus.INVALID, f"max_tokens: {problem}", "max_tokens")
+
+
+async def all_or_none(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Every result, in order; or, at the first failure, the others cancelled (a queued job
+    cancelled in Redis, a vLLM request aborted) and that failure raised as itself, not as
+    an ExceptionGroup, so callers handle EngineError and their own errors as usual.
+
+    ``asyncio.gather`` would leave the others running for nobody."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_awaited(item)) for item in work]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+async def _awaited(item: Awaitable[T]) -> T:
+    return await item

@@ -16,6 +16,7 @@ from signet.engine.protocol import (
     EngineStatus,
     SamplingOptions,
     TokenLogprobs,
+    all_or_none,
     check_context,
 )
 
@@ -105,15 +106,37 @@ class VllmEngine:
             raise EngineError(EngineStatus.UNAVAILABLE, "generation is unavailable: no healthy engine in this process")
 
     async def generate(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> Completion:
         if options.n != 1:
             raise ValueError(f"generate makes one answer; use sample for n={options.n}")
         (completion,) = await self.sample(prompt_token_ids, options, watermark_key_id)
         return completion
 
+    async def generate_batch(
+        self,
+        prompts: list[list[int]],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
+    ) -> list[Completion]:
+        """One answer to each prompt. AsyncLLM takes one prompt per request; handed over
+        together, its scheduler runs them in the same steps (up to max_num_seqs at once).
+        A failure aborts the others."""
+        if options.n != 1:
+            raise ValueError(f"generate_batch makes one answer per prompt, not n={options.n}")
+        return await all_or_none(self.generate(prompt, options, watermark_key_id) for prompt in prompts)
+
     async def sample(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> list[Completion]:
         """``options.n`` answers to one prompt, drawn in one engine request (one prefill)."""
         final = None
@@ -145,7 +168,11 @@ class VllmEngine:
         return self._llm.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
     async def stream(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> AsyncIterator[CompletionDelta]:
         """The generation as it happens; closing the iterator early aborts the request in vLLM."""
         started = time.monotonic()  # for the first delta's time_to_first_token (metrics)

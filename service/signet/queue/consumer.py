@@ -8,7 +8,8 @@ resets their idle time without counting a delivery), so a job idle for longer th
 (``XAUTOCLAIM``). A job delivered more than ``max_deliveries`` times is moved to the
 dead-letter stream and its caller told. Outcomes are stored under the request id with
 ``SET NX`` in the same script that replies and acknowledges, so a job run twice still
-answers once.
+answers once. Every worker deletes jobs and dead letters older than the retention
+(``XTRIM ... MINID``), so prompts do not stay in Redis past it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import redis
 
 from signet.engine.protocol import EngineError, EngineStatus
 from signet.logs import bind_request_id
-from signet.queue.jobs import Job, JobOutcome, MalformedJob, QueueKeys, WorkerUnfit, seconds_since_entry
+from signet.queue.jobs import Job, JobOutcome, MalformedJob, QueueKeys, WorkerUnfit, entry_id_at, seconds_since_entry
 from signet.redis_link import CONNECTION_ERRORS, RedisLink
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ return 1
 """
 
 _DEAD_LETTER_MAXLEN = 10_000
+# How often a worker deletes what passed the retention, at most: an entry outlives the
+# retention by this much (or a tenth of the retention, if shorter) while any worker runs.
+_EXPIRE_INTERVAL_SECONDS = 60.0
 _RESULT_MIN_SECONDS = 60
 _BLOCK_MS = 1000
 _MAX_BACKOFF_SECONDS = 5.0
@@ -62,6 +66,7 @@ class WorkerOptions:
     claim_idle_seconds: float
     max_deliveries: int
     drain_seconds: float
+    retention_seconds: float  # jobs and dead letters older than this are deleted
 
 
 @dataclass
@@ -104,6 +109,7 @@ class JobWorker:
             asyncio.create_task(self._intake(stop), name="intake"),
             asyncio.create_task(self._every(self.options.claim_idle_seconds / 2, self._reclaim, stop), name="reclaim"),
             asyncio.create_task(self._every(self.options.claim_idle_seconds / 3, self._heartbeat, stop), name="beat"),
+            asyncio.create_task(self._every(self._expire_interval, self._expire, stop), name="expire"),
             asyncio.create_task(self._cancellation_listener(), name="cancellations"),
         ]
         name, concurrency = self.options.name, self.options.concurrency
@@ -297,12 +303,16 @@ class JobWorker:
         """Set the job aside for an operator to inspect, and tell its caller."""
         self.counters.dead_lettered += 1
         logger.error("job %s moved to %s: %s", entry_id.decode(), self.keys.dead_letters, reason)
-        await self._client.xadd(
-            self.keys.dead_letters,
-            {**fields, b"entry_id": entry_id, b"reason": reason.encode(), b"worker": self.options.name.encode()},
-            maxlen=_DEAD_LETTER_MAXLEN,
-            approximate=True,
-        )
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.keys.dead_letters,
+                {**fields, b"entry_id": entry_id, b"reason": reason.encode(), b"worker": self.options.name.encode()},
+                maxlen=_DEAD_LETTER_MAXLEN,
+                approximate=True,
+            )
+            # With no worker left to trim it, the stream still goes a retention after its last entry.
+            pipe.expire(self.keys.dead_letters, int(self.options.retention_seconds))
+            await pipe.execute()
         try:
             job = Job.from_fields(fields)
         except MalformedJob:
@@ -313,6 +323,25 @@ class JobWorker:
             f"{job.request_id}; retrying is unlikely to help"
         )
         await self._store(entry_id, job, JobOutcome(status=EngineStatus.FAILED, detail=detail))
+
+    # -- keeping Redis clean -------------------------------------------------------------
+
+    @property
+    def _expire_interval(self) -> float:
+        return min(_EXPIRE_INTERVAL_SECONDS, self.options.retention_seconds / 10)
+
+    async def _expire(self) -> None:
+        """Delete the jobs and dead letters older than the retention (stream ids are the
+        milliseconds Redis added them at). Exact trimming: ``~`` would keep whole nodes of
+        up to 100 entries past it. A job is that old only long after its deadline, and
+        the settings hold the retention at or above the deadline."""
+        oldest_kept = entry_id_at(time.time() - self.options.retention_seconds)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.xtrim(self.keys.stream, minid=oldest_kept, approximate=False)
+            pipe.xtrim(self.keys.dead_letters, minid=oldest_kept, approximate=False)
+            trimmed = sum(await pipe.execute())
+        if trimmed:
+            logger.info("deleted %d jobs and dead letters older than %g s", trimmed, self.options.retention_seconds)
 
     # -- keeping the pending list honest ---------------------------------------------------
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,6 +24,10 @@ from signet.queue.producer import JobQueue
 
 KIND = "generate"
 SAMPLE_KIND = "sample"  # n answers to one prompt in one engine request
+# One answer to each of many prompts in one engine request (the scores' judge questions).
+# A worker from before this kind leaves such jobs to others, and they are dead-lettered
+# after SIGNET_JOB_MAX_DELIVERIES: upgrade workers before API processes.
+BATCH_KIND = "batch"
 # Fields a newer worker may add are left out, so API pods need not be upgraded first.
 _DELTA_FIELDS = [field.name for field in dataclasses.fields(CompletionDelta)]
 
@@ -34,6 +39,18 @@ class GenerationJob(BaseModel):
     options: dict
     watermark_key_id: str | None
     key_fingerprint: str | None
+
+
+class BatchJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[list[int]]
+    options: dict
+    watermark_key_id: str | None
+    key_fingerprint: str | None
+
+
+JobRequest = TypeVar("JobRequest", GenerationJob, BatchJob)
 
 
 class RemoteEngine:
@@ -57,34 +74,67 @@ class RemoteEngine:
             raise EngineError(EngineStatus.UNAVAILABLE, detail, retry_after=self.queue.retry_after)
 
     async def generate(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> Completion:
         job = self._job(prompt_token_ids, options, watermark_key_id)
-        value = await self.queue.run(KIND, job.model_dump(), self._timeout)
+        value = await self.queue.run(KIND, job.model_dump(), self._timeout, tenant)
         return Completion.from_dict(value)
 
     async def sample(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> list[Completion]:
         job = self._job(prompt_token_ids, options, watermark_key_id)
-        value = await self.queue.run(SAMPLE_KIND, job.model_dump(), self._timeout)
+        value = await self.queue.run(SAMPLE_KIND, job.model_dump(), self._timeout, tenant)
+        return [Completion.from_dict(completion) for completion in value["completions"]]
+
+    async def generate_batch(
+        self,
+        prompts: list[list[int]],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
+    ) -> list[Completion]:
+        """One job: one worker slot and one place in the tenant's share, whatever the batch's size."""
+        if options.n != 1:
+            raise ValueError(f"generate_batch makes one answer per prompt, not n={options.n}")
+        job = BatchJob(
+            prompts=prompts,
+            options=dataclasses.asdict(options),
+            watermark_key_id=watermark_key_id,
+            key_fingerprint=self._fingerprint(watermark_key_id),
+        )
+        value = await self.queue.run(BATCH_KIND, job.model_dump(), self._timeout, tenant)
         return [Completion.from_dict(completion) for completion in value["completions"]]
 
     async def stream(
-        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+        self,
+        prompt_token_ids: list[int],
+        options: SamplingOptions,
+        watermark_key_id: str | None,
+        tenant: str | None = None,
     ) -> AsyncIterator[CompletionDelta]:
         job = self._job(prompt_token_ids, options, watermark_key_id)
-        async for piece in self.queue.stream(KIND, job.model_dump(), self._timeout):
+        async for piece in self.queue.stream(KIND, job.model_dump(), self._timeout, tenant):
             yield CompletionDelta(**{name: piece[name] for name in _DELTA_FIELDS if name in piece})
 
     def _job(self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None):
-        fingerprint = self._keys.get(watermark_key_id).fingerprint if watermark_key_id is not None else None
         return GenerationJob(
             prompt_token_ids=prompt_token_ids,
             options=dataclasses.asdict(options),
             watermark_key_id=watermark_key_id,
-            key_fingerprint=fingerprint,
+            key_fingerprint=self._fingerprint(watermark_key_id),
         )
+
+    def _fingerprint(self, watermark_key_id: str | None) -> str | None:
+        return self._keys.fingerprint(watermark_key_id) if watermark_key_id is not None else None
 
     def shutdown(self) -> None:
         """Nothing to stop: the workers own the engines."""
@@ -117,9 +167,23 @@ def sample_handler(engine: Engine, keys: KeyRegistry, worker_name: str) -> Handl
     return sample
 
 
-def _checked(keys: KeyRegistry, worker_name: str, job: Job) -> tuple[GenerationJob, SamplingOptions]:
+def batch_handler(engine: Engine, keys: KeyRegistry, worker_name: str) -> Handler:
+    """``engine``: the worker's own (vLLM); one answer to each of the job's prompts, in one request."""
+
+    async def batch(job: Job) -> dict:
+        request, options = _checked(keys, worker_name, job, BatchJob)
+        with _engine_failures(engine):
+            completions = await engine.generate_batch(request.prompts, options, request.watermark_key_id)
+        return {"completions": [dataclasses.asdict(completion) for completion in completions]}
+
+    return batch
+
+
+def _checked(
+    keys: KeyRegistry, worker_name: str, job: Job, model: type[JobRequest] = GenerationJob
+) -> tuple[JobRequest, SamplingOptions]:
     """The job's request; the engine checks that it fits its context."""
-    request = GenerationJob.model_validate(job.payload)
+    request = model.model_validate(job.payload)
     _check_key(keys, request, worker_name)
     return request, SamplingOptions(**request.options)
 
@@ -147,11 +211,11 @@ async def _stream(
     return Completion("".join(text), token_ids, len(request.prompt_token_ids), finish_reason)
 
 
-def _check_key(keys: KeyRegistry, request: GenerationJob, worker_name: str) -> None:
+def _check_key(keys: KeyRegistry, request: GenerationJob | BatchJob, worker_name: str) -> None:
     if request.watermark_key_id is None:
         return
     try:
-        fingerprint = keys.get(request.watermark_key_id).fingerprint
+        fingerprint = keys.fingerprint(request.watermark_key_id)
     except UnknownKeyError:
         fingerprint = None
     if fingerprint != request.key_fingerprint:

@@ -3,6 +3,12 @@
 A job is one entry of a Redis stream, read by workers in one consumer group. Its
 outcome goes to ``result:<request_id>`` (kept a while, so a redelivered job is not
 run twice) and to ``reply:<request_id>``, a list the waiting API process pops.
+
+What Redis keeps, and for how long (a job's deadline is SIGNET_JOB_TIMEOUT_SECONDS):
+the job (its prompt's token ids) until a worker answers it, and, while any worker
+runs, never past SIGNET_JOB_RETENTION_SECONDS; a dead letter (the job, and why it
+failed) for the retention; the outcome (generated text), its reply and a streaming
+job's pieces until a minute past the deadline.
 """
 
 from __future__ import annotations
@@ -63,6 +69,10 @@ class QueueKeys:
 
     def cancelled(self, request_id: str) -> str:
         return self.link.key("cancelled", request_id)
+
+    def tenant_jobs(self, tenant: str) -> str:
+        """Sorted set: request id -> deadline of each job a tenant holds (see producer.py)."""
+        return self.link.key("tenant", tenant, "jobs")
 
     def deltas(self, request_id: str) -> str:
         """Stream of a streaming job's pieces, then its outcome."""
@@ -182,6 +192,12 @@ def _status(engine_status: str | None, code: int) -> EngineStatus | None:
         return EngineStatus(engine_status)
     except ValueError:  # None from an older worker, or a newer worker's status
         return _STATUS_OF_CODE.get(code, EngineStatus.FAILED)
+
+
+def entry_id_at(unix_seconds: float) -> str:
+    """The smallest stream entry id Redis gives at ``unix_seconds`` (``<Unix ms>-0``): entries
+    below it are older (``XTRIM ... MINID`` deletes them)."""
+    return f"{max(0, int(unix_seconds * 1000))}-0"
 
 
 def seconds_since_entry(entry_id: bytes | str, now: float | None = None) -> float | None:

@@ -54,6 +54,7 @@ class GumbelKey(KeyEntry):
     """vLLM's native Gumbel-max watermark (``--watermark-config '{"algorithm": "gumbel", ...}'``)."""
 
     scheme_name: ClassVar[str] = SCHEME_NAME
+    secret_field: ClassVar[str] = "key"
     scheme: Literal["gumbel"]
     key: int = Field(ge=0, le=2**64 - 1, repr=False)
     context_width: int = Field(default=4, ge=1, le=16)

@@ -60,6 +60,7 @@ class KgwKey(KeyEntry):
     """Signet's own KGW watermark on a keyed counter-based PRF."""
 
     scheme_name: ClassVar[str] = SCHEME_NAME
+    secret_field: ClassVar[str] = "secret"
     scheme: Literal["kgw"] = SCHEME_NAME
     secret: SecretStr = Field(min_length=16)
     gamma: float = Field(default=0.25, gt=0.0, lt=1.0)

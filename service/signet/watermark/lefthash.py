@@ -105,6 +105,7 @@ class LefthashKey(KeyEntry):
     """Hugging Face transformers' / TGI's / lm-watermarking's ``lefthash`` (``simple_1``)."""
 
     scheme_name: ClassVar[str] = SCHEME_NAME
+    secret_field: ClassVar[str] = "hashing_key"
     scheme: Literal["kgw-lefthash"]
     # Not a SecretStr because peers configure it as an integer; repr=False keeps it
     # out of logs and tracebacks all the same.
@@ -118,6 +119,10 @@ class LefthashKey(KeyEntry):
     @property
     def needs_model_vocab_size(self) -> bool:
         return self.vocab_size is None
+
+    def secret_bits(self) -> float:
+        # The default is published (transformers, TGI, lm-watermarking): no guess needed.
+        return 0.0 if self.hashing_key == DEFAULT_HASHING_KEY else super().secret_bits()
 
     def build_scheme(self, model_vocab_size: int | None) -> LefthashScheme:
         vocab_size = self.vocab_size or model_vocab_size

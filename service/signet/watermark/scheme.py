@@ -13,7 +13,6 @@ Detection runs in the API process, which has no torch: nothing here imports it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from signet.watermark.evidence import TokenEvidence
 from signet.watermark.normalization import NormalizationStep
 from signet.watermark.statistics import NullDistribution
+from signet.watermark.strength import integer_bits, text_bits
 
 if TYPE_CHECKING:
     import torch
@@ -122,13 +122,21 @@ class KeyEntry(BaseModel, ABC):
 
     scheme_name: ClassVar[str]  # the value of the subclass's ``scheme`` literal, for the registry
 
-    @property
-    def fingerprint(self) -> str:
-        """A one-way digest of the whole key, secret included. It tells versions of a key
-        apart (in cache keys, in queued jobs) without revealing the secret."""
+    # The field that holds the key's secret ("secret", "hashing_key", "key"): a SecretStr or an int.
+    secret_field: ClassVar[str]
+
+    def canonical_bytes(self) -> bytes:
+        """Every field, secret included, in one fixed serialisation: what the key's fingerprint
+        digests (``KeyRegistry.fingerprint``, keyed; never hash it unkeyed, see there)."""
         fields = {name: value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in self}
-        canonical = json.dumps(fields, sort_keys=True, default=str).encode()
-        return hashlib.sha256(b"signet key fingerprint v1\0" + canonical).hexdigest()[:32]
+        return json.dumps(fields, sort_keys=True, default=str).encode()
+
+    def secret_bits(self) -> float:
+        """A conservative estimate of the secret's entropy in bits: log2 of the guesses that find it."""
+        secret = getattr(self, self.secret_field)
+        if isinstance(secret, SecretStr):
+            return text_bits(secret.get_secret_value())
+        return integer_bits(secret)
 
     @property
     def needs_model_vocab_size(self) -> bool:

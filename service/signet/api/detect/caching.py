@@ -1,10 +1,13 @@
 """Keys and values of the /detect result cache.
 
-A key is the SHA-256 of a canonical JSON document of everything a response depends
-on. Texts and token ids enter it only as digests and keys only as their fingerprints,
-so a key name in Redis reveals neither what was tested nor any secret. The document
-names this format and the service's version: a release that changes a statistic or
-the response's shape starts from an empty cache rather than reading old results.
+A key is an HMAC-SHA256, keyed with the keys file's fingerprint secret, of a canonical
+JSON document of everything a response depends on. Texts and token ids enter it only as
+digests and keys only as their fingerprints, so a key name in Redis reveals neither what
+was tested nor any secret; keyed, so that whoever reads Redis cannot confirm a guessed
+text either (the document's other fields are easy to guess, and fingerprints sit in
+queued jobs). The document names this format and the service's version: a release that
+changes a statistic or the response's shape starts from an empty cache rather than
+reading old results.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import ValidationError
 import signet
 from signet.api.detect.protocol import DetectResponse
 from signet.cache.detection import DetectionCache
+from signet.keys import KeyRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +40,11 @@ def token_ids_digest(token_ids: Sequence[int]) -> str:
     return hashlib.sha256(np.asarray(token_ids, dtype="<u4").tobytes()).hexdigest()
 
 
-def cache_key(document: dict[str, object]) -> str:
-    """The digest of ``document`` (JSON-able, holding no secret or text) with this format."""
+def cache_key(keys: KeyRegistry, document: dict[str, object]) -> str:
+    """The keyed digest of ``document`` (JSON-able, holding no secret or text) with this format."""
     versioned = {"format": CACHE_FORMAT, "version": signet.__version__, **document}
     canonical = json.dumps(versioned, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    return keys.keyed_digest(CACHE_FORMAT.encode("ascii"), canonical.encode("ascii"))
 
 
 def cached_response(cache: DetectionCache, key: str) -> DetectResponse | None:

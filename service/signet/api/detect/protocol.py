@@ -6,7 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, field_validator, model_validator
 
-from signet.api.protocol import KEY_ID_FIELD, Problem, StrictModel, require_visible_text
+from signet.api.protocol import (
+    KEY_ID_FIELD,
+    TOKEN_ID_LIMIT,
+    Problem,
+    StrictModel,
+    first_bad_token_id,
+    require_visible_text,
+)
+from signet.settings import MAX_TEXT_CHARS_CEILING
 
 Verdict = Literal["watermarked", "not_watermarked", "insufficient_evidence"]
 KeyIds = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=256)]
@@ -25,10 +33,12 @@ class DetectRequest(StrictModel):
     text: str | None = Field(
         default=None, min_length=1, description="Text to test. Give this or token_ids.", examples=["Once upon a time"]
     )
-    token_ids: list[Annotated[int, Field(ge=0, lt=2**31)]] | None = Field(
+    token_ids: list[Annotated[int, Field(ge=0, lt=TOKEN_ID_LIMIT)]] | None = Field(
         default=None,
         min_length=1,
-        description="Token ids to test, from the key's tokenizer: for text this service cannot tokenize.",
+        max_length=MAX_TEXT_CHARS_CEILING,
+        description="Token ids to test, from the key's tokenizer: for text this service cannot tokenize. A tenant "
+        "needs may_send_token_ids (else 403).",
     )
     key_id: str | None = KEY_ID_FIELD
     key_ids: KeyIds | Literal["all"] | None = Field(
@@ -49,11 +59,16 @@ class DetectRequest(StrictModel):
     )
     windows: bool = Field(
         default=False,
-        description="Also search windows for a watermarked passage inside other text (WinMax, corrected).",
+        description="Also search windows for a watermarked passage inside other text (WinMax, corrected); "
+        "in a text of at least 2 * min_scored_tokens scored tokens.",
     )
-    details: bool = Field(default=False, description="Report every token's span and score.")
+    details: bool = Field(
+        default=False,
+        description="Report every token's span and score. A tenant needs may_see_token_details (else 403).",
+    )
 
     _text_visible = field_validator("text")(require_visible_text)
+    _token_ids_valid = field_validator("token_ids", mode="before")(first_bad_token_id)
 
     @model_validator(mode="after")
     def _one_input_one_key_choice(self) -> DetectRequest:
@@ -94,18 +109,29 @@ class KeyDetection(BaseModel):
     corrected_p_value: float = Field(
         description="The p-value compared with alpha: corrected for the windows searched and the keys tested."
     )
-    p_value: float = Field(description="Whole text: exact binomial tail (KGW) or Gamma(T, 1) tail (Gumbel).")
-    z_score: float | None = Field(description="Normal-approximation z of the whole text; null when T = 0.")
-    score: float = Field(description="The statistic: green tokens (KGW) or the sum of -log(1 - u) (Gumbel).")
-    num_green_tokens: int | None = Field(description="KGW schemes only.")
-    green_fraction: float | None = Field(description="KGW schemes only; null when T = 0.")
+    p_value: float = Field(
+        description="Whole text: exact binomial tail (KGW) or Gamma(T, 1) tail (Gumbel). 1.0 for "
+        "insufficient_evidence unless the caller may see token details."
+    )
+    z_score: float | None = Field(
+        description="Normal-approximation z of the whole text; null when T = 0, and for insufficient_evidence "
+        "unless the caller may see token details."
+    )
+    score: float | None = Field(
+        description="The statistic: green tokens (KGW) or the sum of -log(1 - u) (Gumbel); null for "
+        "insufficient_evidence unless the caller may see token details."
+    )
+    num_green_tokens: int | None = Field(description="KGW schemes only; null as score is.")
+    green_fraction: float | None = Field(description="KGW schemes only; null when T = 0, and as score is.")
     gamma: float | None = Field(
         default=None, description="KGW schemes: the green fraction expected without the watermark (the key's gamma)."
     )
     num_tokens: int = Field(description="Tokens in the text, repeats and the first context tokens included.")
     num_scored_tokens: int = Field(description="T: tokens that count as evidence.")
     min_scored_tokens: int = Field(description="Below this T the verdict is insufficient_evidence.")
-    window: WindowReport | None = Field(default=None, description="With windows=true.")
+    window: WindowReport | None = Field(
+        default=None, description="With windows=true, in a text of at least 2 * min_scored_tokens scored tokens."
+    )
     tokens: list[TokenDetail] | None = Field(default=None, description="With details=true.")
 
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from signet.api.auth import CallerDependency
 from signet.api.detect.batch import detect_batch
+from signet.api.detect.budget import admit, charge
 from signet.api.detect.protocol import DetectBatchRequest, DetectBatchResponse, DetectRequest, DetectResponse
 from signet.api.detect.service import detect
 from signet.api.responses import problem_responses
@@ -17,8 +18,13 @@ router = APIRouter(tags=["detection"])
 @router.post(
     "/detect", response_model=DetectResponse, summary="Test a text for watermarks", responses=problem_responses(404)
 )
-def detect_route(request: DetectRequest, state: StateDependency, caller: CallerDependency) -> DetectResponse:
-    return detect(state, request, caller)
+def detect_route(
+    body: DetectRequest, request: Request, state: StateDependency, caller: CallerDependency
+) -> DetectResponse:
+    admit(state, request, caller)
+    response = detect(state, body, caller)
+    charge(state, request, caller, [response])
+    return response
 
 
 @router.post(
@@ -27,6 +33,11 @@ def detect_route(request: DetectRequest, state: StateDependency, caller: CallerD
     summary="Test several texts; each item succeeds or fails on its own",
 )
 def detect_batch_route(
-    request: DetectBatchRequest, state: StateDependency, caller: CallerDependency
+    body: DetectBatchRequest, request: Request, state: StateDependency, caller: CallerDependency
 ) -> DetectBatchResponse:
-    return detect_batch(state, request, caller)
+    admit(state, request, caller)
+    response = detect_batch(state, body, caller)
+    # One charge for the whole batch, the sum of its answered items: all or nothing, so a
+    # refused batch reveals no item, and its 429 carries one Retry-After.
+    charge(state, request, caller, [item.result for item in response.results if item.result is not None])
+    return response

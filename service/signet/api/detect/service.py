@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from signet import metrics
-from signet.api.auth import Caller
+from signet.api.auth import Caller, authorize_detection
 from signet.api.detect.caching import cache_key, cached_response, store, text_digest, token_ids_digest
 from signet.api.detect.protocol import (
     DetectRequest,
@@ -69,19 +69,55 @@ class KeyTest:
 
 
 def detect(state: ServiceState, request: DetectRequest, caller: Caller) -> DetectResponse:
+    authorize_detection(caller, token_ids=request.token_ids is not None, details=request.details)
     _check_input_size(state, request)
     # Refusals (unknown or forbidden keys, tokenizer mismatches) come before the cache is
     # asked, so a request that fails never gets a cached answer; failures are never stored.
     inputs = _key_inputs(state, request, caller)
     cache = state.detection_cache
-    if cache is None:
-        return metrics.counted_detection(_run(state, request, inputs))
+    # Per-token detail lists each token's green flag: a sample of the key's green lists.
+    # Such results stay out of a cache others can read (Redis): whoever reads Redis would
+    # collect the green lists of every text tested with details.
+    if cache is None or (request.details and not cache.private):
+        return metrics.counted_detection(_as_seen_by(caller, _run(state, request, inputs)))
     entry = _cache_key(state, request, inputs, caller)
     response = cached_response(cache, entry)
     if response is None:
         response = _run(state, request, inputs)
         store(cache, entry, response)
-    return metrics.counted_detection(response)
+    return metrics.counted_detection(_as_seen_by(caller, response))
+
+
+# What an insufficient_evidence result shows a caller without per-token detail. Its counts
+# are evidence like any other: a two-token text's green count is one green-list entry, at
+# a cost of one scored token of budget. Without them, only a text of min_scored_tokens or
+# more (25 by default) says anything, so each answer costs at least that much budget and
+# tells at most log2(T + 1) bits, 4.7 at T = 25. A caller with per-token detail sees the
+# green flags themselves, so hiding counts from it would protect nothing.
+_UNTESTED_STATISTICS = {
+    "p_value": 1.0,
+    "z_score": None,
+    "score": None,
+    "num_green_tokens": None,
+    "green_fraction": None,
+}
+
+
+def _as_seen_by(caller: Caller, response: DetectResponse) -> DetectResponse:
+    """``response``, without the statistics of untested keys unless ``caller`` may see token details.
+
+    Applied after the cache: a cached entry stays right when a tenant's permissions change."""
+    if caller.may_see_token_details:
+        return response
+    untested = [key.verdict == "insufficient_evidence" for key in response.keys]
+    if not any(untested):
+        return response
+    keys = [
+        key.model_copy(update=_UNTESTED_STATISTICS) if hide else key
+        for key, hide in zip(response.keys, untested, strict=True)
+    ]
+    top = _UNTESTED_STATISTICS if response.verdict == "insufficient_evidence" else {}
+    return response.model_copy(update={**top, "keys": keys})
 
 
 def _check_input_size(state: ServiceState, request: DetectRequest) -> None:
@@ -165,6 +201,7 @@ def _cache_key(state: ServiceState, request: DetectRequest, inputs: list[KeyInpu
     texts another has tested."""
     digests = _input_digests(request, inputs)
     return cache_key(
+        state.keys,
         {
             "tenant": caller.tenant.name if caller.tenant is not None else None,
             "alpha": request.alpha,
@@ -175,10 +212,10 @@ def _cache_key(state: ServiceState, request: DetectRequest, inputs: list[KeyInpu
             "model_vocab_size": state.keys.model_vocab_size,
             "raw_text": _raw_text_digest(request, inputs),
             "keys": [
-                [item.key.scheme, item.key.key_id, item.key.fingerprint, item.tokenizer, digest]
+                [item.key.scheme, item.key.key_id, state.keys.fingerprint(item.key.key_id), item.tokenizer, digest]
                 for item, digest in zip(inputs, digests, strict=True)
             ],
-        }
+        },
     )
 
 
@@ -218,8 +255,12 @@ def _test_key(
     _check_vocabulary(state, key, tokenizer_name, tokens.ids, scheme.vocab_size)
     evidence = scheme.evidence(tokens.ids)
     null = scheme.null_distribution
-    enough = evidence.num_scored_tokens >= key.min_scored_tokens
-    window = best_window(evidence, null, key.min_scored_tokens) if request.windows and enough else None
+    # Windows are searched only with room for two of the smallest size: in a shorter text the
+    # windows starting at its first and second scored tokens differ by one token at each end,
+    # and the best one's count beside the whole count told both green flags
+    # (bench/green_list_oracle.py: two green-list entries per 26-token request, against one).
+    searchable = evidence.num_scored_tokens >= 2 * key.min_scored_tokens
+    window = best_window(evidence, null, key.min_scored_tokens) if request.windows and searchable else None
     return KeyTest(
         key, scheme, tokenizer_name, tokens, evidence, p_value(null, evidence), z_score(null, evidence), window
     )

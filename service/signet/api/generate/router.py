@@ -41,7 +41,7 @@ async def generate_route(
     if uncertainty and body.stream:
         raise ApiError(422, "uncertainty: scores describe the whole answer; ask for them without stream", "stream")
     if body.stream:
-        prepared = await prepare(state, generation_input(body, watermark))
+        prepared = await prepare(state, generation_input(body, watermark, tenant=caller.queue_tenant))
         chunks = generate_chunks(state, prepared)
         return sse.event_stream(chunk.model_dump_json(exclude_none=True) async for chunk in chunks)
-    return await cancel_on_disconnect(request, generate(state, body, watermark, uncertainty))
+    return await cancel_on_disconnect(request, generate(state, body, watermark, uncertainty, caller.queue_tenant))

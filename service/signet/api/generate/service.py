@@ -11,8 +11,11 @@ from signet.api.state import ServiceState
 from signet.engine.protocol import MAX_LOGPROBS
 
 
-def generation_input(request: GenerateRequest, watermark: bool, uncertainty: bool = False) -> GenerationInput:
+def generation_input(
+    request: GenerateRequest, watermark: bool, uncertainty: bool = False, tenant: str | None = None
+) -> GenerationInput:
     return GenerationInput(
+        tenant=tenant,
         logprobs=MAX_LOGPROBS if uncertainty else None,
         prompt=request.prompt,
         messages=request.turns(),
@@ -26,9 +29,9 @@ def generation_input(request: GenerateRequest, watermark: bool, uncertainty: boo
 
 
 async def generate(
-    state: ServiceState, request: GenerateRequest, watermark: bool, uncertainty: bool = False
+    state: ServiceState, request: GenerateRequest, watermark: bool, uncertainty: bool, tenant: str | None
 ) -> GenerateResponse:
-    prepared = await prepare(state, generation_input(request, watermark, uncertainty))
+    prepared = await prepare(state, generation_input(request, watermark, uncertainty, tenant))
     completion = await complete(state, prepared)
     scores = None
     if uncertainty:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,7 +29,9 @@ class _SamplingFields(StrictModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=1, description="Only 1 is supported.")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    stop: str | list[str] | None = Field(default=None, description="Up to 4 strings that end the generation.")
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = Field(
+        default=None, description="Up to 4 strings that end the generation."
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256, description="Accepted for compatibility; unused.")

@@ -44,7 +44,7 @@ async def completions_route(
     body: CompletionRequest, request: Request, state: StateDependency, caller: CallerDependency
 ) -> CompletionResponse | Response:
     authorize_generation(caller, state, body.key_id, body.watermark)
-    prepared = await prepare_completion(state, body)
+    prepared = await prepare_completion(state, body, caller.queue_tenant)
     if body.stream:
         chunks = completion_chunks(state, prepared, body.include_usage)
         return sse.event_stream(chunk.model_dump_json() async for chunk in chunks)
@@ -61,7 +61,7 @@ async def chat_completions_route(
     body: ChatCompletionRequest, request: Request, state: StateDependency, caller: CallerDependency
 ) -> ChatCompletionResponse | Response:
     authorize_generation(caller, state, body.key_id, body.watermark)
-    prepared = await prepare_chat(state, body)
+    prepared = await prepare_chat(state, body, caller.queue_tenant)
     if body.stream:
         chunks = chat_chunks(state, prepared, body.include_usage)
         return sse.event_stream(chunk.model_dump_json() async for chunk in chunks)

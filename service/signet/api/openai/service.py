@@ -38,12 +38,13 @@ def _check_model(state: ServiceState, model: str) -> None:
         raise ApiError(404, f"model {model!r} is not served here; GET /v1/models lists {state.model_name!r}", "model")
 
 
-async def prepare_completion(state: ServiceState, request: CompletionRequest) -> PreparedGeneration:
+async def prepare_completion(state: ServiceState, request: CompletionRequest, tenant: str | None) -> PreparedGeneration:
     _check_model(state, request.model)
-    return await prepare(state, _generation_input(request, prompt=request.prompt, max_tokens=request.max_tokens))
+    generation = _generation_input(request, prompt=request.prompt, max_tokens=request.max_tokens, tenant=tenant)
+    return await prepare(state, generation)
 
 
-async def prepare_chat(state: ServiceState, request: ChatCompletionRequest) -> PreparedGeneration:
+async def prepare_chat(state: ServiceState, request: ChatCompletionRequest, tenant: str | None) -> PreparedGeneration:
     _check_model(state, request.model)
     # The chat template knows system, user and assistant; OpenAI's "developer" is its system role.
     turns = [
@@ -51,13 +52,17 @@ async def prepare_chat(state: ServiceState, request: ChatCompletionRequest) -> P
         for message in request.messages
     ]
     generation = _generation_input(
-        request, messages=turns, max_tokens=request.token_limit, max_tokens_field=request.token_limit_field
+        request,
+        messages=turns,
+        max_tokens=request.token_limit,
+        max_tokens_field=request.token_limit_field,
+        tenant=tenant,
     )
     return await prepare(state, generation)
 
 
 def _generation_input(request: CompletionRequest | ChatCompletionRequest, **specific) -> GenerationInput:
-    """What both OpenAI routes share; ``specific``: the prompt or messages and the token limit."""
+    """What both OpenAI routes share; ``specific``: the prompt or messages, the token limit and the tenant."""
     shared = {
         "prompt": None,
         "messages": None,

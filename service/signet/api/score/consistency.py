@@ -4,13 +4,14 @@ sentence entailment)? Higher scores mean less support."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from typing import get_args
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
+from signet.api.auth import Caller, authorize_fixed_samples
 from signet.api.errors import ApiError
 from signet.api.generation import require_engine
 from signet.api.limits import check_text_size
@@ -20,12 +21,14 @@ from signet.api.score.engine_inputs import (
     CostMeter,
     ask,
     check_fits,
+    check_sequences,
     draw_samples,
     embed,
     encode,
     encode_text,
 )
 from signet.api.score.protocol import (
+    TEXTS_WITHHELD,
     ConsistencyRequest,
     ConsistencyResponse,
     QuestionReport,
@@ -34,7 +37,7 @@ from signet.api.score.protocol import (
     SentenceScore,
 )
 from signet.api.state import ServiceState
-from signet.engine.protocol import SamplingOptions
+from signet.engine.protocol import SamplingOptions, all_or_none
 from signet.scoring.distances import mqag_score
 from signet.scoring.lexical import ngram_novelty, words
 from signet.scoring.selfcheck import embedding_scores, ngram_scores, support_scores
@@ -48,8 +51,7 @@ LLM_SELFCHECKS = {
     "selfcheck_llm_support": judge.support_question,  # SelfCheck-Prompt
     "selfcheck_llm_entailment": lambda sample, sentence: judge.premise_entailment_question(sample, sentence),
 }
-MAX_SENTENCES = 64  # each sentence costs an engine request per sample (or per source check)
-MAX_JUDGMENTS = 1024  # (sentence, sample) pairs one LLM self-check may ask about
+MAX_SENTENCES = 64  # each sentence costs a judge question per sample (or per source check)
 QUESTION_TOKENS = 160
 # Questions are drawn cooler than answers: at temperature 1 the embedded model kept the
 # question format in about a third of its drafts, at 0.7 in most.
@@ -92,28 +94,33 @@ class Gathered:
     samples: list[str]
     questions: list[QuestionReport]
     warnings: list[str]
+    texts_withheld: bool = False
 
 
-async def score_consistency(state: ServiceState, request: ConsistencyRequest) -> ConsistencyResponse:
+async def score_consistency(state: ServiceState, request: ConsistencyRequest, caller: Caller) -> ConsistencyResponse:
+    """The scores; for a caller that may not turn the watermark off, without the texts the
+    service generated (samples, MQAG questions: they are generated without it)."""
+    authorize_fixed_samples(caller, request.seed)
     _check_sizes(state, request)
-    sentences = split_sentences(request.text)
+    sentences = await run_in_threadpool(split_sentences, request.text)
     if len(sentences) > MAX_SENTENCES:
         raise ApiError(422, f"text: {len(sentences)} sentences, at most {MAX_SENTENCES}", "text")
     methods = resolve_methods(request)
-    judgments = len(sentences) * request.samples
-    if request.mode == "self" and set(methods) & set(LLM_SELFCHECKS) and judgments > MAX_JUDGMENTS:
-        raise ApiError(
-            422,
-            f"samples: {len(sentences)} sentences x {request.samples} samples = {judgments} judgments per LLM "
-            f"method, at most {MAX_JUDGMENTS}; draw fewer samples or check a shorter text",
-            "samples",
-        )
+    check_sequences(
+        state,
+        planned_sequences(request, methods, len(sentences)),
+        "draw fewer samples, check a shorter text, or ask for one LLM self-check (each asks a judge "
+        "question per sentence and sample)",
+        "samples" if request.mode == "self" else "text",
+    )
     require_engine(state)
-    meter = CostMeter()
+    meter = CostMeter(caller.queue_tenant)
     if request.mode == "self":
         gathered = await _self_consistency(state, meter, request, sentences, methods)
     else:
         gathered = await _reference(state, meter, request, sentences, methods)
+    if not caller.may_disable_watermark and (gathered.samples or gathered.questions):
+        gathered = _without_texts(gathered)
     passage = [
         MethodScore(method=method, value=float(np.mean(values)), meaning=MEANINGS[method])
         for method, values in gathered.sentence_scores.items()
@@ -132,10 +139,30 @@ async def score_consistency(state: ServiceState, request: ConsistencyRequest) ->
         scores=passage + gathered.passage_scores,
         samples=gathered.samples,
         questions=gathered.questions,
+        texts_withheld=gathered.texts_withheld,
         warnings=gathered.warnings,
         cost=meter.report(),
         model=state.model_name,
     )
+
+
+def planned_sequences(request: ConsistencyRequest, methods: tuple[str, ...], sentences: int) -> int:
+    """The most sequences the score can run. Self: the samples, and per LLM self-check a judge
+    question per (sentence, sample). Reference: an entailment question per sentence; MQAG's
+    questions, each answered from the source and from the text and checked for answerability."""
+    if request.mode == "self":
+        llm_methods = len(set(methods) & set(LLM_SELFCHECKS))
+        return request.samples + llm_methods * sentences * request.samples
+    count = sentences if "source_entailment" in methods else 0
+    if set(methods) & set(MQAG_METHODS):
+        count += 4 * request.questions
+    return count
+
+
+def _without_texts(gathered: Gathered) -> Gathered:
+    questions = [report.model_copy(update={"question": None, "options": []}) for report in gathered.questions]
+    warnings = [*gathered.warnings, TEXTS_WITHHELD]
+    return Gathered(gathered.sentence_scores, gathered.passage_scores, [], questions, warnings, texts_withheld=True)
 
 
 def resolve_methods(request: ConsistencyRequest) -> tuple[str, ...]:
@@ -195,11 +222,11 @@ async def _self_consistency(
         )
     ]
     scores: dict[str, list[float]] = {}
-    scores.update(_ngram("selfcheck", methods, sentences, samples))
+    scores.update(await run_in_threadpool(_ngram, "selfcheck", methods, sentences, samples))
     if "selfcheck_embedding" in methods:
         scores["selfcheck_embedding"] = list(await _embedding_support(state, sentences, samples))
     llm_methods = [method for method in LLM_SELFCHECKS if method in methods]
-    judged = await asyncio.gather(*(_llm_selfcheck(state, meter, method, sentences, samples) for method in llm_methods))
+    judged = await all_or_none(_llm_selfcheck(state, meter, method, sentences, samples) for method in llm_methods)
     scores.update(zip(llm_methods, judged, strict=True))
     return Gathered(scores, [], samples, [], [])
 
@@ -214,7 +241,9 @@ async def _llm_selfcheck(
 
 
 async def _embedding_support(state: ServiceState, sentences: list[SentenceSpan], samples: list[str]) -> np.ndarray:
-    sample_sentences = [[s.text for s in split_sentences(sample)] or [sample] for sample in samples]
+    sample_sentences = await run_in_threadpool(
+        lambda: [[s.text for s in split_sentences(sample)] or [sample] for sample in samples]
+    )
     flat = [s.text for s in sentences] + [text for pieces in sample_sentences for text in pieces]
     vectors = await embed(state, flat)
     sentence_vectors, rest = vectors[: len(sentences)], vectors[len(sentences) :]
@@ -229,13 +258,13 @@ async def _reference(
     state: ServiceState, meter: CostMeter, request: ConsistencyRequest, sentences: list[SentenceSpan], methods
 ) -> Gathered:
     scores: dict[str, list[float]] = {}
-    scores.update(_ngram("source", methods, sentences, [request.source]))
+    scores.update(await run_in_threadpool(_ngram, "source", methods, sentences, [request.source]))
     entailment = None
     if "source_entailment" in methods:
         questions = [judge.premise_entailment_question(request.source, s.text) for s in sentences]
         entailment = judge.yes_probabilities(state, meter, questions)
     mqag = _mqag(state, meter, request) if set(methods) & set(MQAG_METHODS) else None
-    results = await asyncio.gather(*(task for task in (entailment, mqag) if task is not None))
+    results = await all_or_none(task for task in (entailment, mqag) if task is not None)
     if entailment is not None:
         scores["source_entailment"] = [1.0 - probability for probability in results[0]]
     passage, reports, warnings = [], [], []
@@ -283,9 +312,11 @@ async def _mqag(state: ServiceState, meter: CostMeter, request: ConsistencyReque
         for context in (request.source, request.text)
     ]
     answerable_asks = [judge.answerable_prompt(request.source, question) for question, _ in questions]
-    distributions, answerable = await asyncio.gather(
-        judge.option_probabilities(state, meter, asks, [4] * len(asks)),
-        judge.yes_probabilities(state, meter, answerable_asks),
+    distributions, answerable = await all_or_none(
+        [
+            judge.option_probabilities(state, meter, asks, [4] * len(asks)),
+            judge.yes_probabilities(state, meter, answerable_asks),
+        ]
     )
     return [
         QuestionReport(

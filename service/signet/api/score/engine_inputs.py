@@ -1,42 +1,83 @@
 """What the scores need from the engine: an answer's logprobs, samples, one-token replies.
 
-Every call goes through ``ask`` so that the cost of a score (engine requests, tokens
-prefilled and generated) is counted in one place, and engine failures become the same
-problems generation reports.
+Every call goes through ``ask`` or ``ask_batch`` so that the cost of a score (engine
+requests, sequences, tokens prefilled and generated) is counted in one place, at most
+``MAX_IN_FLIGHT`` of its engine requests run at once, and engine failures become the
+same problems generation reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from signet import metrics
 from signet.api.errors import ApiError
 from signet.api.generation import engine_problem
 from signet.api.score.protocol import Cost
 from signet.api.state import ServiceState
 from signet.engine.model_store import ModelError, encode_prompt
-from signet.engine.protocol import MAX_LOGPROBS, Completion, EngineError, SamplingOptions, TokenLogprobs, fits_context
+from signet.engine.protocol import (
+    MAX_LOGPROBS,
+    Completion,
+    EngineError,
+    SamplingOptions,
+    TokenLogprobs,
+    all_or_none,
+    fits_context,
+)
+
+# Engine requests of one score running at once. Its judge questions go in batches of
+# JUDGE_BATCH prompts, one engine request (one queue job) each, so the largest score
+# (1,034 sequences) holds at most 4 queue places instead of the 947 it took unbatched.
+MAX_IN_FLIGHT = 4
+# The engine runs up to SIGNET_ENGINE_MAX_CONCURRENCY (32) sequences per step: 64 keeps a
+# batch a few steps long, so one job is neither a trickle nor minutes of a worker's time.
+JUDGE_BATCH = 64
 
 
 @dataclass
 class CostMeter:
+    """One score's engine requests: for whom (``tenant``, None in development mode), how
+    many at once, and what they cost."""
+
+    tenant: str | None = None
     engine_requests: int = 0
+    sequences: int = 0
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT))
 
     def count(self, prompt_tokens: int, completions: list[Completion]) -> None:
+        generated = sum(completion.completion_tokens for completion in completions)
         self.engine_requests += 1
+        self.sequences += len(completions)
         self.prompt_tokens += prompt_tokens
-        self.generated_tokens += sum(completion.completion_tokens for completion in completions)
+        self.generated_tokens += generated
+        metrics.count_scoring_tokens(prompt_tokens, generated)
 
     def report(self) -> Cost:
         return Cost(
             engine_requests=self.engine_requests,
+            sequences=self.sequences,
             prompt_tokens=self.prompt_tokens,
             generated_tokens=self.generated_tokens,
+        )
+
+
+def check_sequences(state: ServiceState, planned: int, how_to_fit: str, field: str = "samples") -> None:
+    """422 before any engine work when a score would run more than SIGNET_SCORE_MAX_SEQUENCES;
+    ``field``: the request field that drives the count."""
+    limit = state.settings.score_max_sequences
+    if planned > limit:
+        raise ApiError(
+            422,
+            f"{field}: this score would run up to {planned} engine sequences, at most {limit} "
+            f"(SIGNET_SCORE_MAX_SEQUENCES); {how_to_fit}",
+            field,
         )
 
 
@@ -44,12 +85,32 @@ async def ask(
     state: ServiceState, meter: CostMeter, prompt_ids: list[int], options: SamplingOptions
 ) -> list[Completion]:
     """One engine request (``options.n`` answers); never watermarked: scores describe the model."""
-    try:
-        completions = await state.engine.sample(prompt_ids, options, None)
-    except EngineError as error:
-        raise engine_problem(error) from error
+    async with meter.in_flight:
+        try:
+            completions = await state.engine.sample(prompt_ids, options, None, meter.tenant)
+        except EngineError as error:
+            raise engine_problem(error) from error
     meter.count(len(prompt_ids), completions)
     return completions
+
+
+async def ask_batch(
+    state: ServiceState, meter: CostMeter, prompts: list[list[int]], options: SamplingOptions
+) -> list[Completion]:
+    """One answer to each prompt, JUDGE_BATCH prompts per engine request; never watermarked.
+    A failed batch cancels the others."""
+
+    async def one(batch: list[list[int]]) -> list[Completion]:
+        async with meter.in_flight:
+            try:
+                completions = await state.engine.generate_batch(batch, options, None, meter.tenant)
+            except EngineError as error:
+                raise engine_problem(error) from error
+        meter.count(sum(len(prompt) for prompt in batch), completions)
+        return completions
+
+    batches = [prompts[start : start + JUDGE_BATCH] for start in range(0, len(prompts), JUDGE_BATCH)]
+    return [completion for answers in await all_or_none(one(batch) for batch in batches) for completion in answers]
 
 
 async def encode(state: ServiceState, prompt: str | None, turns: list[dict[str, str]] | None) -> list[int]:

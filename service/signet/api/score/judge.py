@@ -11,15 +11,16 @@ of that (and both labels unlisted tells nothing: p = 1/2).
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
-from signet.api.score.engine_inputs import CostMeter, ask, encode
+from signet.api.score.engine_inputs import CostMeter, ask_batch
 from signet.api.state import ServiceState
+from signet.engine.model_store import encode_prompt
 from signet.engine.protocol import MAX_LOGPROBS, SamplingOptions, TokenLogprobs
 
 _YES = ("Yes", "yes", "YES")
@@ -51,18 +52,15 @@ def label_logprobs(first_token: TokenLogprobs, labels: Sequence[frozenset[int]])
 
 
 async def _first_tokens(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[TokenLogprobs]:
+    """Each question as one chat turn, answered with one token: in batches (``ask_batch``)."""
     options = SamplingOptions(max_tokens=1, temperature=0.0, logprobs=MAX_LOGPROBS)
-
-    async def one(question: str) -> TokenLogprobs:
-        prompt_ids = await encode(state, None, [{"role": "user", "content": question}])
-        (reply,) = await ask(state, meter, prompt_ids, options)
-        return reply.logprobs
-
-    return list(await asyncio.gather(*(one(question) for question in questions)))
+    turns = [[{"role": "user", "content": question}] for question in questions]
+    prompts = await run_in_threadpool(lambda: [encode_prompt(state.tokenizer, None, turn) for turn in turns])
+    return [reply.logprobs for reply in await ask_batch(state, meter, prompts, options)]
 
 
 async def yes_no(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[tuple[float, float]]:
-    """(log p(yes), log p(no)) for each question, asked concurrently (the engine batches them)."""
+    """(log p(yes), log p(no)) for each question, asked in batches."""
     labels = (_label_ids(state.tokenizer, _YES), _label_ids(state.tokenizer, _NO))
     replies = await _first_tokens(state, meter, questions)
     return [tuple(label_logprobs(reply, labels)) for reply in replies]

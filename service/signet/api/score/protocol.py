@@ -81,6 +81,7 @@ class UncertaintyRequest(PromptInput):
     methods: list[UncertaintyMethod] | None = Field(
         default=None,
         min_length=1,
+        max_length=len(get_args(UncertaintyMethod)),
         description="Methods to run; omitted: every method the inputs allow (sample methods need samples "
         ">= 2, the decomposition needs paraphrases).",
     )
@@ -112,22 +113,43 @@ class UncertaintyRequest(PromptInput):
 
 class Cost(BaseModel):
     engine_requests: int = Field(
-        description="Requests the engine ran for this score (each one forward pass "
-        "over its prompt, then one per generated token)."
+        description="Requests the engine ran for this score: the answer, the samples (all in one), "
+        "and the judge questions in batches of up to 64 (in distributed mode, one queue job each)."
+    )
+    sequences: int = Field(
+        description="Sequences those requests ran (answers, samples, judge questions): what "
+        "SIGNET_SCORE_MAX_SEQUENCES caps, checked against the request before any engine work."
     )
     prompt_tokens: int = Field(description="Tokens prefilled, over all engine requests.")
     generated_tokens: int = Field(description="Tokens generated (answer, samples, judge labels, questions).")
 
 
+TEXTS_WITHHELD = (
+    "generated texts withheld: this tenant may not turn the watermark off, and the scores' texts are "
+    "generated without it; the scores are complete. To see an answer, generate it watermarked with "
+    "/generate and send it as `response`."
+)
+TEXTS_WITHHELD_FIELD = (
+    "True when the texts the service generated for this score (the answer, samples, MQAG questions) are "
+    "left out: the caller's tenant may not turn the watermark off, and these texts are generated without it."
+)
+
+
 class UncertaintyResponse(BaseModel):
-    response: str = Field(description="The answer scored: the caller's, or the generated one.")
+    response: str | None = Field(
+        description="The answer scored: the caller's, or the generated one (null when texts_withheld)."
+    )
     generated: bool = Field(description="True when the service generated the answer.")
     response_tokens: int
     scores: list[MethodScore]
-    samples: list[str] = Field(default_factory=list, description="The sampled answers.")
+    samples: list[str] = Field(
+        default_factory=list, description="The sampled answers (none when texts_withheld, though they were scored)."
+    )
     semantic_classes: list[int] | None = Field(
         default=None, description="The meaning class of each sample (0, 1, ... in order of first appearance)."
     )
+    texts_withheld: bool = Field(default=False, description=TEXTS_WITHHELD_FIELD)
+    warnings: list[str] = Field(default_factory=list, description="What was left out of the response, and why.")
     cost: Cost
     model: str
 
@@ -158,7 +180,10 @@ class ConsistencyRequest(StrictModel):
     source: str | None = Field(default=None, description="Reference mode: the document `text` should agree with.")
     samples: int = Field(default=6, ge=1, le=MAX_SAMPLES, description="Self-consistency: answers to draw.")
     methods: list[ConsistencyMethod] | None = Field(
-        default=None, min_length=1, description="Methods to run; omitted: every method of the mode."
+        default=None,
+        min_length=1,
+        max_length=len(get_args(ConsistencyMethod)),
+        description="Methods to run; omitted: every method of the mode.",
     )
     questions: int = Field(default=6, ge=1, le=16, description="Reference mode: MQAG questions to generate.")
     max_tokens: int = Field(default=128, ge=1, le=1024, description="Self-consistency: longest sample.")
@@ -186,8 +211,8 @@ class SentenceScore(BaseModel):
 
 
 class QuestionReport(BaseModel):
-    question: str
-    options: list[str]
+    question: str | None = Field(description="The generated question (null when texts_withheld).")
+    options: list[str] = Field(description="Its four generated options (none when texts_withheld).")
     source_probabilities: list[float]
     text_probabilities: list[float]
     answerable: bool = Field(description="False: the source cannot answer it; left out of the averages.")
@@ -197,8 +222,11 @@ class ConsistencyResponse(BaseModel):
     mode: Literal["self", "reference"]
     sentences: list[SentenceScore]
     scores: list[MethodScore] = Field(description="Passage-level scores; higher = less consistent.")
-    samples: list[str] = Field(default_factory=list, description="Self-consistency: the sampled answers.")
+    samples: list[str] = Field(
+        default_factory=list, description="Self-consistency: the sampled answers (none when texts_withheld)."
+    )
     questions: list[QuestionReport] = Field(default_factory=list, description="Reference mode: MQAG questions.")
-    warnings: list[str] = Field(default_factory=list, description="Methods left out, and why.")
+    texts_withheld: bool = Field(default=False, description=TEXTS_WITHHELD_FIELD)
+    warnings: list[str] = Field(default_factory=list, description="Methods or texts left out, and why.")
     cost: Cost
     model: str

@@ -3,13 +3,14 @@ the engine, then hand them to the pure methods in ``signet.scoring``."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import get_args
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from signet.api.answer_scores import FREE_METHODS, logprob_scores, pmi_score
+from signet.api.auth import Caller, authorize_fixed_samples
 from signet.api.errors import ApiError
 from signet.api.generation import check_prompt_size, require_engine
 from signet.api.limits import check_text_size
@@ -18,6 +19,7 @@ from signet.api.score import judge
 from signet.api.score.engine_inputs import (
     CostMeter,
     check_fits,
+    check_sequences,
     draw_samples,
     embed,
     encode,
@@ -25,11 +27,17 @@ from signet.api.score.engine_inputs import (
     generate_answer,
     teacher_force,
 )
-from signet.api.score.protocol import DecompositionMethod, SampleMethod, UncertaintyRequest, UncertaintyResponse
+from signet.api.score.protocol import (
+    TEXTS_WITHHELD,
+    DecompositionMethod,
+    SampleMethod,
+    UncertaintyRequest,
+    UncertaintyResponse,
+)
 from signet.api.state import ServiceState
-from signet.engine.protocol import Completion, TokenLogprobs
+from signet.engine.protocol import Completion, TokenLogprobs, all_or_none
 from signet.scoring.clustering import cluster_by_bidirectional_entailment, num_semantic_sets
-from signet.scoring.decomposition import align_top_k, decompose_sequence
+from signet.scoring.decomposition import SequenceDecomposition, align_top_k, decompose_sequence
 from signet.scoring.laplacian import eig_val_laplacian
 from signet.scoring.lexical import lexical_similarity, words
 from signet.scoring.samples import discrete_semantic_entropy, monte_carlo_sequence_entropy, semantic_entropy
@@ -58,23 +66,34 @@ MEANINGS = {
 }
 
 
-async def score_uncertainty(state: ServiceState, request: UncertaintyRequest) -> UncertaintyResponse:
+async def score_uncertainty(state: ServiceState, request: UncertaintyRequest, caller: Caller) -> UncertaintyResponse:
+    """The scores; for a caller that may not turn the watermark off, without the texts the
+    service generated (they are generated without it)."""
+    authorize_fixed_samples(caller, request.seed)
     _check_sizes(state, request)
     methods = resolve_methods(request)
+    check_sequences(
+        state,
+        planned_sequences(request, methods),
+        "ask for fewer samples (with similarity 'llm' every ordered pair of samples is a judge question: "
+        "samples x (samples - 1)), or use similarity 'embedding'",
+    )
     require_engine(state)
-    meter = CostMeter()
+    meter = CostMeter(caller.queue_tenant)
     prompt_ids = await encode(state, request.prompt, request.turns())
     wants_samples = bool(set(methods) & set(SAMPLE_METHODS))
     if request.response is None or wants_samples:
         check_fits(state, len(prompt_ids), request.max_tokens, "max_tokens", "the prompt with max_tokens")
     answer_ids, answer, text = await _answer(state, meter, request, prompt_ids)
-    scores = logprob_scores(answer, state.vocab_size, methods)
-    pmi, samples, ensemble = await asyncio.gather(
-        _pmi(state, meter, request, answer_ids, answer) if "pmi" in methods else _nothing(),
-        _samples(state, meter, request, prompt_ids) if wants_samples else _nothing(),
-        _decomposition(state, meter, request, answer_ids, answer)
-        if set(methods) & set(DECOMPOSITION_METHODS)
-        else _nothing(),
+    scores = await run_in_threadpool(logprob_scores, answer, state.vocab_size, methods)
+    pmi, samples, ensemble = await all_or_none(
+        [
+            _pmi(state, meter, request, answer_ids, answer) if "pmi" in methods else _nothing(),
+            _samples(state, meter, request, prompt_ids) if wants_samples else _nothing(),
+            _decomposition(state, meter, request, answer_ids, answer)
+            if set(methods) & set(DECOMPOSITION_METHODS)
+            else _nothing(),
+        ]
     )
     classes = None
     if pmi is not None:
@@ -84,16 +103,32 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest) ->
         scores.extend(sample_scores)
     if ensemble is not None:
         scores.extend(score for score in ensemble if score.method in methods)
+    withheld = not caller.may_disable_watermark and (request.response is None or bool(samples))
     return UncertaintyResponse(
-        response=text,
+        response=None if withheld and request.response is None else text,
         generated=request.response is None,
         response_tokens=len(answer_ids),
         scores=scores,
-        samples=[sample.text for sample in samples or []],
+        samples=[] if withheld else [sample.text for sample in samples or []],
         semantic_classes=classes,
+        texts_withheld=withheld,
+        warnings=[TEXTS_WITHHELD] if withheld else [],
         cost=meter.report(),
         model=state.model_name,
     )
+
+
+def planned_sequences(request: UncertaintyRequest, methods: tuple[str, ...]) -> int:
+    """The most sequences the score can run: the answer, the PMI pass, the samples, a judge
+    question per ordered pair of samples (all distinct, at worst), a pass per paraphrase."""
+    count = 1 + ("pmi" in methods)
+    if set(methods) & set(SAMPLE_METHODS):
+        count += request.samples
+        if request.similarity == "llm":
+            count += request.samples * (request.samples - 1)
+    if set(methods) & set(DECOMPOSITION_METHODS):
+        count += len(request.paraphrases)
+    return count
 
 
 def resolve_methods(request: UncertaintyRequest) -> tuple[str, ...]:
@@ -174,6 +209,14 @@ async def _sample_scores(
         vectors = await embed(state, texts)
         entailment = np.clip(vectors @ vectors.T, 0.0, 1.0)
         threshold = EMBEDDING_EQUIVALENCE
+    # Off the event loop: ROUGE-L over every pair of 32 samples of 1,024 tokens is
+    # about half a billion steps, and the clustering and eigenvalues add more.
+    return await run_in_threadpool(_sample_method_scores, samples, texts, entailment, threshold, methods)
+
+
+def _sample_method_scores(
+    samples: list[Completion], texts: list[str], entailment: np.ndarray, threshold: float, methods: tuple[str, ...]
+) -> tuple[list[MethodScore], list[int]]:
     classes = cluster_by_bidirectional_entailment(entailment, threshold)
     # Length-normalised, as Farquhar et al.'s code weighs classes: long answers are not penalised.
     mean_logprobs = [float(np.mean(sample.logprobs.chosen)) for sample in samples]
@@ -233,12 +276,8 @@ async def _decomposition(
     contexts = [await encode(state, *_paraphrased(request, paraphrase)) for paraphrase in request.paraphrases]
     for context in contexts:
         check_fits(state, len(context) + len(answer_ids), 1, "paraphrases", "a paraphrase with the answer")
-    members = [answer, *await asyncio.gather(*(teacher_force(state, meter, c, answer_ids) for c in contexts))]
-    per_token = [
-        align_top_k([dict(zip(member.top_ids[t], member.top[t], strict=True)) for member in members])
-        for t in range(len(answer_ids))
-    ]
-    split = decompose_sequence(per_token)
+    members = [answer, *await all_or_none(teacher_force(state, meter, c, answer_ids) for c in contexts)]
+    split = await run_in_threadpool(_decompose, members, len(answer_ids))
     parts = {
         "total_uncertainty": (split.sequence.total, [token.total for token in split.per_token]),
         "aleatoric_uncertainty": (split.sequence.aleatoric, [token.aleatoric for token in split.per_token]),
@@ -248,6 +287,14 @@ async def _decomposition(
         MethodScore(method=method, value=value, meaning=MEANINGS[method], per_token=per_token_values)
         for method, (value, per_token_values) in parts.items()
     ]
+
+
+def _decompose(members: list[TokenLogprobs], answer_tokens: int) -> SequenceDecomposition:
+    per_token = [
+        align_top_k([dict(zip(member.top_ids[t], member.top[t], strict=True)) for member in members])
+        for t in range(answer_tokens)
+    ]
+    return decompose_sequence(per_token)
 
 
 def _paraphrased(request: UncertaintyRequest, paraphrase: str) -> tuple[str | None, list[dict[str, str]] | None]:

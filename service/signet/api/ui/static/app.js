@@ -85,7 +85,13 @@ function inverseNormal(p) {
 
 // ---------------------------------------------------------------- API calls
 
-class ApiProblem extends Error {}
+class ApiProblem extends Error {
+  constructor(message, status = null, field = null) {
+    super(message);
+    this.status = status;
+    this.field = field;
+  }
+}
 
 /** POST a JSON body to the API; resolves to the JSON answer or throws an ApiProblem with a readable message. */
 async function callApi(path, body) {
@@ -101,7 +107,18 @@ async function callApi(path, body) {
     throw new ApiProblem(`Cannot reach the Signet service at ${origin} (${error.message}).`);
   }
   if (response.ok) return response.json();
-  throw new ApiProblem(await problemMessage(response));
+  const problem = await response.clone().json().catch(() => null);
+  throw new ApiProblem(await problemMessage(response), response.status, problem?.field ?? null);
+}
+
+/** POST /detect with per-token details; a tenant not granted them (403 on "details") gets the verdict alone. */
+async function detectWithDetails(body) {
+  try {
+    return await callApi("detect", { ...body, details: true });
+  } catch (problem) {
+    if (!(problem instanceof ApiProblem && problem.status === 403 && problem.field === "details")) throw problem;
+    return callApi("detect", { ...body, details: false });
+  }
 }
 
 // HTTP/2 carries no reason phrase: the names of the statuses a proxy might answer with.
@@ -173,7 +190,8 @@ function promptInput(text, asChat) {
 // ---------------------------------------------------------------- detection result
 
 function isKgw(result) {
-  return result.num_green_tokens !== null && result.num_green_tokens !== undefined;
+  // gamma: KGW keys report it even where the counts are withheld (a short text)
+  return (result.gamma ?? result.num_green_tokens ?? null) !== null;
 }
 
 /** The window, when it is a passage of the text rather than all of it. */
@@ -269,9 +287,9 @@ function statistics(result, alpha) {
   if (isKgw(result)) {
     const expected = result.gamma === null || result.gamma === undefined ? ""
       : `, ${formatNumber(result.gamma * result.num_scored_tokens)} expected (γ = ${result.gamma})`;
-    rows.push(["Green tokens", `${result.num_green_tokens}${expected}`]);
+    rows.push(["Green tokens", result.num_green_tokens === null ? "–" : `${result.num_green_tokens}${expected}`]);
   } else {
-    rows.push(["Score sum", `${formatNumber(result.score, 2)}, ${result.num_scored_tokens} expected`]);
+    rows.push(["Score sum", result.score === null ? "–" : `${formatNumber(result.score, 2)}, ${result.num_scored_tokens} expected`]);
   }
   rows.push(
     ["z-score, whole text", result.z_score === null ? "–" : formatNumber(result.z_score, 2)],
@@ -476,11 +494,11 @@ async function detect(event) {
   event.preventDefault();
   const text = $("detect-text").value;
   const alpha = Number($("detect-alpha").value || "0.0001");
-  const body = { text, details: true, windows: $("detect-windows").checked, alpha };
+  const body = { text, windows: $("detect-windows").checked, alpha };
   if ($("detect-all-keys").checked) body.key_ids = "all";
   else if (optionalText("detect-key-id")) body.key_id = optionalText("detect-key-id");
   await whileBusy("detect", "Detecting…", async () => {
-    const result = await callApi("detect", body);
+    const result = await detectWithDetails(body);
     renderDetection($("detect-result"), result, text, alpha);
   });
 }
@@ -519,8 +537,8 @@ async function generate(event) {
     const generation = await callApi("generate?watermark=true", body);
     setStatus("Detecting…");
     const alpha = 1e-4;
-    const detection = await callApi("detect", {
-      text: generation.text, key_id: generation.watermark.key_id, details: true, windows: true, alpha,
+    const detection = await detectWithDetails({
+      text: generation.text, key_id: generation.watermark.key_id, windows: true, alpha,
     });
     const mark = generation.watermark;
     const meta = h("p", { class: "generation-meta" },
@@ -564,9 +582,12 @@ async function scoreUncertainty(event) {
   await whileBusy("uncertainty", "Scoring on the engine…", async () => {
     const result = await callApi("score/uncertainty", body);
     const parts = [
-      h("p", {}, h("strong", {}, result.generated ? "The model's answer: " : "The answer scored: "), result.response),
+      h("p", {}, h("strong", {}, result.generated ? "The model's answer: " : "The answer scored: "), result.response ?? "(withheld)"),
       scoresTable(result.scores, `Uncertainty of the answer (${result.response_tokens} tokens); higher = more uncertain`),
     ];
+    if (result.warnings.length) {
+      parts.push(h("ul", { class: "warnings" }, result.warnings.map((warning) => h("li", {}, warning))));
+    }
     if (result.samples.length) {
       const classes = result.semantic_classes || [];
       parts.push(h("h3", {}, "Samples"), h("ol", { class: "samples" },

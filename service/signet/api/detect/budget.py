@@ -1,0 +1,72 @@
+"""The detection budget: how much evidence about the green lists a caller may extract.
+
+Every statistic /detect reports is evidence about the keys' green lists, and the amount
+grows with the tokens scored, not with the requests: one request of 60,000 chosen ids
+can carry as much as 60,000 requests of one. So the budget counts scored tokens, times
+the keys tested (each key's count is evidence about that key), for /detect and for every
+item of /detect/batch, cached answers included (a repeat tells nothing new, but charging
+it keeps the rule simple to state and to check).
+
+The charge is taken after the answer is computed, when its cost is known, and before it
+is sent: a refused answer is never seen. One token is taken before the work starts, so a
+caller in debt is refused without costing a tokenization. A tenant's API keys share one budget, so more
+keys buy no more evidence; in development mode each caller (API key, else address) has
+its own. The limiter is cache/rate_limit.py's GCRA with the cost in scored tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import Request
+
+from signet.api.auth import Caller
+from signet.api.detect.protocol import DetectResponse
+from signet.api.errors import ApiError, retry_after
+from signet.api.rate_limit import caller_identity
+from signet.api.state import ServiceState
+from signet.cache.rate_limit import RateDecision
+
+
+def budget_identity(request: Request, caller: Caller) -> str:
+    """``tenant:<name>`` for a tenant's caller; in development mode the caller's rate-limit identity."""
+    return caller_identity(request) if caller.tenant is None else f"tenant:{caller.tenant.name}"
+
+
+def evidence_cost(response: DetectResponse) -> int:
+    """Scored tokens over every key tested: what the answer tells about the green lists."""
+    return sum(key.num_scored_tokens for key in response.keys)
+
+
+def admit(state: ServiceState, request: Request, caller: Caller) -> None:
+    """429 before any work when the caller's budget cannot pay even one scored token (a
+    caller in debt): it is refused without costing a tokenization. Takes nothing."""
+    budget = state.detect_budget
+    if budget is not None:
+        _refuse_unless(budget.check(budget_identity(request, caller), 1), state, caller, None)
+
+
+def charge(state: ServiceState, request: Request, caller: Caller, responses: Iterable[DetectResponse]) -> None:
+    """Take the answers' cost from the caller's budget; 429 with Retry-After when it does not fit."""
+    budget = state.detect_budget
+    if budget is None:
+        return
+    cost = sum(evidence_cost(response) for response in responses)
+    _refuse_unless(budget.acquire(budget_identity(request, caller), cost), state, caller, cost)
+
+
+def _refuse_unless(decision: RateDecision, state: ServiceState, caller: Caller, cost: int | None) -> None:
+    """``cost``: the request's scored tokens; None: refused at admission, before any work."""
+    if decision.allowed:
+        return
+    headers = retry_after(decision.retry_after_seconds)
+    settings = state.settings
+    who = "this caller" if caller.tenant is None else f"tenant {caller.tenant.name!r}"
+    spent = "none is left" if cost is None else f"this request evaluated {cost:,} scored tokens (times the keys tested)"
+    raise ApiError(
+        429,
+        f"detection budget spent: {spent}; {who} may "
+        f"have {settings.detect_token_budget:,} evaluated per {settings.detect_token_budget_seconds:,} s; "
+        f"retry in {headers['Retry-After']} s",
+        headers=headers,
+    )
