@@ -1,4 +1,4 @@
-"""Reading the configuration files that hold secrets (watermark keys, API key digests)."""
+"""Reading the configuration files that hold secrets (watermark keys, API key digests, the Redis password)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,8 @@ def read_document(path: Path, what: str, error: type[Exception]) -> object:
         mark = getattr(problem, "problem_mark", None)
         line = problem.lineno if is_json else (mark.line + 1 if mark else "?")
         raise error(f"{what} {path} is not valid {'JSON' if is_json else 'YAML'} (line {line})") from None
+
+
+def read_password(path: Path) -> str:
+    """A password file's content without its final newline (``echo`` adds one); OSError if unreadable."""
+    return path.read_text(encoding="utf-8").rstrip("\r\n")

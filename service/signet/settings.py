@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from signet.config_files import read_password
 
 # The largest max_tokens any deployment accepts; SIGNET_MAX_NEW_TOKENS may lower it.
 MAX_NEW_TOKENS_CEILING = 4096
@@ -35,6 +40,14 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    switch_interval_seconds: float = Field(
+        default=0.005,
+        gt=0.0,
+        le=0.1,
+        description="sys.setswitchinterval for serve and worker (Python's default: 0.005): how long a thread "
+        "keeps the GIL once another asks for it. Shorter lets the event loop in sooner while a request's CPU "
+        "work runs in a thread, at a CPU cost (bench/switch_interval.py, docs/BENCHMARKS.md).",
+    )
     # The front door (api/gate.py, api/connections.py): what a caller meets before its request is served.
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default=[],
@@ -112,6 +125,11 @@ class Settings(BaseSettings):
         default=None,
         description="Redis for the job queue, detection cache and rate limits; unset: embedded mode.",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="SIGNET_REDIS_URL names a node of a Redis Cluster; the queue's keys then share one hash slot "
+        "({namespace}:...). Checked at start against what Redis says of itself.",
+    )
     redis_namespace: str = Field(
         default="signet",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -119,6 +137,23 @@ class Settings(BaseSettings):
     )
     redis_timeout_seconds: float = Field(
         default=0.5, gt=0.0, le=30.0, description="Connect and command timeout of non-blocking Redis calls."
+    )
+    # A protected Redis (docs/DEPLOY.md, "Securing Redis"). Files, not values: Kubernetes mounts Secrets as files.
+    redis_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) that a rediss:// server's certificate must chain to; unset: the "
+        "system's. The server's certificate and host name are always verified.",
+    )
+    redis_cert_file: Path | None = Field(
+        default=None, description="Client certificate (PEM) for a rediss:// server that asks for one (mutual TLS)."
+    )
+    redis_key_file: Path | None = Field(default=None, description="The private key of SIGNET_REDIS_CERT_FILE (PEM).")
+    redis_username: str | None = Field(
+        default=None, pattern=r"^[!-~]{1,128}$", description="Redis ACL user; unset: the URL's, or 'default'."
+    )
+    redis_password_file: Path | None = Field(
+        default=None,
+        description="A file holding the Redis password (a final newline is ignored); instead of one in the URL.",
     )
     queue_max_jobs: int = Field(
         default=256, ge=1, description="Jobs waiting or running in the queue above which new jobs get 503."
@@ -209,6 +244,63 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least SIGNET_JOB_TIMEOUT_SECONDS ({timeout:g})")
         return seconds
 
+    @field_validator("redis_url")
+    @classmethod
+    def _no_tls_options_in_url(cls, url: str | None) -> str | None:
+        # redis-py lets a URL's query override any option, ssl_cert_reqs=none included
+        query = parse_qs(urlsplit(url).query, keep_blank_values=True) if url is not None else {}
+        if any(name.startswith("ssl") for name in query):
+            raise ValueError("TLS options do not go in the URL: use SIGNET_REDIS_CA_FILE (verification stays on)")
+        return url
+
+    @field_validator("redis_ca_file")
+    @classmethod
+    def _ca_loads(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is not None:
+            _require_tls_url(info, "SIGNET_REDIS_CA_FILE")
+            problem = f"cannot load CA certificates from {path}"
+            _load_tls(lambda context: context.load_verify_locations(cafile=path), problem)
+        return path
+
+    @field_validator("redis_key_file")
+    @classmethod
+    def _client_certificate_loads(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        certificate = info.data.get("redis_cert_file")
+        if (key is None) != (certificate is None):
+            raise ValueError("SIGNET_REDIS_CERT_FILE and SIGNET_REDIS_KEY_FILE go together")
+        if key is not None:
+            _require_tls_url(info, "SIGNET_REDIS_CERT_FILE")
+            _load_tls(
+                lambda context: context.load_cert_chain(certificate, key),
+                f"cannot load a certificate and its key from {certificate} and {key}",
+            )
+        return key
+
+    @field_validator("redis_username")
+    @classmethod
+    def _one_username(cls, username: str | None, info: ValidationInfo) -> str | None:
+        url = info.data.get("redis_url")
+        if username is not None and url is not None and urlsplit(url).username:
+            raise ValueError("SIGNET_REDIS_URL names a user too: keep one of them")
+        return username
+
+    @field_validator("redis_password_file")
+    @classmethod
+    def _password_readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        url = info.data.get("redis_url")
+        if url is not None and urlsplit(url).password is not None:
+            raise ValueError("SIGNET_REDIS_URL holds a password too: keep one of them")
+        try:
+            password = read_password(path)
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or type(error).__name__
+            raise ValueError(f"cannot read {path}: {reason}") from None
+        if not password:
+            raise ValueError(f"{path} is empty")
+        return path
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_host_names(cls, value: object) -> object:
@@ -230,3 +322,19 @@ class Settings(BaseSettings):
         # batch) at the character limit must still fit, with room for the other fields.
         # A token id takes at most 12 bytes too ("4294967295, ").
         return 12 * max(self.max_text_chars, self.max_batch_chars) + 64 * 1024
+
+
+def _require_tls_url(info: ValidationInfo, setting: str) -> None:
+    url = info.data.get("redis_url")
+    if url is None or not url.startswith("rediss://"):
+        raise ValueError(f"{setting} needs a rediss:// SIGNET_REDIS_URL (TLS)")
+
+
+def _load_tls(load: Callable[[ssl.SSLContext], object], problem: str) -> None:
+    """Load files into a throwaway TLS context now, so a bad one stops start-up naming its
+    setting, not every connection later. The messages name files, never their content."""
+    try:
+        load(ssl.create_default_context())
+    except OSError as error:  # ssl.SSLError is one
+        reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
+        raise ValueError(f"{problem} ({reason})") from None

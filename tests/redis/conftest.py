@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest_asyncio
 
-from harness.services import redis_test_url
+from harness.services import redis_test_url, signer_for_test_keys
 from signet.queue.consumer import JobWorker, WorkerOptions
+from signet.queue.jobs import JobSigner
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
 
@@ -31,18 +32,20 @@ async def link(redis_namespace) -> AsyncIterator[RedisLink]:
 
 @pytest_asyncio.fixture
 async def queue(link) -> AsyncIterator[JobQueue]:
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2)
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=2, signer=signer_for_test_keys())
     yield queue
     await queue.aclose()
 
 
 @pytest_asyncio.fixture
 async def start_worker(link) -> AsyncIterator[Callable[..., Awaitable[JobWorker]]]:
-    """Starts workers on ``link`` (options as worker_options takes them); every one is stopped after the test."""
+    """Starts workers on ``link`` (options as worker_options takes them; ``signer``: the test keys' by
+    default); every one is stopped after the test."""
     running: list[tuple[asyncio.Event, asyncio.Task]] = []
 
-    async def start(handlers: dict, **options) -> JobWorker:
-        worker, stop = JobWorker(link, handlers, worker_options(**options)), asyncio.Event()
+    async def start(handlers: dict, signer: JobSigner | None = None, **options) -> JobWorker:
+        signer = signer or signer_for_test_keys()  # the queue fixture's
+        worker, stop = JobWorker(link, handlers, worker_options(**options), signer=signer), asyncio.Event()
         running.append((stop, asyncio.create_task(worker.run(stop))))
         await asyncio.sleep(0.05)  # the consumer group exists once run() has begun
         return worker

@@ -31,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from signet.redis_link import RedisLink, RedisUnavailable
+from redis.commands.core import Script
+
+from signet.redis_link import RedisLink, RedisUnavailable, SyncClient
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +184,7 @@ class RedisRateLimiter:
         self._name = name
         interval_us = 60_000_000 / per_minute
         self._limits = (interval_us, burst * interval_us)
-        # EVALSHA, with a SCRIPT LOAD when Redis does not know the script (after a restart)
-        self._script = link.sync.register_script(_GCRA_SCRIPT)
+        self._script: Script | None = None  # made at the first call: see _run
         self._outage = False
         self._outage_lock = threading.Lock()
 
@@ -199,9 +200,7 @@ class RedisRateLimiter:
         key = self._link.key(self._prefix, identity)
         arguments = (*self._limits, cost, int(take))
         try:
-            allowed, retry_after_us = self._link.call(
-                lambda client: self._script(keys=[key], args=arguments, client=client)
-            )
+            allowed, retry_after_us = self._link.call(lambda client: self._run(client, key, arguments))
         except RedisUnavailable as error:
             self._note_outage(error)
             if self._fallback is None:
@@ -211,6 +210,13 @@ class RedisRateLimiter:
         if allowed:
             return ALLOWED
         return RateDecision(False, max(int(retry_after_us), 1) / 1_000_000)
+
+    def _run(self, client: SyncClient, key: str, arguments: tuple) -> list:
+        """EVALSHA, with a SCRIPT LOAD when Redis does not know the script (after a restart).
+        Registered with the client at its first use: a cluster's is made then (RedisLink.sync)."""
+        if self._script is None:
+            self._script = client.register_script(_GCRA_SCRIPT)  # two threads racing make equal ones
+        return self._script(keys=[key], args=arguments, client=client)
 
     def _note_outage(self, error: RedisUnavailable) -> None:
         with self._outage_lock:
