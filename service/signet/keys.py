@@ -31,6 +31,13 @@ secrets together, but changes every fingerprint whenever any key changes: while 
 file rolls out, jobs between processes holding the old and the new file are refused
 (503), for every key, not only the changed one. Start-up warns about it, and about keys
 whose secret holds under 64 bits (``watermark/strength.py``), naming the key_id only.
+
+Jobs are signed (``queue/jobs.py`` ``JobSigner``) with ``job_signing_secrets``: the first
+signs, every one is accepted, so a new secret can be rolled out before it signs. Without
+them the signing secret is derived from ``fingerprint_secret`` (an HMAC under a domain of
+its own). The keys file holds it because API processes and workers must already share that
+file, and whoever reads the file holds the watermark secrets, which are worth more: a
+separate file would add a second secret to keep in step and protect nothing further.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ DEVELOPMENT_KEYS_FILENAME = "development-keys.json"
 DEVELOPMENT_KEY_ID = "dev"
 _DERIVED_FINGERPRINT_SECRET = b"signet derived fingerprint secret v1"  # the HMAC key of the derivation
 _FINGERPRINT_DOMAIN = b"signet key fingerprint v2"  # v1: an unkeyed SHA-256 of the same fields
+_JOB_SIGNING_DOMAIN = b"signet job signing secret v1"  # the derivation from fingerprint_secret
 
 
 class KeyRegistryError(Exception):
@@ -86,6 +94,7 @@ class _RegistryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fingerprint_secret: SecretStr | None = Field(default=None, min_length=32)
+    job_signing_secrets: list[Annotated[SecretStr, Field(min_length=32)]] | None = Field(default=None, min_length=1)
     default_key_id: str | None = None
     keys: list[WatermarkKey] = Field(min_length=1)
 
@@ -113,9 +122,11 @@ class KeyRegistry:
         source: Path,
         fingerprint_secret: bytes,
         model_vocab_size: int | None = None,
+        job_signing_secrets: list[bytes] | None = None,
     ) -> None:
         self._keys = {key.key_id: key for key in keys}
         self._fingerprint_secret = fingerprint_secret
+        self._job_signing_secrets = job_signing_secrets
         self._fingerprints = {key.key_id: self._fingerprint(key) for key in keys}
         self._schemes: dict[str, WatermarkScheme] = {}
         self._lock = threading.Lock()
@@ -142,7 +153,9 @@ class KeyRegistry:
                 "each other's jobs. Set fingerprint_secret (e.g. `openssl rand -hex 32`) to keep fingerprints apart",
                 path,
             )
-        registry = cls(parsed.keys, default, path, fingerprint_secret, model_vocab_size)
+        signing = parsed.job_signing_secrets
+        signing_secrets = None if signing is None else [secret.get_secret_value().encode() for secret in signing]
+        registry = cls(parsed.keys, default, path, fingerprint_secret, model_vocab_size, signing_secrets)
         if parsed.fingerprint_secret is None:
             registry.derived_secret_bits = sum(key.secret_bits() for key in parsed.keys)
         registry._build_schemes()
@@ -187,6 +200,14 @@ class KeyRegistry:
         (a cache key): equal in every process that loaded the same keys file, and no way for
         whoever reads Redis to confirm a guess of what ``data`` holds (a text, say)."""
         return hmac.new(self._fingerprint_secret, domain + b"\0" + data, hashlib.sha256).hexdigest()
+
+    @property
+    def job_signing_secrets(self) -> list[bytes]:
+        """The secrets of JobSigner: the file's ``job_signing_secrets``, or one derived from the
+        fingerprint secret (distributed mode checks that one with check_fingerprints_may_be_shared)."""
+        if self._job_signing_secrets is not None:
+            return list(self._job_signing_secrets)
+        return [self.keyed_digest(_JOB_SIGNING_DOMAIN, b"").encode()]
 
     def scheme(self, key_id: str) -> WatermarkScheme:
         key = self.get(key_id)

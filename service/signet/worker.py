@@ -15,6 +15,7 @@ from signet.engine.vllm_engine import EngineOptions, VllmEngine
 from signet.keys import KeyRegistry, check_fingerprints_may_be_shared
 from signet.queue import generation
 from signet.queue.consumer import JobWorker, PiecePublisher, WorkerOptions
+from signet.queue.jobs import JobSigner
 from signet.redis_link import RedisLink
 from signet.settings import Settings
 
@@ -41,26 +42,26 @@ def worker_options(settings: Settings) -> WorkerOptions:
     )
 
 
-def run_worker(settings: Settings, redis_url: str, model_dir: Path, keys_file: Path) -> int:
-    """Serve jobs until SIGTERM/SIGINT (exit 0, after draining) or the engine dies (exit 1)."""
+def run_worker(settings: Settings, model_dir: Path, keys_file: Path) -> int:
+    """Serve jobs from SIGNET_REDIS_URL until SIGTERM/SIGINT (exit 0, after draining) or the engine dies (exit 1)."""
     keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))  # to check the keys jobs name
     check_fingerprints_may_be_shared(keys)
     options = worker_options(settings)
-    return asyncio.run(_serve_jobs(settings, redis_url, model_dir, keys_file, keys, options))
+    return asyncio.run(_serve_jobs(settings, model_dir, keys_file, keys, options))
 
 
 async def _serve_jobs(
-    settings: Settings, redis_url: str, model_dir: Path, keys_file: Path, keys: KeyRegistry, options: WorkerOptions
+    settings: Settings, model_dir: Path, keys_file: Path, keys: KeyRegistry, options: WorkerOptions
 ) -> int:
     engine = VllmEngine.start(model_dir, keys_file, engine_options(settings))
-    link = RedisLink(redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
+    link = RedisLink.from_settings(settings)
     publisher = PiecePublisher(link)
     handlers = {
         generation.KIND: generation.generation_handler(engine, keys, options.name, publisher),
         generation.SAMPLE_KIND: generation.sample_handler(engine, keys, options.name),
         generation.BATCH_KIND: generation.batch_handler(engine, keys, options.name),
     }
-    worker = JobWorker(link, handlers, options)
+    worker = JobWorker(link, handlers, options, signer=JobSigner(keys.job_signing_secrets))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):

@@ -8,7 +8,7 @@ import time
 
 from fastapi.testclient import TestClient
 
-from harness.services import free_port, redis_test_url
+from harness.services import free_port, redis_test_url, signer_for_test_keys
 from signet.api.app import create_app
 from signet.queue.generation import RemoteEngine
 from signet.queue.producer import JobQueue
@@ -19,7 +19,8 @@ PROMPT = {"prompt": "Say something.", "max_tokens": 4}
 
 def queued_client(detection_state, url: str, namespace: str, max_jobs: int = 8, timeout: float = 30.0) -> TestClient:
     link = RedisLink(url, namespace, timeout_seconds=0.5)
-    engine = RemoteEngine(JobQueue(link, max_jobs, retry_after_seconds=4), detection_state.keys, 2048, timeout)
+    queue = JobQueue(link, max_jobs, retry_after_seconds=4, signer=signer_for_test_keys())
+    engine = RemoteEngine(queue, detection_state.keys, 2048, timeout)
     state = dataclasses.replace(detection_state, redis=link, engine=engine, queue=engine.queue, detection_cache=None)
     return TestClient(create_app(state))
 

@@ -21,7 +21,7 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.services import redis_test_url
+from harness.services import redis_test_url, signer_for_test_keys
 from signet.api.app import create_app
 from signet.api.score.engine_inputs import JUDGE_BATCH, MAX_IN_FLIGHT
 from signet.engine.protocol import Completion, EngineError, EngineStatus, TokenLogprobs
@@ -58,7 +58,13 @@ OVER_THE_CAP = {
 
 def queued_client(detection_state, namespace: str, timeout: float = 30.0, **state_fields) -> TestClient:
     link = RedisLink(redis_test_url(), namespace, timeout_seconds=0.5)
-    queue = JobQueue(link, 8, retry_after_seconds=4, tenant_share=state_fields.pop("tenant_share", 1.0))
+    queue = JobQueue(
+        link,
+        8,
+        retry_after_seconds=4,
+        tenant_share=state_fields.pop("tenant_share", 1.0),
+        signer=signer_for_test_keys(),
+    )
     engine = RemoteEngine(queue, detection_state.keys, 2048, timeout)
     state = dataclasses.replace(
         detection_state, redis=link, engine=engine, queue=queue, detection_cache=None, **state_fields
@@ -77,7 +83,8 @@ def worker_thread(namespace: str, handlers: dict, concurrency: int = 4) -> Itera
         loop_box["stop"], loop_box["loop"] = stop, asyncio.get_running_loop()
         ready.set()
         try:
-            await JobWorker(link, handlers, worker_options(concurrency=concurrency)).run(stop)
+            options = worker_options(concurrency=concurrency)
+            await JobWorker(link, handlers, options, signer=signer_for_test_keys()).run(stop)
         finally:
             await link.aclose()
 

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.services import TEST_SECRETS, free_port, redis_test_url
+from harness.services import TEST_SECRETS, free_port, redis_test_url, signer_for_test_keys
 from signet.api.app import create_app
 from signet.cache.detection import MemoryDetectionCache
 from signet.cache.rate_limit import MemoryRateLimiter
@@ -241,7 +241,9 @@ def test_probes_and_scrapes_are_not_logged_at_info(client, log_lines):
 
 def test_metrics_sample_the_queue_and_the_workers_heartbeats(detection_state, redis_namespace):
     link = RedisLink(redis_test_url(), redis_namespace, timeout_seconds=0.5)
-    engine = RemoteEngine(JobQueue(link, 8, retry_after_seconds=2), detection_state.keys, 2048, 30.0)
+    engine = RemoteEngine(
+        JobQueue(link, 8, retry_after_seconds=2, signer=signer_for_test_keys()), detection_state.keys, 2048, 30.0
+    )
     state = dataclasses.replace(detection_state, redis=link, engine=engine, queue=engine.queue, detection_cache=None)
     keys = QueueKeys(link)
     now = link.sync.time()[0]
@@ -262,7 +264,9 @@ def test_metrics_sample_the_queue_and_the_workers_heartbeats(detection_state, re
 
 def test_an_unreachable_redis_shows_as_down_without_stale_queue_numbers(detection_state):
     link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", "signet-test-unreachable", timeout_seconds=0.5)
-    engine = RemoteEngine(JobQueue(link, 8, retry_after_seconds=2), detection_state.keys, 2048, 30.0)
+    engine = RemoteEngine(
+        JobQueue(link, 8, retry_after_seconds=2, signer=signer_for_test_keys()), detection_state.keys, 2048, 30.0
+    )
     state = dataclasses.replace(detection_state, redis=link, engine=engine, queue=engine.queue, detection_cache=None)
     with TestClient(create_app(state)) as queued:
         text = scrape(queued)
@@ -288,6 +292,9 @@ class _FakeEngine:
         return Completion("Hi there", [11, 12, 13], len(prompt_token_ids), "length")
 
     async def stream(self, prompt_token_ids, options, watermark_key_id, tenant=None):
+        return self._pieces()
+
+    async def _pieces(self):
         yield CompletionDelta("Hi", [11], time_to_first_token=0.2)
         yield CompletionDelta(" there", [12, 13], "length")
 

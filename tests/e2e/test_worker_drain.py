@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from harness.services import STARTUP_TIMEOUT_S, fresh_redis_namespace, keys_environment, redis_test_url, signet_process
+from harness.services import (
+    STARTUP_TIMEOUT_S,
+    fresh_redis_namespace,
+    keys_environment,
+    redis_test_url,
+    signer_for_test_keys,
+    signet_process,
+)
 from signet.engine.model_store import encode_prompt
 from signet.engine.protocol import EngineError, SamplingOptions
 from signet.queue.jobs import QueueKeys
@@ -70,7 +77,7 @@ def test_sigterm_finishes_running_jobs_and_leaves_new_ones_queued(tmp_path: Path
 
 async def _drain_while_running(worker, ready_file: Path, namespace: str, tokenizer) -> None:
     link = RedisLink(redis_test_url(), namespace, timeout_seconds=2.0)
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=1)
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=1, signer=signer_for_test_keys())
     keys = QueueKeys(link)
     client = redis.Redis.from_url(redis_test_url())
     try:

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from harness.services import free_port
+from harness.services import free_port, redis_test_url, signer_for_test_keys
 from signet.engine.protocol import EngineError, EngineStatus
 from signet.logs import bind_request_id, current_request_id, unbind_request_id
 from signet.queue.consumer import PiecePublisher
@@ -66,7 +66,7 @@ async def test_jobs_run_concurrently_up_to_the_bound(queue, start_worker):
 
 @pytest.mark.asyncio
 async def test_a_full_queue_refuses_with_retry_after(link):
-    queue = JobQueue(link, max_jobs=2, retry_after_seconds=7)
+    queue = JobQueue(link, max_jobs=2, retry_after_seconds=7, signer=signer_for_test_keys())
     waiting = [asyncio.create_task(queue.run("echo", {}, 30)) for _ in range(2)]  # no worker: they stay queued
     try:
         await wait_until(depth_is(queue, 2))
@@ -164,8 +164,10 @@ async def test_a_job_delivered_again_after_its_outcome_is_not_run_again(link, qu
 
     await start_worker({"count": count})
     job = Job(uuid.uuid4().hex, "count", {}, time.time() + 30)
+    fields = job.to_fields()
+    fields["signature"] = signer_for_test_keys().sign(fields)
     for _ in range(2):  # the same job again once it has an outcome, as a redelivery would bring it
-        await link.async_client.xadd(queue.keys.stream, job.to_fields())
+        await link.async_client.xadd(queue.keys.stream, fields)
         await wait_until(depth_is(queue, 0))
     assert calls == 1
     assert len(await link.async_client.lrange(queue.keys.reply(job.request_id), 0, -1)) == 1
@@ -177,7 +179,7 @@ async def test_a_malformed_entry_goes_straight_to_the_dead_letters(link, queue, 
     await link.async_client.xadd(queue.keys.stream, {"what": "not a job"})
     await wait_until(depth_is(queue, 0))
     dead = await link.async_client.xrange(queue.keys.dead_letters)
-    assert len(dead) == 1 and b"not a job" in dead[0][1][b"reason"]
+    assert len(dead) == 1 and b"signature is missing" in dead[0][1][b"reason"]  # checked before its fields
     assert await queue.run("echo", {"still": "working"}, 10) == {"echo": {"still": "working"}}
 
 
@@ -192,7 +194,7 @@ async def test_a_worker_recreates_the_stream_after_redis_lost_it(link, queue, st
 @pytest.mark.asyncio
 async def test_an_unreachable_redis_refuses_in_well_under_a_second():
     link = RedisLink(f"redis://:hunter2@127.0.0.1:{free_port()}/0", "signet-test-down", timeout_seconds=0.5)
-    queue = JobQueue(link, max_jobs=10, retry_after_seconds=3)
+    queue = JobQueue(link, max_jobs=10, retry_after_seconds=3, signer=signer_for_test_keys())
     try:
         for _ in range(3):  # the first finds out, the others are refused by the circuit breaker
             started = time.monotonic()
@@ -242,7 +244,7 @@ def streaming_handler(link: RedisLink, pieces: int, fail_with: EngineError | Non
 @pytest.mark.asyncio
 async def test_a_streaming_job_yields_its_pieces_in_order(link, queue, start_worker):
     await start_worker({"stream": streaming_handler(link, 5)})
-    pieces = [piece async for piece in queue.stream("stream", {}, 10)]
+    pieces = [piece async for piece in await queue.stream("stream", {}, 10)]
     assert pieces == [{"index": index} for index in range(5)]
     assert await queue.depth() == 0
 
@@ -253,7 +255,7 @@ async def test_a_streaming_job_that_fails_midway_raises_after_its_pieces(link, q
     await start_worker({"stream": streaming_handler(link, 2, failure)})
     received = []
     with pytest.raises(EngineError) as failed:
-        async for piece in queue.stream("stream", {}, 10):
+        async for piece in await queue.stream("stream", {}, 10):
             received.append(piece)
     assert received == [{"index": 0}, {"index": 1}]
     assert failed.value.status is EngineStatus.INVALID and failed.value.field == "max_tokens"
@@ -262,7 +264,7 @@ async def test_a_streaming_job_that_fails_midway_raises_after_its_pieces(link, q
 @pytest.mark.asyncio
 async def test_a_stream_restarted_by_another_worker_ends_with_502(link, queue):
     publisher = PiecePublisher(link)
-    stream = queue.stream("stream", {}, 10)
+    stream = await queue.stream("stream", {}, 10)
     first = asyncio.ensure_future(stream.__anext__())
     await wait_until(depth_is(queue, 1))
     entry = (await link.async_client.xrange(queue.keys.stream))[0][1]
@@ -279,7 +281,7 @@ async def test_a_stream_restarted_by_another_worker_ends_with_502(link, queue):
 @pytest.mark.asyncio
 async def test_closing_a_stream_early_cancels_its_job(link, queue, start_worker):
     await start_worker({"stream": streaming_handler(link, 1000, pause=0.01)})
-    stream = queue.stream("stream", {}, 30)
+    stream = await queue.stream("stream", {}, 30)
     assert await stream.__anext__() == {"index": 0}
     await stream.aclose()
     await wait_until(depth_is(queue, 0))  # the worker dropped it long before its 1000 pieces
@@ -290,7 +292,7 @@ async def test_closing_a_stream_early_cancels_its_job(link, queue, start_worker)
 @pytest.mark.asyncio
 async def test_a_stream_past_its_deadline_ends_with_504(queue):
     with pytest.raises(EngineError) as timed_out:
-        async for _ in queue.stream("stream", {}, 0.3):  # no worker
+        async for _ in await queue.stream("stream", {}, 0.3):  # no worker
             pass
     assert timed_out.value.status is EngineStatus.TIMED_OUT
 
@@ -313,3 +315,28 @@ async def test_a_workers_log_lines_for_a_job_carry_the_callers_request_id(queue,
     assert seen_in_handler[0] == "http-request-7f3a"
     assert seen_in_handler[1] not in (None, "http-request-7f3a")
     assert current_request_id() is None  # the worker's binding stayed in its job's task
+
+
+@pytest.mark.asyncio
+async def test_more_waiting_callers_than_redis_pys_default_pool_all_get_their_answers(redis_namespace, start_worker):
+    """Each waiting caller holds a connection (BLPOP). redis-py's pools stop at 100 and then
+    raise MaxConnectionsError, which read as Redis down: 150 callers got 503 and tripped the
+    breaker for everyone. The waiters' pool is sized by the queue's bound instead.
+
+    A link timeout of 2 s, not the fixture's 0.5 s: this is about the pool's size. 150 waiters
+    open their connections at once, and on a loaded CI machine that burst alone ran enqueue
+    calls past 0.5 s twice (calls in flight are bounded, waiters' connections not yet)."""
+    link = RedisLink(redis_test_url(), redis_namespace, timeout_seconds=2.0)
+    queue = JobQueue(link, max_jobs=200, retry_after_seconds=2, signer=signer_for_test_keys())
+
+    async def slow(job: Job) -> dict:
+        await asyncio.sleep(0.3)
+        return job.payload
+
+    await start_worker({"slow": slow}, concurrency=150)
+    try:
+        results = await asyncio.gather(*(queue.run("slow", {"i": index}, 20) for index in range(150)))
+    finally:
+        await queue.aclose()
+        await link.aclose()
+    assert [result["i"] for result in results] == list(range(150))

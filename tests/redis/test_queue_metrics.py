@@ -82,6 +82,9 @@ class _StreamingEngine:
     is_healthy = True
 
     async def stream(self, prompt_token_ids, options, watermark_key_id):
+        return self._pieces()
+
+    async def _pieces(self):
         yield CompletionDelta("Hello", [1, 2], time_to_first_token=0.125)
         yield CompletionDelta(" world", [3], "stop")
 
@@ -91,6 +94,6 @@ async def test_a_workers_time_to_first_token_reaches_the_api_with_the_first_piec
     handler = generation.generation_handler(_StreamingEngine(), None, "w-stream", PiecePublisher(link))
     await start_worker({generation.KIND: handler}, name="w-stream")
     engine = generation.RemoteEngine(queue, None, 2048, timeout_seconds=10)
-    pieces = [delta async for delta in engine.stream([5, 6], SamplingOptions(max_tokens=4), None)]
+    pieces = [delta async for delta in await engine.stream([5, 6], SamplingOptions(max_tokens=4), None)]
     assert [piece.time_to_first_token for piece in pieces] == [0.125, None]
     assert "".join(piece.text for piece in pieces) == "Hello world"

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import pytest_asyncio
 
+from harness.services import signer_for_test_keys
 from signet.api.state import _tenant_share
 from signet.engine.protocol import EngineError, EngineStatus, all_or_none
 from signet.queue.jobs import Job
@@ -23,7 +24,7 @@ from tests.redis.test_job_queue import depth_is, wait_until
 @pytest_asyncio.fixture
 async def shared_queue(link):
     """Four jobs in all, one per tenant (0.25 of 4)."""
-    queue = JobQueue(link, max_jobs=4, retry_after_seconds=3, tenant_share=0.25)
+    queue = JobQueue(link, max_jobs=4, retry_after_seconds=3, tenant_share=0.25, signer=signer_for_test_keys())
     yield queue
     await queue.aclose()
 

@@ -7,7 +7,7 @@ here, so each speaks to it, and fails, the same way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -132,15 +132,38 @@ async def complete(state: ServiceState, prepared: PreparedGeneration) -> Complet
     return completion
 
 
-async def stream(state: ServiceState, prepared: PreparedGeneration) -> AsyncIterator[CompletionDelta]:
-    """The engine's pieces; failures after the first piece raise ApiError for the stream to report."""
+@dataclass(frozen=True)
+class StreamedGeneration:
+    """A streamed generation the engine has taken: its pieces, read once, and how to stop it."""
+
+    prepared: PreparedGeneration
+    deltas: AsyncGenerator[CompletionDelta, None]
+
+    async def pieces(self) -> AsyncIterator[CompletionDelta]:
+        """The engine's pieces; its failures raise ApiError for the stream to report."""
+        try:
+            async for delta in self.deltas:
+                metrics.observe_generation_piece(delta, watermarked=self.prepared.key is not None)
+                yield delta
+        except EngineError as error:
+            raise engine_problem(error) from error
+
+    async def stop(self) -> None:
+        """Stop the generation (a queued job is cancelled), whether its pieces were read or not."""
+        await self.deltas.aclose()
+
+
+async def start_stream(state: ServiceState, prepared: PreparedGeneration) -> StreamedGeneration:
+    """Have the engine take the generation. Every refusal (the queue full or unreachable,
+    the tenant's share held) raises ApiError here, before the response begins, so it is
+    answered with its own status and Retry-After rather than as an event of a 200 stream."""
     try:
-        deltas = state.engine.stream(prepared.prompt_token_ids, prepared.options, prepared.key_id, prepared.tenant)
-        async for delta in deltas:
-            metrics.observe_generation_piece(delta, watermarked=prepared.key is not None)
-            yield delta
+        deltas = await state.engine.stream(
+            prepared.prompt_token_ids, prepared.options, prepared.key_id, prepared.tenant
+        )
     except EngineError as error:
         raise engine_problem(error) from error
+    return StreamedGeneration(prepared, deltas)
 
 
 def _check_key_fits(state: ServiceState, key: WatermarkKey, request: GenerationInput) -> None:

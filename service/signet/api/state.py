@@ -15,8 +15,9 @@ from signet.engine.model_store import model_vocab_size
 from signet.engine.protocol import Engine
 from signet.engine.tokenizers import TokenizerCatalog, load_tokenizers
 from signet.keys import KeyRegistry, check_fingerprints_may_be_shared
+from signet.queue.jobs import JobSigner
 from signet.queue.producer import JobQueue
-from signet.redis_link import RedisLink
+from signet.redis_link import RedisLink, check_redis_mode
 from signet.settings import Settings
 from signet.tenants import TenantRegistry, resolve_tenants
 
@@ -48,9 +49,14 @@ class ServiceState:
         state.tenants = resolve_tenants(settings, keys.key_ids)
         if settings.redis_url is not None:
             check_fingerprints_may_be_shared(keys)
-            state.redis = RedisLink(settings.redis_url, settings.redis_namespace, settings.redis_timeout_seconds)
+            check_redis_mode(settings)
+            state.redis = RedisLink.from_settings(settings)
             state.queue = JobQueue(
-                state.redis, settings.queue_max_jobs, settings.queue_retry_after_seconds, _tenant_share(settings, state)
+                state.redis,
+                settings.queue_max_jobs,
+                settings.queue_retry_after_seconds,
+                _tenant_share(settings, state),
+                signer=JobSigner(keys.job_signing_secrets),
             )
         state.detection_cache = _detection_cache(settings, state.redis)
         state.rate_limiter = _rate_limiter(settings, state.redis)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -159,14 +159,21 @@ class Engine(Protocol):
         request: the engine schedules them together, the queue sends them as one job."""
         ...
 
-    def stream(
+    async def stream(
         self,
         prompt_token_ids: list[int],
         options: SamplingOptions,
         watermark_key_id: str | None,
         tenant: str | None = None,
-    ) -> AsyncIterator[CompletionDelta]:
-        """The generation as it happens; closing the iterator early stops it."""
+    ) -> AsyncGenerator[CompletionDelta, None]:
+        """Take the request, then return its generation as it happens, piece by piece.
+
+        Two steps, so that every refusal (the request does not fit, the queue is full or
+        unreachable, the tenant holds its share) is raised by this await, before any piece:
+        a caller can still answer it with a status of its own, where a refusal from inside
+        the iterator would reach a client only inside a stream already answered 200.
+        Failures once the request is taken come from the iterator. Closing the iterator
+        (``aclose``), iterated or not, stops the request (a queued job is cancelled)."""
         ...
 
     def shutdown(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,8 +173,19 @@ class VllmEngine:
         options: SamplingOptions,
         watermark_key_id: str | None,
         tenant: str | None = None,
-    ) -> AsyncIterator[CompletionDelta]:
-        """The generation as it happens; closing the iterator early aborts the request in vLLM."""
+    ) -> AsyncGenerator[CompletionDelta, None]:
+        """The generation as it happens; closing the iterator early aborts the request in vLLM.
+
+        Its refusals come before the iterator (the protocol's two steps). vLLM has no queue
+        to be full: it takes the request on the iterator's first step, and a closed
+        iterator that never stepped leaves nothing to abort."""
+        self.check_available()
+        check_context(prompt_token_ids, options, self.max_model_len)
+        return self._deltas(prompt_token_ids, options, watermark_key_id)
+
+    async def _deltas(
+        self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None
+    ) -> AsyncGenerator[CompletionDelta, None]:
         started = time.monotonic()  # for the first delta's time_to_first_token (metrics)
         async for output in self._outputs(prompt_token_ids, options, watermark_key_id, stream=True):
             sequence = output.outputs[0]

@@ -27,7 +27,16 @@ import redis
 
 from signet.engine.protocol import EngineError, EngineStatus
 from signet.logs import bind_request_id
-from signet.queue.jobs import Job, JobOutcome, MalformedJob, QueueKeys, WorkerUnfit, entry_id_at, seconds_since_entry
+from signet.queue.jobs import (
+    Job,
+    JobOutcome,
+    JobSigner,
+    MalformedJob,
+    QueueKeys,
+    WorkerUnfit,
+    entry_id_at,
+    seconds_since_entry,
+)
 from signet.redis_link import CONNECTION_ERRORS, RedisLink
 
 logger = logging.getLogger(__name__)
@@ -50,6 +59,7 @@ redis.call('XDEL', KEYS[3], ARGV[4])
 return 1
 """
 
+UNSIGNED_REASON = "its signature is missing or wrong: API processes and workers must hold the same job signing secret"
 _DEAD_LETTER_MAXLEN = 10_000
 # How often a worker deletes what passed the retention, at most: an entry outlives the
 # retention by this much (or a tenth of the retention, if shorter) while any worker runs.
@@ -86,8 +96,12 @@ class _Counters:
 
 
 class JobWorker:
-    def __init__(self, link: RedisLink, handlers: Mapping[str, Handler], options: WorkerOptions) -> None:
+    def __init__(
+        self, link: RedisLink, handlers: Mapping[str, Handler], options: WorkerOptions, *, signer: JobSigner
+    ) -> None:
+        """``signer`` checks each job's signature before anything else reads the job."""
         self.link = link
+        self._signer = signer
         self.keys = QueueKeys(link)
         self.options = options
         self.counters = _Counters()
@@ -105,11 +119,19 @@ class JobWorker:
         self._stop = stop
         with contextlib.suppress(*CONNECTION_ERRORS):
             await self._ensure_group()  # else the intake loop creates it once Redis answers
-        loops = [
+        intake = [
             asyncio.create_task(self._intake(stop), name="intake"),
             asyncio.create_task(self._every(self.options.claim_idle_seconds / 2, self._reclaim, stop), name="reclaim"),
-            asyncio.create_task(self._every(self.options.claim_idle_seconds / 3, self._heartbeat, stop), name="beat"),
-            asyncio.create_task(self._every(self._expire_interval, self._expire, stop), name="expire"),
+        ]
+        # These run through the drain as well: a draining worker whose heartbeat stopped
+        # would see its jobs taken over and run twice after claim_idle_seconds, and its
+        # jobs' callers could no longer cancel them.
+        leaving = asyncio.Event()
+        upkeep = [
+            asyncio.create_task(
+                self._every(self.options.claim_idle_seconds / 3, self._heartbeat, leaving), name="beat"
+            ),
+            asyncio.create_task(self._every(self._expire_interval, self._expire, leaving), name="expire"),
             asyncio.create_task(self._cancellation_listener(), name="cancellations"),
         ]
         name, concurrency = self.options.name, self.options.concurrency
@@ -117,11 +139,13 @@ class JobWorker:
         try:
             await stop.wait()
         finally:
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            await self._drain()
-            await self._leave()
+            await _end(intake)
+            try:
+                await self._drain()
+            finally:
+                leaving.set()
+                await _end(upkeep)
+                await self._leave()
 
     # -- taking jobs -------------------------------------------------------------------
 
@@ -159,19 +183,27 @@ class JobWorker:
                 for entry_id, fields in entries:
                     self._start(entry_id, fields)
 
-    async def _every(self, interval: float, step: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
-        """Run ``step`` every ``interval`` seconds until stopped; no failure ends the loop,
-        or the worker would go on taking jobs without keeping them fresh."""
-        while not stop.is_set():
+    async def _every(self, interval: float, step: Callable[[], Awaitable[None]], until: asyncio.Event) -> None:
+        """Run ``step`` every ``interval`` seconds until ``until`` is set; no failure ends the
+        loop, or the worker would go on running jobs without keeping them fresh.
+
+        Cancelling the loop is not enough to end it: on Python 3.11 redis-py's writes
+        (asyncio.wait_for) lose a cancellation that lands as a write completes (CPython
+        gh-86296; measured: 6 of 30 runs of a drain test left a stopped worker beating), so
+        the loop checks ``until`` and its wait ends when ``until`` is set."""
+        while not until.is_set():
             try:
                 await step()
+            except redis.exceptions.NoPermissionError as error:
+                await self._recover_from(error, _Backoff())  # ACL rules without a command: logged
             except CONNECTION_ERRORS:
                 pass  # the intake loop reports the outage
             except redis.ResponseError as error:
                 await self._recover_from(error, _Backoff())  # a Redis that restarted lost the group
             except Exception:
                 logger.exception("worker %s: %s failed; trying again", self.options.name, step.__name__)
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(until.wait(), timeout=interval)
 
     async def _reclaim(self) -> None:
         """Take over jobs no worker has reported on for claim_idle_seconds."""
@@ -187,6 +219,10 @@ class JobWorker:
                 count=self.free_slots,
             )
             for entry_id, fields in claimed:
+                if entry_id in self._running:
+                    # Its own job, which a late heartbeat let go idle: XAUTOCLAIM has made it fresh
+                    # again. Starting it anew would run it twice here (seen in CI on a busy machine).
+                    continue
                 deliveries = await self._deliveries(entry_id)
                 if deliveries > self.options.max_deliveries:
                     await self._dead_letter(entry_id, fields, f"delivered {deliveries} times without an outcome")
@@ -217,6 +253,11 @@ class JobWorker:
 
     async def _process(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
+            if not self._signer.verify(fields):
+                # Never run and never retried: whoever wrote it lacks the signing secret (or
+                # API and workers hold different ones, which every job then shows at once).
+                await self._dead_letter(entry_id, fields, UNSIGNED_REASON)
+                return
             try:
                 job = Job.from_fields(fields)
             except MalformedJob as error:
@@ -235,6 +276,7 @@ class JobWorker:
             await self._acknowledge(entry_id)  # answered before, by a worker that died after replying
             return
         if await self._client.exists(self.keys.cancelled(job.request_id)):
+            logger.info("job %s cancelled by its caller before it started", job.request_id)
             await self._acknowledge(entry_id)
             return
         if job.seconds_left <= 0:
@@ -263,8 +305,10 @@ class JobWorker:
         except asyncio.CancelledError:
             running = self._running.get(entry_id)
             if running is not None and running.cancelled_by_caller:
-                await self._acknowledge(entry_id)
+                # Logged first: once acknowledged the job is gone, and whoever watches the
+                # queue may read this log at that moment.
                 logger.info("job %s cancelled by its caller", job.request_id)
+                await self._acknowledge(entry_id)
                 return None
             raise  # the worker is stopping: leave the job pending for another worker
         except WorkerUnfit as error:
@@ -347,30 +391,38 @@ class JobWorker:
 
     async def _heartbeat(self) -> None:
         """Reset the idle time of the jobs this worker runs, and say it is alive."""
-        forget_after = self.options.claim_idle_seconds + 60
         running = list(self._running)
         if running:
             await self._client.xclaim(
                 self.keys.stream, self.keys.group, self.options.name, min_idle_time=0, message_ids=running, justid=True
             )
         now = time.time()
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.workers_alive, {self.options.name: now})
+            pipe.zremrangebyscore(self.keys.workers_alive, "-inf", now - self._forget_after)
+            self._write_stats(pipe)
+            await pipe.execute()
+
+    @property
+    def _forget_after(self) -> float:
+        """Seconds a worker silent that long counts as gone, and its counters are kept after it."""
+        return self.options.claim_idle_seconds + 60
+
+    def _write_stats(self, pipe: redis.asyncio.client.Pipeline) -> None:
+        """The counters, for ``signet queue stats`` and the API's metrics."""
         stats = {
-            "running": len(running),
+            "running": len(self._running),
             "concurrency": self.options.concurrency,
             **{name: value for name, value in vars(self.counters).items()},
         }
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.keys.workers_alive, {self.options.name: now})
-            pipe.zremrangebyscore(self.keys.workers_alive, "-inf", now - forget_after)
-            pipe.hset(self.keys.worker_stats(self.options.name), mapping=stats)
-            pipe.expire(self.keys.worker_stats(self.options.name), int(forget_after))
-            await pipe.execute()
+        pipe.hset(self.keys.worker_stats(self.options.name), mapping=stats)
+        pipe.expire(self.keys.worker_stats(self.options.name), int(self._forget_after))
 
     async def _cancellation_listener(self) -> None:
         backoff = _Backoff()
         while True:
             try:
-                async with self._reader.pubsub() as pubsub:  # no read timeout: it waits for messages
+                async with await self.link.pubsub(self._reader) as pubsub:  # no read timeout: it waits
                     await pubsub.subscribe(self.keys.cancel_channel)
                     backoff.reset()
                     async for message in pubsub.listen():
@@ -405,7 +457,9 @@ class JobWorker:
             await backoff.wait(f"Redis refused a queue command: {error}")
 
     async def _drain(self) -> None:
-        """Give running jobs drain_seconds to finish; the rest stay pending for other workers."""
+        """Give running jobs drain_seconds to finish, kept fresh and cancellable meanwhile;
+        the rest stay pending for other workers, which take them claim_idle_seconds after
+        the last heartbeat."""
         tasks = [running.task for running in self._running.values()]
         if not tasks:
             return
@@ -418,9 +472,19 @@ class JobWorker:
             logger.warning("worker %s: left %d jobs to other workers", self.options.name, len(unfinished))
 
     async def _leave(self) -> None:
+        """No longer alive; the counters as they end (the last heartbeat missed the drain's last jobs)."""
         with contextlib.suppress(*CONNECTION_ERRORS):
-            await self._client.zrem(self.keys.workers_alive, self.options.name)
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.zrem(self.keys.workers_alive, self.options.name)
+                self._write_stats(pipe)
+                await pipe.execute()
         await self._reader.aclose()
+
+
+async def _end(loops: list[asyncio.Task]) -> None:
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
 
 
 class _Backoff:

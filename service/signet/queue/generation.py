@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Iterator
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,7 +26,7 @@ KIND = "generate"
 SAMPLE_KIND = "sample"  # n answers to one prompt in one engine request
 # One answer to each of many prompts in one engine request (the scores' judge questions).
 # A worker from before this kind leaves such jobs to others, and they are dead-lettered
-# after SIGNET_JOB_MAX_DELIVERIES: upgrade workers before API processes.
+# after SIGNET_JOB_MAX_DELIVERIES (scores fail until workers are upgraded too).
 BATCH_KIND = "batch"
 # Fields a newer worker may add are left out, so API pods need not be upgraded first.
 _DELTA_FIELDS = [field.name for field in dataclasses.fields(CompletionDelta)]
@@ -120,10 +120,11 @@ class RemoteEngine:
         options: SamplingOptions,
         watermark_key_id: str | None,
         tenant: str | None = None,
-    ) -> AsyncIterator[CompletionDelta]:
-        job = self._job(prompt_token_ids, options, watermark_key_id)
-        async for piece in self.queue.stream(KIND, job.model_dump(), self._timeout, tenant):
-            yield CompletionDelta(**{name: piece[name] for name in _DELTA_FIELDS if name in piece})
+    ) -> AsyncGenerator[CompletionDelta, None]:
+        """Queue the job now (EngineError here when the queue refuses it), then its pieces."""
+        request = self._job(prompt_token_ids, options, watermark_key_id)
+        pieces = await self.queue.stream(KIND, request.model_dump(), self._timeout, tenant)
+        return _Deltas(pieces)  # type: ignore[return-value]  # the part of AsyncGenerator callers use
 
     def _job(self, prompt_token_ids: list[int], options: SamplingOptions, watermark_key_id: str | None):
         return GenerationJob(
@@ -199,15 +200,36 @@ def _engine_failures(engine: Engine) -> Iterator[None]:
         raise
 
 
+class _Deltas:
+    """A streaming job's pieces as CompletionDelta. Not a generator: closing one that was
+    never stepped must still close the job's pieces, which cancels the job."""
+
+    def __init__(self, pieces: AsyncGenerator[dict[str, Any], None]) -> None:
+        self._pieces = pieces
+
+    def __aiter__(self) -> _Deltas:
+        return self
+
+    async def __anext__(self) -> CompletionDelta:
+        piece = await anext(self._pieces)
+        return CompletionDelta(**{name: piece[name] for name in _DELTA_FIELDS if name in piece})
+
+    async def aclose(self) -> None:
+        await self._pieces.aclose()
+
+
 async def _stream(
     engine: Engine, request: GenerationJob, options: SamplingOptions, job: Job, publisher: PiecePublisher
 ) -> Completion:
     attempt, text, token_ids, finish_reason = uuid.uuid4().hex, [], [], "stop"
-    async for delta in engine.stream(request.prompt_token_ids, options, request.watermark_key_id):
-        await publisher.publish(job, attempt, dataclasses.asdict(delta))
-        text.append(delta.text)
-        token_ids.extend(delta.token_ids)
-        finish_reason = delta.finish_reason or finish_reason
+    # Closed however it ends: a failed publish (Redis gone) aborts the generation at once.
+    deltas = await engine.stream(request.prompt_token_ids, options, request.watermark_key_id)
+    async with contextlib.aclosing(deltas):
+        async for delta in deltas:
+            await publisher.publish(job, attempt, dataclasses.asdict(delta))
+            text.append(delta.text)
+            token_ids.extend(delta.token_ids)
+            finish_reason = delta.finish_reason or finish_reason
     return Completion("".join(text), token_ids, len(request.prompt_token_ids), finish_reason)
 
 

@@ -7,15 +7,18 @@ run twice) and to ``reply:<request_id>``, a list the waiting API process pops.
 What Redis keeps, and for how long (a job's deadline is SIGNET_JOB_TIMEOUT_SECONDS):
 the job (its prompt's token ids) until a worker answers it, and, while any worker
 runs, never past SIGNET_JOB_RETENTION_SECONDS; a dead letter (the job, and why it
-failed) for the retention; the outcome (generated text), its reply and a streaming
-job's pieces until a minute past the deadline.
+failed) for the retention; the outcome (generated text), its reply, a streaming
+job's pieces and a cancelled job's mark until a minute past the deadline.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,50 +36,58 @@ class MalformedJob(ValueError):
 
 @dataclass(frozen=True)
 class QueueKeys:
-    """Every Redis key the queue uses, under the deployment's namespace."""
+    """Every Redis key the queue uses, under the deployment's namespace.
+
+    All are ``RedisLink.slot_key``s: on a cluster they share one hash slot, so one node
+    holds the whole queue. Its scripts and transactions touch the stream with a job's
+    result, reply, pieces and tenant set at once, which a cluster allows only within one
+    slot. One node is no bottleneck the queue did not have: every job passes through the
+    one stream anyway, and the per-job keys are few (about five per running job) and
+    short-lived. The detection cache and rate limits, used one key at a time, stay spread.
+    """
 
     link: RedisLink
 
     @property
     def stream(self) -> str:
-        return self.link.key("jobs")
+        return self.link.slot_key("jobs")
 
     @property
     def group(self) -> str:
-        return self.link.key("workers")
+        return self.link.slot_key("workers")
 
     @property
     def dead_letters(self) -> str:
-        return self.link.key("jobs", "dead")
+        return self.link.slot_key("jobs", "dead")
 
     @property
     def cancel_channel(self) -> str:
-        return self.link.key("cancel")
+        return self.link.slot_key("cancel")
 
     @property
     def workers_alive(self) -> str:
         """Sorted set: worker name -> Unix time of its last heartbeat."""
-        return self.link.key("workers", "alive")
+        return self.link.slot_key("workers", "alive")
 
     def worker_stats(self, worker_name: str) -> str:
-        return self.link.key("worker", worker_name)
+        return self.link.slot_key("worker", worker_name)
 
     def reply(self, request_id: str) -> str:
-        return self.link.key("reply", request_id)
+        return self.link.slot_key("reply", request_id)
 
     def result(self, request_id: str) -> str:
-        return self.link.key("result", request_id)
+        return self.link.slot_key("result", request_id)
 
     def cancelled(self, request_id: str) -> str:
-        return self.link.key("cancelled", request_id)
+        return self.link.slot_key("cancelled", request_id)
 
     def tenant_jobs(self, tenant: str) -> str:
         """Sorted set: request id -> deadline of each job a tenant holds (see producer.py)."""
-        return self.link.key("tenant", tenant, "jobs")
+        return self.link.slot_key("tenant", tenant, "jobs")
 
     def deltas(self, request_id: str) -> str:
         """Stream of a streaming job's pieces, then its outcome."""
-        return self.link.key("deltas", request_id)
+        return self.link.slot_key("deltas", request_id)
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,50 @@ class Job:
         if not isinstance(job.payload, dict) or not job.request_id:
             raise MalformedJob("not a job: payload is not an object or request_id is empty")
         return job
+
+
+# The fields a job's signature covers: all that the worker reads. In this order, each
+# length-prefixed, so no two different jobs encode alike.
+SIGNED_FIELDS = ("request_id", "kind", "deadline", "payload", "stream", "trace_id")
+SIGNATURE_FIELD = "signature"
+_SIGNATURE_DOMAIN = b"signet job signature v1"
+
+
+class JobSigner:
+    """Signs jobs (API processes) and checks them (workers): HMAC-SHA256 of the job's fields
+    as they travel, so whoever can write to Redis but lacks the secret cannot queue work.
+
+    ``secrets``: the first signs, every one is accepted, so a new secret can be rolled out
+    before it signs (docs/DEPLOY.md, "Securing Redis"). A verbatim replay of a signed job
+    keeps its request id, whose stored outcome ends it, and its deadline."""
+
+    def __init__(self, secrets: Sequence[bytes]) -> None:
+        if not secrets:
+            raise ValueError("a job signer needs at least one secret")
+        self._secrets = tuple(secrets)
+
+    def sign(self, fields: Mapping[str, str]) -> str:
+        """The signature of ``fields`` (Job.to_fields), with the first secret."""
+        message = _signed_message([fields[name].encode() for name in SIGNED_FIELDS])
+        return _signature(self._secrets[0], message)
+
+    def verify(self, fields: Mapping[bytes, bytes]) -> bool:
+        """Whether the stream entry ``fields`` carries a signature one of the secrets made.
+        Compared in constant time; a field missing fails."""
+        signature = fields.get(SIGNATURE_FIELD.encode())
+        values = [fields.get(name.encode()) for name in SIGNED_FIELDS]
+        if signature is None or None in values:
+            return False
+        message = _signed_message(values)
+        return any(hmac.compare_digest(_signature(secret, message).encode(), signature) for secret in self._secrets)
+
+
+def _signed_message(values: list[bytes]) -> bytes:
+    return _SIGNATURE_DOMAIN + b"".join(len(value).to_bytes(4, "big") + value for value in values)
+
+
+def _signature(secret: bytes, message: bytes) -> str:
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from signet.api.disconnect import cancel_on_disconnect
 from signet.api.errors import ApiError
 from signet.api.generate.protocol import GenerateRequest, GenerateResponse
 from signet.api.generate.service import generate, generate_chunks, generation_input
-from signet.api.generation import prepare
+from signet.api.generation import prepare, start_stream
 from signet.api.responses import GENERATION_RESPONSES
 from signet.api.state import StateDependency
 
@@ -42,6 +42,7 @@ async def generate_route(
         raise ApiError(422, "uncertainty: scores describe the whole answer; ask for them without stream", "stream")
     if body.stream:
         prepared = await prepare(state, generation_input(body, watermark, tenant=caller.queue_tenant))
-        chunks = generate_chunks(state, prepared)
-        return sse.event_stream(chunk.model_dump_json(exclude_none=True) async for chunk in chunks)
+        generation = await start_stream(state, prepared)  # refusals answered here, with their status
+        chunks = generate_chunks(state, generation)
+        return sse.event_stream((chunk.model_dump_json(exclude_none=True) async for chunk in chunks), generation.stop)
     return await cancel_on_disconnect(request, generate(state, body, watermark, uncertainty, caller.queue_tenant))

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from signet.api.answer_scores import logprob_scores
 from signet.api.generate.protocol import GenerateChunk, GenerateRequest, GenerateResponse, Usage
-from signet.api.generation import GenerationInput, PreparedGeneration, complete, prepare, stream, watermark_info
+from signet.api.generation import GenerationInput, StreamedGeneration, complete, prepare, watermark_info
 from signet.api.state import ServiceState
 from signet.engine.protocol import MAX_LOGPROBS
 
@@ -48,10 +48,10 @@ async def generate(
     )
 
 
-async def generate_chunks(state: ServiceState, prepared: PreparedGeneration) -> AsyncIterator[GenerateChunk]:
+async def generate_chunks(state: ServiceState, generation: StreamedGeneration) -> AsyncIterator[GenerateChunk]:
     """``/generate`` with ``stream``: the pieces, the last one with usage and watermark."""
-    completion_tokens = 0
-    async for delta in stream(state, prepared):
+    prepared, completion_tokens = generation.prepared, 0
+    async for delta in generation.pieces():
         completion_tokens += len(delta.token_ids)
         chunk = GenerateChunk(text=delta.text, token_ids=delta.token_ids, finish_reason=delta.finish_reason)
         if delta.finish_reason is not None:

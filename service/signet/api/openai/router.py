@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from signet.api import sse
 from signet.api.auth import CallerDependency, authorize_generation
 from signet.api.disconnect import cancel_on_disconnect
+from signet.api.generation import start_stream
 from signet.api.openai.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -46,8 +47,9 @@ async def completions_route(
     authorize_generation(caller, state, body.key_id, body.watermark)
     prepared = await prepare_completion(state, body, caller.queue_tenant)
     if body.stream:
-        chunks = completion_chunks(state, prepared, body.include_usage)
-        return sse.event_stream(chunk.model_dump_json() async for chunk in chunks)
+        generation = await start_stream(state, prepared)  # refusals answered here, with their status
+        chunks = completion_chunks(state, generation, body.include_usage)
+        return sse.event_stream((chunk.model_dump_json() async for chunk in chunks), generation.stop)
     return await cancel_on_disconnect(request, completion(state, prepared))
 
 
@@ -63,6 +65,7 @@ async def chat_completions_route(
     authorize_generation(caller, state, body.key_id, body.watermark)
     prepared = await prepare_chat(state, body, caller.queue_tenant)
     if body.stream:
-        chunks = chat_chunks(state, prepared, body.include_usage)
-        return sse.event_stream(chunk.model_dump_json() async for chunk in chunks)
+        generation = await start_stream(state, prepared)  # refusals answered here, with their status
+        chunks = chat_chunks(state, generation, body.include_usage)
+        return sse.event_stream((chunk.model_dump_json() async for chunk in chunks), generation.stop)
     return await cancel_on_disconnect(request, chat_completion(state, prepared))

@@ -7,7 +7,14 @@ import time
 from collections.abc import AsyncIterator
 
 from signet.api.errors import ApiError
-from signet.api.generation import GenerationInput, PreparedGeneration, complete, prepare, stream, watermark_info
+from signet.api.generation import (
+    GenerationInput,
+    PreparedGeneration,
+    StreamedGeneration,
+    complete,
+    prepare,
+    watermark_info,
+)
 from signet.api.openai.protocol import (
     ChatChoice,
     ChatChunkChoice,
@@ -97,12 +104,13 @@ async def chat_completion(state: ServiceState, prepared: PreparedGeneration) -> 
 
 
 async def completion_chunks(
-    state: ServiceState, prepared: PreparedGeneration, include_usage: bool
+    state: ServiceState, generation: StreamedGeneration, include_usage: bool
 ) -> AsyncIterator[CompletionResponse]:
+    prepared = generation.prepared
     first = CompletionResponse(model=state.model_name, choices=[])
     watermark = watermark_info(prepared.key)
     generated = 0
-    async for delta in stream(state, prepared):
+    async for delta in generation.pieces():
         generated += len(delta.token_ids)
         yield first.model_copy(
             update={
@@ -115,9 +123,10 @@ async def completion_chunks(
 
 
 async def chat_chunks(
-    state: ServiceState, prepared: PreparedGeneration, include_usage: bool
+    state: ServiceState, generation: StreamedGeneration, include_usage: bool
 ) -> AsyncIterator[ChatCompletionChunk]:
     """OpenAI's order: a first chunk with the role, then content pieces, the last with finish_reason."""
+    prepared = generation.prepared
     first = ChatCompletionChunk(
         model=state.model_name,
         choices=[ChatChunkChoice(delta=ChatDelta(role="assistant", content=""))],
@@ -125,7 +134,7 @@ async def chat_chunks(
     yield first
     watermark = watermark_info(prepared.key)
     generated = 0
-    async for delta in stream(state, prepared):
+    async for delta in generation.pieces():
         generated += len(delta.token_ids)
         yield first.model_copy(
             update={
