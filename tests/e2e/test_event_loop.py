@@ -43,11 +43,11 @@ from signet.settings import Settings
 pytestmark = pytest.mark.engine
 
 LATE_SECONDS = 0.100
-# A known residual, not yet understood (issue 16's closing note): in the server, a
-# /detect/batch of 64 NFC-folded runs of combining marks held /healthz 172-314 ms (three
-# runs of four), while the same batch in a process of its own held a polling thread 11 ms
-# at most. It gets its own bound until the cause is found: 1 s still fails the quadratic
-# NFC of before issue 16, which held /healthz 5.9 s on the single run.
+# A known residual (docs/SECURITY.md): in the server, a /detect/batch of 64 normalized texts
+# held /healthz 172-314 ms in some runs (three of four in issue 16's), while in others it held
+# it under 20 ms. The loop waits for the GIL the batch's thread holds; what makes it wait that
+# long only sometimes is not found, and the interval that cures it costs 29% CPU. It gets its
+# own bound: 1 s still fails the quadratic NFC of before issue 16, which held /healthz 5.9 s.
 KNOWN_STALLS = {"/detect/batch of NFC runs": 1.0}
 POLL_INTERVAL_SECONDS = 0.010
 SETTINGS = Settings()  # the served limits: signet_server runs with the defaults
