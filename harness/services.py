@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ STARTUP_TIMEOUT_S = 900  # the first start compiles the model (about 1 minute) a
 
 TEST_KEYS = {
     "fingerprint_secret": "e2e-fingerprint-secret-4c81d9f02b6e57a3",
+    "job_signing_secrets": ["e2e-job-signing-secret-7d3b90c1a8e2f4650b"],
     "default_key_id": "main",
     "keys": [
         {"key_id": "main", "secret": "e2e-main-secret-5b1d0c7e93a2"},
@@ -40,8 +41,17 @@ TEST_KEYS = {
 }
 TEST_SECRETS = [
     TEST_KEYS["fingerprint_secret"],
+    *TEST_KEYS["job_signing_secrets"],
     *(str(key.get("secret", key.get("key"))) for key in TEST_KEYS["keys"] if "secret" in key or "key" in key),
 ]
+
+
+def signer_for_test_keys():  # -> signet.queue.jobs.JobSigner
+    """The job signer of processes that read TEST_KEYS: what a test's queue or worker needs
+    to exchange jobs with them."""
+    from signet.queue.jobs import JobSigner
+
+    return JobSigner([secret.encode() for secret in TEST_KEYS["job_signing_secrets"]])
 
 
 class ServiceStartError(RuntimeError):
@@ -78,12 +88,15 @@ class RunningServer:
 
 
 @contextmanager
-def signet_process(command: str, log_path: Path, **environment: str) -> Iterator[subprocess.Popen]:
+def signet_process(
+    command: str, log_path: Path, prefix: Sequence[str] = (), **environment: str
+) -> Iterator[subprocess.Popen]:
     """``signet <command>`` in its own process group (vLLM's engine process included), so
-    stopping or killing the group leaves nothing behind."""
+    stopping or killing the group leaves nothing behind. ``prefix`` runs it through another
+    command that execs it (``ip netns exec <host>``: harness/netns.py)."""
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            signet_command(command),
+            [*prefix, *signet_command(command)],
             env={**os.environ, **environment},
             stdout=log,
             stderr=subprocess.STDOUT,

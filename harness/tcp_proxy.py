@@ -1,0 +1,157 @@
+"""A TCP proxy on loopback that can go silent, for tests of network faults.
+
+``blackhole()`` keeps every connection open but stops forwarding in both directions and
+drops what arrives meanwhile: no RST, no FIN, as when a proxy or a NAT table loses a
+connection's state. Clients see no error, only silence, until their own timeouts fire.
+Dropped bytes are lost for good, so a connection used during the blackhole is out of step
+with the server afterwards: a client must discard it (redis-py does, on a read timeout).
+``heal()`` forwards again; ``delay`` adds seconds before each chunk is passed on.
+
+The proxy runs its own event loop in a thread, so the code under test may block its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+_CHUNK_BYTES = 65536
+_DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "http": 80, "https": 443}
+
+
+class TcpProxy:
+    """Listens on 127.0.0.1 (a free port, ``port``) and forwards to ``target_host:target_port``."""
+
+    def __init__(
+        self, target_host: str, target_port: int, delay: float = 0.0, setup: Callable[[], None] | None = None
+    ) -> None:
+        """``setup`` runs first in the proxy's thread: ``Host.join_this_thread`` (harness/netns.py)
+        makes its sockets, listening and connecting, those of another network host."""
+        self.target = (target_host, target_port)
+        self.delay = delay
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._flowing = asyncio.Event()  # set: forwarding; used in the proxy's loop only
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task] = set()  # one a connection
+        self._thread = threading.Thread(target=self._run, args=(setup,), name="tcp-proxy", daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @classmethod
+    def to_url(cls, url: str, delay: float = 0.0) -> TcpProxy:
+        """A proxy (not yet started) to the host and port of ``url`` (redis://host:port/0, http://...)."""
+        parts = urlsplit(url)
+        return cls(parts.hostname or "127.0.0.1", parts.port or _DEFAULT_PORTS[parts.scheme], delay)
+
+    def url(self, url: str) -> str:
+        """``url`` through this proxy: its host and port replaced, user, password and path kept."""
+        parts = urlsplit(url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@{self.address}" if credentials else self.address
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def start(self) -> TcpProxy:
+        self._thread.start()
+        self._in_loop(self._flowing.set)
+        self._server = asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=5)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def _run(self, setup: Callable[[], None] | None) -> None:
+        if setup is not None:
+            setup()
+        self._loop.run_forever()
+
+    def blackhole(self) -> None:
+        """Stop forwarding, silently; connections stay open and new ones are accepted.
+        Returns once in effect: no byte is passed on after it."""
+        self._in_loop(self._flowing.clear)
+
+    def heal(self) -> None:
+        self._in_loop(self._flowing.set)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._shut(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> TcpProxy:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _in_loop(self, action: Callable[[], object]) -> None:
+        async def act() -> None:
+            action()
+
+        asyncio.run_coroutine_threadsafe(act(), self._loop).result(timeout=5)
+
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        self._handlers.add(handler)
+        handler.add_done_callback(self._handlers.discard)
+        try:
+            server_reader, server_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_writer.close()
+            return
+        self._writers |= {client_writer, server_writer}
+        try:
+            await asyncio.gather(self._pump(client_reader, server_writer), self._pump(server_reader, client_writer))
+        finally:
+            for writer in (client_writer, server_writer):
+                self._writers.discard(writer)
+                writer.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Pass chunks on until either side closes, then close the other, as a proxy does.
+        Each chunk leaves ``delay`` seconds after it arrived, as on a long line: chunks in
+        flight together are delayed together, not one after another. While blackholed,
+        drop them (reading on keeps the sender's buffers from filling and showing
+        back-pressure), and pass on no close either until healed."""
+        line: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        sender = asyncio.create_task(self._send(line, writer))
+        try:
+            while chunk := await reader.read(_CHUNK_BYTES):
+                line.put_nowait((self._loop.time() + self.delay, chunk))
+        except OSError:
+            pass
+        line.put_nowait(None)
+        await sender
+        await self._flowing.wait()
+        writer.close()
+
+    async def _send(self, line: asyncio.Queue[tuple[float, bytes] | None], writer: asyncio.StreamWriter) -> None:
+        while (item := await line.get()) is not None:
+            due, chunk = item
+            if (wait := due - self._loop.time()) > 0:
+                await asyncio.sleep(wait)
+            if self._flowing.is_set():
+                try:
+                    writer.write(chunk)
+                    await writer.drain()
+                except OSError:
+                    return
+
+    async def _shut(self) -> None:
+        self._flowing.set()  # lets the pumps end
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=2)

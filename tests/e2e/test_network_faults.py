@@ -1,0 +1,376 @@
+"""Distributed mode across hosts, under network faults caused for real.
+
+Redis, two API processes, two ``signet worker`` processes (real vLLM engines) and the
+client each run on a host of their own: network namespaces joined by veth links
+(harness/netns.py), made here and deleted after. Faults are iptables rules that drop
+packets without a reset, as a partition does, and delay added by a proxy on each worker's
+host (``tc netem`` is missing from this kernel). Each scenario sends requests under load and
+records what came back in a table: sent, answered once, refused (503/504 within the
+deadline, where the scenario allows them), lost (no answer, or a 5xx it does not allow),
+ran twice (executions beyond one per request), p50 and p99 latency.
+
+A caller can never get two answers: a worker stores an outcome with SET NX and pushes the
+reply only if that set it (queue/consumer.py). What can happen twice is the generation
+itself, when a job is taken over from a worker that still runs it: "ran twice" counts it
+from the workers' own counters.
+
+Without root, iproute2 or iptables these tests fail, never skip: a fault test that did not
+run must not pass for one that did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from harness.netns import Host, Network, NetworkUnavailable
+from harness.services import keys_environment, signet_process
+from harness.tcp_proxy import TcpProxy
+from tests.e2e.test_distributed import _pending_of
+
+pytestmark = pytest.mark.engine
+
+CLAIM_IDLE_SECONDS = 3
+JOB_TIMEOUT_SECONDS = 20
+API_PORT = 8000
+REDIS_PORT = 6379
+MAX_TOKENS = 16
+PROMPTS = [f"Write one sentence about {topic}." for topic in ("rivers", "bread", "trains", "bees", "maps", "rain")]
+DETECT_TEXT = "The river ran past the mill and under the old stone bridge, where children fished on summer evenings."
+# Where the scenario table goes besides the test's output (bench and docs read it).
+REPORT_ENVIRONMENT = "SIGNET_FAULT_REPORT"
+# How long after a scenario its last generations are counted: a command the network held
+# arrives within about a second of a heal, a generation of MAX_TOKENS takes about 2 s here,
+# and workers publish their counters every CLAIM_IDLE_SECONDS / 3.
+LATE_SECONDS = 4.0
+
+
+@dataclass
+class Answer:
+    status: int | None  # None: no answer at all (connection failed or timed out)
+    seconds: float
+
+
+@dataclass
+class Row:
+    scenario: str
+    sent: int
+    answered: int
+    refused: int
+    lost: int
+    ran_twice: int
+    p50: float
+    p99: float
+
+    def line(self) -> str:
+        return (
+            f"| {self.scenario} | {self.sent} | {self.answered} | {self.refused} | {self.lost} | "
+            f"{self.ran_twice} | {self.p50:.2f} | {self.p99:.2f} |"
+        )
+
+
+@dataclass
+class Hosts:
+    network: Network
+    redis: Host
+    apis: list[Host]
+    workers: dict[str, Host]
+    client: Host
+    pool: ThreadPoolExecutor  # threads on the client host
+    namespace: str
+    processes: dict[str, subprocess.Popen]
+    logs: dict[str, Path]
+    proxies: dict[str, TcpProxy]  # a worker's way to Redis: on its host, delay 0 until a test sets it
+    stack: ExitStack  # stops whatever runs, restarted workers included
+    worker_environments: dict[str, dict[str, str]]
+    rows: list[Row] = field(default_factory=list)
+
+    def start_worker(self, name: str, log_path: Path) -> None:
+        self.logs[name] = log_path
+        prefix = self.workers[name].command([])
+        environment = {**self.worker_environments[name], "SIGNET_WORKER_NAME": name}
+        self.processes[name] = self.stack.enter_context(
+            signet_process("worker", log_path, prefix=prefix, **environment)
+        )
+
+    def api_url(self, index: int) -> str:
+        return f"http://{self.apis[index].address}:{API_PORT}"
+
+    def on_client(self, call: Callable[[], object]) -> object:
+        return self.pool.submit(call).result()
+
+    def redis_client(self) -> redis.Redis:
+        """A client whose connections are made (lazily) by the thread that uses it: use it on_client."""
+        return redis.Redis(host=self.redis.address, port=REDIS_PORT, socket_timeout=5, socket_connect_timeout=5)
+
+    def completed(self) -> int:
+        """Jobs the workers ran to the end, as their last heartbeats reported."""
+        client = self.redis_client()
+
+        def read() -> int:
+            keys = [f"{self.namespace}:worker:{name}" for name in self.workers]
+            return sum(int(float(client.hget(key, "completed") or 0)) for key in keys)
+
+        return self.on_client(read)
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {name}\n{path.read_text(errors='replace')[-2000:]}" for name, path in self.logs.items())
+
+
+def _get(url: str, timeout: float = 5) -> httpx.Response:
+    with httpx.Client(trust_env=False, timeout=timeout) as client:  # no proxy from the environment
+        return client.get(url)
+
+
+def _post(url: str, body: dict, timeout: float) -> Answer:
+    started = time.monotonic()
+    try:
+        with httpx.Client(trust_env=False, timeout=timeout) as client:
+            status = client.post(url, json=body).status_code
+    except httpx.TransportError:
+        status = None
+    return Answer(status, time.monotonic() - started)
+
+
+def _generate_body(index: int) -> dict:
+    return {"prompt": PROMPTS[index % len(PROMPTS)], "max_tokens": MAX_TOKENS, "seed": index, "key_id": "main"}
+
+
+def _send(hosts: Hosts, api_indexes: list[int], count: int, start: int = 0) -> list:
+    """``count`` generations at once, spread over the given APIs: futures of Answers."""
+    timeout = JOB_TIMEOUT_SECONDS + 15  # a caller past this got no answer: lost
+    urls = [f"{hosts.api_url(api_indexes[index % len(api_indexes)])}/generate" for index in range(count)]
+    return [hosts.pool.submit(_post, url, _generate_body(start + index), timeout) for index, url in enumerate(urls)]
+
+
+def _row(scenario: str, answers: list[Answer], ran_twice: int, refusable: bool) -> Row:
+    answered = sum(answer.status == 200 for answer in answers)
+    refused = sum(answer.status in (503, 504) for answer in answers) if refusable else 0
+    seconds = sorted(answer.seconds for answer in answers)
+    p99 = seconds[min(len(seconds) - 1, int(0.99 * len(seconds)))]
+    return Row(scenario, len(answers), answered, refused, len(answers) - answered - refused, ran_twice,
+               statistics.median(seconds), p99)  # fmt: skip
+
+
+def _record(hosts: Hosts, row: Row) -> None:
+    hosts.rows.append(row)
+    print(row.line())
+    if path := os.environ.get(REPORT_ENVIRONMENT):
+        with open(path, "a") as report:
+            report.write(json.dumps(row.__dict__) + "\n")
+
+
+def _wait_for_workers(hosts: Hosts, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, process in hosts.processes.items():
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode}:\n{hosts.log_tail()}")
+        try:
+            urls = [f"{hosts.api_url(index)}/readyz" for index in (0, 1)]
+            ready = [hosts.on_client(lambda url=url: _get(url).json()) for url in urls]
+            if all(state.get("workers") == count and state.get("redis") == "up" for state in ready):
+                return
+        except (httpx.TransportError, ValueError):
+            pass
+        time.sleep(1)
+    pytest.fail(f"{count} workers not ready on both APIs after {timeout} s:\n{hosts.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory, detection_state) -> Iterator[Hosts]:
+    # detection_state has prepared the embedded model, so the processes do not race to.
+    try:
+        network = Network()
+    except NetworkUnavailable as error:
+        pytest.fail(f"the network fault tests cannot run here: {error}")
+    folder = tmp_path_factory.mktemp("hosts")
+    namespace = f"signet-test-{uuid.uuid4().hex[:12]}"
+    with network, ExitStack() as stack:
+        redis_host = network.host("redis", 1)
+        apis = [network.host("api1", 11), network.host("api2", 12)]
+        workers = {"w1": network.host("w1", 21), "w2": network.host("w2", 22)}
+        client = network.host("client", 100)
+        redis_command = ["redis-server", "--bind", redis_host.address, "--port", str(REDIS_PORT),
+                         "--protected-mode", "no", "--save", "", "--appendonly", "no"]  # fmt: skip
+        redis_process = subprocess.Popen(redis_host.command(redis_command), cwd=folder, stdout=subprocess.DEVNULL)
+        stack.callback(redis_process.wait, 10)
+        stack.callback(redis_process.terminate)
+        environment = {
+            **keys_environment(folder),
+            "SIGNET_REDIS_URL": f"redis://{redis_host.address}:{REDIS_PORT}/0",
+            "SIGNET_REDIS_NAMESPACE": namespace,
+            "SIGNET_JOB_CLAIM_IDLE_SECONDS": str(CLAIM_IDLE_SECONDS),
+            "SIGNET_JOB_TIMEOUT_SECONDS": str(JOB_TIMEOUT_SECONDS),
+            "SIGNET_WORKER_CONCURRENCY": "4",
+            "SIGNET_ENGINE_MEMORY_FRACTION": "0.2",
+            "SIGNET_ENGINE_EAGER": "1",  # two engines start on two cores: skip the compile
+            "NO_PROXY": "*",
+        }
+        logs, processes, proxies = {}, {}, {}
+        for name, host in workers.items():
+            proxies[name] = stack.enter_context(TcpProxy(redis_host.address, REDIS_PORT, setup=host.join_this_thread))
+        # Each worker reaches Redis through the proxy on its own host (127.0.0.1 there), and
+        # allows a slow link 2 s a command: 200 ms more a round trip is a slow link, not a lost one.
+        worker_environments = {
+            name: {**environment, "SIGNET_REDIS_URL": proxy.url(environment["SIGNET_REDIS_URL"]),
+                   "SIGNET_REDIS_TIMEOUT_SECONDS": "2"}
+            for name, proxy in proxies.items()
+        }  # fmt: skip
+        for index, host in enumerate(apis):
+            name = f"api{index + 1}"
+            logs[name] = folder / f"{name}.log"
+            # Open: these hosts are the test's own, and the routes' authentication has tests of its own.
+            api_environment = {
+                **environment,
+                "SIGNET_HOST": host.address,
+                "SIGNET_PORT": str(API_PORT),
+                "SIGNET_AUTH": "disabled",
+            }
+            processes[name] = stack.enter_context(
+                signet_process("serve", logs[name], prefix=host.command([]), **api_environment)
+            )
+        pool = stack.enter_context(client.threads(32))
+        hosts = Hosts(
+            network, redis_host, apis, workers, client, pool, namespace, processes, logs, proxies, stack,
+            worker_environments,
+        )  # fmt: skip
+        for name in workers:
+            hosts.start_worker(name, folder / f"{name}.log")
+        _wait_for_workers(hosts, 2, timeout=900)
+        yield hosts
+        print("\n| scenario | sent | answered once | refused | lost | ran twice | p50 s | p99 s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in hosts.rows:
+            print(row.line())
+
+
+def test_baseline_every_request_is_answered_once(hosts):
+    before = hosts.completed()
+    answers = [future.result() for future in _send(hosts, [0, 1], 12)]
+    time.sleep(LATE_SECONDS)
+    row = _row("no fault", answers, hosts.completed() - before - 12, refusable=False)
+    _record(hosts, row)
+    assert (row.answered, row.lost, row.ran_twice) == (12, 0, 0), hosts.log_tail()
+
+
+def test_a_worker_cut_off_mid_job_loses_no_request(hosts):
+    client = hosts.redis_client()
+    stream, group = f"{hosts.namespace}:jobs", f"{hosts.namespace}:workers"
+    before = hosts.completed()
+    futures = _send(hosts, [0, 1], 12, start=100)
+    deadline = time.monotonic() + 60
+    while hosts.on_client(lambda: _pending_of(client, stream, group, "w1")) == 0:
+        assert time.monotonic() < deadline, "w1 never took a job"
+        time.sleep(0.05)
+    hosts.workers["w1"].cut()
+    try:
+        held = hosts.on_client(lambda: _pending_of(client, stream, group, "w1"))  # all it can be running
+        answers = [future.result() for future in futures]
+    finally:
+        hosts.workers["w1"].heal()
+    _wait_for_workers(hosts, 2, timeout=60)
+    time.sleep(LATE_SECONDS)
+    row = _row("worker w1 cut mid-job", answers, hosts.completed() - before - 12, refusable=False)
+    _record(hosts, row)
+    assert held >= 1
+    assert (row.answered, row.lost) == (12, 0), hosts.log_tail()
+    # Only what w1 held when cut can have run twice: it finished those unheard while w2 took them over.
+    assert 0 <= row.ran_twice <= held
+    reclaimed = hosts.on_client(lambda: float(client.hget(f"{hosts.namespace}:worker:w2", "reclaimed") or 0))
+    assert reclaimed >= 1
+
+
+def test_an_api_cut_off_from_redis_refuses_in_time_and_still_detects(hosts):
+    before = hosts.completed()
+    hosts.apis[0].cut(hosts.redis)
+    try:
+        cut_side = _send(hosts, [0], 4, start=200)
+        other_side = _send(hosts, [1], 8, start=300)
+        detected = hosts.on_client(lambda: _post(f"{hosts.api_url(0)}/detect", {"text": DETECT_TEXT}, timeout=10))
+        cut_answers = [future.result() for future in cut_side]
+        other_answers = [future.result() for future in other_side]
+    finally:
+        hosts.apis[0].heal()
+    time.sleep(LATE_SECONDS)
+    # Generations beyond api2's answers: refused jobs of api1 that ran after all.
+    ran_twice = hosts.completed() - before - sum(answer.status == 200 for answer in other_answers)
+    _record(hosts, _row("api1 cut from Redis: api1", cut_answers, ran_twice, refusable=True))
+    row = _row("api1 cut from Redis: api2", other_answers, 0, refusable=False)
+    _record(hosts, row)
+    assert ran_twice == 0
+    assert all(answer.status in (503, 504) for answer in cut_answers), cut_answers
+    assert all(answer.seconds < JOB_TIMEOUT_SECONDS + 2 for answer in cut_answers), cut_answers
+    assert detected.status == 200
+    assert (row.answered, row.lost) == (8, 0)
+
+
+def test_redis_cut_from_everyone_then_healed_recovers_without_restart(hosts):
+    before = hosts.completed()
+    hosts.redis.cut()
+    try:
+        during = [future.result() for future in _send(hosts, [0, 1], 4, start=400)]
+        detected = [
+            hosts.on_client(lambda index=index: _post(f"{hosts.api_url(index)}/detect", {"text": DETECT_TEXT}, 10))
+            for index in (0, 1)
+        ]
+    finally:
+        hosts.redis.heal()
+    _record(hosts, _row("Redis cut from all", during, 0, refusable=True))
+    assert all(answer.status in (503, 504) and answer.seconds < JOB_TIMEOUT_SECONDS + 2 for answer in during), during
+    assert [answer.status for answer in detected] == [200, 200]
+    _wait_for_workers(hosts, 2, timeout=60)
+    after = [future.result() for future in _send(hosts, [0, 1], 8, start=500)]
+    time.sleep(LATE_SECONDS)
+    # Counted from before the cut: a refused job that ran after the heal counts here.
+    row = _row("Redis healed", after, hosts.completed() - before - 8, refusable=False)
+    _record(hosts, row)
+    assert (row.answered, row.lost, row.ran_twice) == (8, 0, 0), hosts.log_tail()
+
+
+def test_five_percent_loss_on_the_worker_links_loses_and_doubles_nothing(hosts):
+    for host in hosts.workers.values():
+        host.lose(0.05)
+    try:
+        before = hosts.completed()
+        answers = [future.result() for future in _send(hosts, [0, 1], 12, start=600)]
+        time.sleep(LATE_SECONDS)
+        ran_twice = hosts.completed() - before - 12
+    finally:
+        for host in hosts.workers.values():
+            host.heal()
+    row = _row("5% loss on worker links", answers, ran_twice, refusable=False)
+    _record(hosts, row)
+    assert (row.answered, row.lost, row.ran_twice) == (12, 0, 0), hosts.log_tail()
+
+
+def test_200_ms_more_on_the_worker_links_loses_and_doubles_nothing(hosts):
+    """netem's delay, made by each worker's proxy: 100 ms each way, 200 ms a round trip."""
+    for proxy in hosts.proxies.values():
+        proxy.delay = 0.1
+    try:
+        before = hosts.completed()
+        started = time.monotonic()
+        answers = [future.result() for future in _send(hosts, [0, 1], 12, start=700)]
+        seconds = time.monotonic() - started
+        time.sleep(LATE_SECONDS)
+        ran_twice = hosts.completed() - before - 12
+    finally:
+        for proxy in hosts.proxies.values():
+            proxy.delay = 0.0
+    row = _row(f"200 ms on worker links ({12 / seconds:.1f} answers/s)", answers, ran_twice, refusable=False)
+    _record(hosts, row)
+    assert (row.answered, row.lost, row.ran_twice) == (12, 0, 0), hosts.log_tail()
