@@ -365,6 +365,20 @@ class RedisLink:
         self.record_success()
         return result
 
+    async def write_retried(self, write: Callable[[], Awaitable[T]], for_seconds: float) -> T:
+        """Await ``write`` until Redis answers it: after a connection failure, try again one
+        timeout later, for up to ``for_seconds``; the last failure propagates. Only for writes
+        whose repetition changes nothing, since one that timed out may have been applied.
+        Outside the breaker: a worker's job must not fail because another call failed."""
+        give_up = time.monotonic() + for_seconds
+        while True:
+            try:
+                return await write()
+            except CONNECTION_ERRORS:
+                if time.monotonic() + self._timeout >= give_up:
+                    raise
+            await asyncio.sleep(self._timeout)  # a Redis catching up is not sent the same write at once
+
     @contextlib.contextmanager
     def _failures_recorded(self) -> Iterator[None]:
         """Connection failures and refusals become RedisUnavailable, and trip the breaker."""

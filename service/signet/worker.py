@@ -55,7 +55,7 @@ async def _serve_jobs(
 ) -> int:
     engine = VllmEngine.start(model_dir, keys_file, engine_options(settings))
     link = RedisLink.from_settings(settings)
-    publisher = PiecePublisher(link)
+    publisher = PiecePublisher(link, options.claim_idle_seconds)
     handlers = {
         generation.KIND: generation.generation_handler(engine, keys, options.name, publisher),
         generation.SAMPLE_KIND: generation.sample_handler(engine, keys, options.name),

@@ -232,7 +232,7 @@ def streaming_handler(link: RedisLink, pieces: int, fail_with: EngineError | Non
 
     async def handler(job: Job) -> dict:
         for index in range(pieces):
-            await publisher.publish(job, "attempt-1", {"index": index})
+            await publisher.publish(job, "attempt-1", index + 1, {"index": index})
             await asyncio.sleep(pause)
         if fail_with is not None:
             raise fail_with
@@ -269,9 +269,9 @@ async def test_a_stream_restarted_by_another_worker_ends_with_502(link, queue):
     await wait_until(depth_is(queue, 1))
     entry = (await link.async_client.xrange(queue.keys.stream))[0][1]
     job = Job.from_fields(entry)
-    await publisher.publish(job, "first-worker", {"index": 0})
+    await publisher.publish(job, "first-worker", 1, {"index": 0})
     assert await asyncio.wait_for(first, 5) == {"index": 0}
-    await publisher.publish(job, "second-worker", {"index": 0})  # the job taken over, starting again
+    await publisher.publish(job, "second-worker", 1, {"index": 0})  # the job taken over, starting again
     with pytest.raises(EngineError) as broken:
         await stream.__anext__()
     assert broken.value.status is EngineStatus.FAILED

@@ -108,7 +108,7 @@ async def test_api_and_worker_work_over_tls_each_as_its_own_acl_user(link_as, ca
 
     async def pieces(job: Job) -> dict:
         for n in range(3):
-            await publisher.publish(job, "attempt-1", {"n": n})
+            await publisher.publish(job, "attempt-1", n + 1, {"n": n})
         return {"pieces": 3}
 
     async def hang(job: Job) -> dict:

@@ -7,6 +7,7 @@ The silence is real: harness/tcp_proxy.py between the code and the test Redis, o
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,7 +17,7 @@ import pytest_asyncio
 from harness.services import redis_test_url, signer_for_test_keys
 from harness.tcp_proxy import TcpProxy
 from signet.engine.protocol import EngineError, EngineStatus
-from signet.queue.consumer import JobWorker
+from signet.queue.consumer import JobWorker, PiecePublisher, WorkerOptions
 from signet.queue.jobs import Job
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
@@ -183,3 +184,60 @@ async def test_a_job_whose_caller_heard_503_is_not_added_when_its_command_arrive
     await asyncio.sleep(2.0)  # the late command has arrived
     assert await queue.depth() == 0
     assert len(await link.async_client.keys(queue.keys.cancelled("*"))) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_piece_redis_took_but_left_unanswered_is_written_again_and_read_once(proxy, proxied_link, link, queue):
+    """The worker's side (the publisher) goes through the proxy, the caller's does not. A
+    piece's answer comes later than the link's timeout, though Redis took the piece: the
+    worker writes it again instead of giving the stream up, and the caller reads it once.
+    Before, the first timeout failed the job, and the stream of a job taken over breaks (502)."""
+    publisher = PiecePublisher(proxied_link, retry_seconds=10)
+    stream = await queue.stream("stream", {}, 20)
+    first = asyncio.ensure_future(stream.__anext__())
+    await wait_until(depth_is(queue, 1))
+    job = Job.from_fields((await link.async_client.xrange(queue.keys.stream))[0][1])
+    deltas = queue.keys.deltas(job.request_id)
+    await publisher.publish(job, "attempt-1", 1, {"index": 0})
+    assert await asyncio.wait_for(first, 5) == {"index": 0}
+
+    async def entries_are(count: int):
+        return await link.async_client.xlen(deltas) == count
+
+    proxy.delay = 0.6  # each way: past the link's 0.5 s, the piece arrives and its answer is too late
+    second = asyncio.ensure_future(publisher.publish(job, "attempt-1", 2, {"index": 1}))
+    await wait_until(lambda: entries_are(2))  # the first try arrived
+    proxy.delay = 0.0  # the next try (one timeout after the first failed) is answered at once
+    await asyncio.wait_for(second, 10)
+    assert await link.async_client.xlen(deltas) >= 3  # piece 2 is there twice, or more
+    await publisher.publish(job, "attempt-1", 3, {"index": 2})
+    assert [await asyncio.wait_for(stream.__anext__(), 5) for _ in range(2)] == [{"index": 1}, {"index": 2}]
+    await stream.aclose()
+
+
+@pytest.mark.asyncio
+async def test_an_outcome_lost_on_the_way_is_written_again_and_the_job_runs_once(proxy, proxied_link, queue):
+    """The worker goes through the proxy. The network drops the write of a job's outcome
+    (no reset) and heals 0.7 s later: the worker writes it again, so the job is answered by
+    its one run. Before, the first timeout left the job pending, and it ran a second time
+    once it had been idle for claim_idle_seconds."""
+    runs = []
+
+    async def once(job: Job) -> dict:
+        runs.append(job.request_id)
+        proxy.blackhole()
+        threading.Timer(0.7, proxy.heal).start()
+        return {"runs": len(runs)}
+
+    # Its own claim idle time: the tries of the outcome fit in it (the fixtures' 0.6 s allows one).
+    options = WorkerOptions("w1", 4, 3.0, 2, 1.0, 3600.0)
+    worker = JobWorker(proxied_link, {"once": once}, options, signer=signer_for_test_keys())
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(worker.run(stop))
+    try:
+        assert await queue.run("once", {}, 10) == {"runs": 1}
+        assert await queue.depth() == 0  # answered and acknowledged: nothing left to run again
+        assert runs == [runs[0]]
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)

@@ -113,8 +113,8 @@ def stand_in_generation(link: RedisLink):
 
     async def generate(job: Job) -> dict:
         pieces = [{"text": "Hello", "token_ids": [1, 2]}, {"text": " world", "token_ids": [3], "finish_reason": "stop"}]
-        for piece in pieces:
-            await publisher.publish(job, "attempt-1", piece)
+        for number, piece in enumerate(pieces, start=1):
+            await publisher.publish(job, "attempt-1", number, piece)
         prompt_tokens = len(job.payload["prompt_token_ids"])
         return {"text": "Hello world", "token_ids": [1, 2, 3], "prompt_tokens": prompt_tokens, "finish_reason": "stop"}
 

@@ -79,7 +79,7 @@ async def test_a_draining_workers_long_job_is_not_run_again_elsewhere(link: Redi
             runs.append(worker_name)
             pieces = 12
             for index in range(pieces):
-                await publisher.publish(job, worker_name, {"index": index})  # each run is its own attempt
+                await publisher.publish(job, worker_name, index + 1, {"index": index})  # each run is its own attempt
                 await asyncio.sleep(JOB_SECONDS / pieces)
             ended_at.append(time.monotonic())
             return {"pieces": pieces}

@@ -67,6 +67,12 @@ _EXPIRE_INTERVAL_SECONDS = 60.0
 _RESULT_MIN_SECONDS = 60
 _BLOCK_MS = 1000
 _MAX_BACKOFF_SECONDS = 5.0
+# How long a job's writes (its pieces, its outcome) are tried again when Redis does not
+# answer them, unless the worker's claim_idle_seconds says otherwise. A worker gave a job up
+# at its first timeout before: on separate network hosts during a rolling restart, one 2 s
+# timeout while a replacement loaded its model failed a stream that was half sent, and an
+# outcome not stored left the job to be run again (tests/e2e/test_network_faults.py).
+_WRITE_RETRY_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -335,7 +341,8 @@ class JobWorker:
             self.keys.deltas(request_id),
         ]
         arguments = [outcome.to_json(), keep_seconds, self.keys.group, entry_id, "1" if job.stream else "0"]
-        await self._finish(keys=keys, args=arguments)
+        # _FINISH stores with SET NX and replies only if that stored: a repeat changes nothing.
+        await self.link.write_retried(lambda: self._finish(keys=keys, args=arguments), self.options.claim_idle_seconds)
 
     async def _acknowledge(self, entry_id: bytes) -> None:
         async with self._client.pipeline(transaction=True) as pipe:
@@ -512,17 +519,26 @@ def _deadline_passed(job: Job) -> EngineError:
 class PiecePublisher:
     """How a streaming job's handler passes each piece to the API process streaming it."""
 
-    def __init__(self, link: RedisLink) -> None:
-        self._client = link.async_client
+    def __init__(self, link: RedisLink, retry_seconds: float = _WRITE_RETRY_SECONDS) -> None:
+        """``retry_seconds``: how long a piece Redis does not answer is tried again (the
+        worker's claim_idle_seconds: by then another worker has taken the job over)."""
+        self._link = link
         self._keys = QueueKeys(link)
+        self._retry_seconds = retry_seconds
 
-    async def publish(self, job: Job, attempt: str, piece: dict[str, Any]) -> None:
-        """``attempt`` names this run of the job, so the reader can tell a restart by a new worker."""
+    async def publish(self, job: Job, attempt: str, number: int, piece: dict[str, Any]) -> None:
+        """``attempt`` names this run of the job, so the reader can tell a restart by a new
+        worker; ``number`` (1, 2, ... within the attempt) lets it skip a piece written twice."""
         key = self._keys.deltas(job.request_id)
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"attempt": attempt, "piece": json.dumps(piece, separators=(",", ":"))})
-            pipe.expire(key, _keep_seconds(job))
-            await pipe.execute()
+        fields = {"attempt": attempt, "number": number, "piece": json.dumps(piece, separators=(",", ":"))}
+
+        async def write() -> None:
+            async with self._link.async_client.pipeline(transaction=False) as pipe:
+                pipe.xadd(key, fields)
+                pipe.expire(key, _keep_seconds(job))
+                await pipe.execute()
+
+        await self._link.write_retried(write, self._retry_seconds)
 
 
 def _keep_seconds(job: Job) -> int:

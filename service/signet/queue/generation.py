@@ -222,11 +222,11 @@ async def _stream(
     engine: Engine, request: GenerationJob, options: SamplingOptions, job: Job, publisher: PiecePublisher
 ) -> Completion:
     attempt, text, token_ids, finish_reason = uuid.uuid4().hex, [], [], "stop"
-    # Closed however it ends: a failed publish (Redis gone) aborts the generation at once.
+    # Closed however it ends: a piece Redis leaves unanswered for claim_idle_seconds aborts the generation.
     deltas = await engine.stream(request.prompt_token_ids, options, request.watermark_key_id)
     async with contextlib.aclosing(deltas):
         async for delta in deltas:
-            await publisher.publish(job, attempt, dataclasses.asdict(delta))
+            await publisher.publish(job, attempt, len(text) + 1, dataclasses.asdict(delta))  # numbered from 1
             text.append(delta.text)
             token_ids.extend(delta.token_ids)
             finish_reason = delta.finish_reason or finish_reason

@@ -179,7 +179,7 @@ class JobQueue:
         return await self.link.call_async(lambda client: client.zcard(self.keys.tenant_jobs(tenant)))
 
     async def _pieces(self, job: Job, timeout_seconds: float) -> AsyncIterator[dict]:
-        key, last_id, attempt = self.keys.deltas(job.request_id), "0-0", None
+        key, last_id, attempt, number = self.keys.deltas(job.request_id), "0-0", None, 0
         while True:
             entries = await self._read_deltas(key, last_id, job, timeout_seconds)
             for entry_id, fields in entries:
@@ -193,6 +193,12 @@ class JobQueue:
                     detail = "the worker generating this stream stopped midway; retry the request"
                     raise EngineError(EngineStatus.FAILED, detail)
                 attempt = fields[b"attempt"]
+                # A worker tries a piece again when Redis did not answer it, and the first try
+                # may have been applied: the same number again is that piece. Workers from
+                # before pieces were numbered send none (0), and each of theirs counts.
+                if (piece_number := int(fields.get(b"number", 0))) and piece_number <= number:
+                    continue
+                number = piece_number
                 yield json.loads(fields[b"piece"])
 
     async def _read_deltas(self, key: str, last_id: bytes | str, job: Job, timeout_seconds: float) -> list:
