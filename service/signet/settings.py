@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         description="Most sequences (answers, samples, judge questions) one /score request may have the engine "
         "run, counted from the request before any engine work; over it: 422.",
     )
+    score_max_prompt_tokens: int = Field(
+        default=262_144,
+        ge=1,
+        description="Most prompt tokens the engine may read for one /score request, over all its requests "
+        "(judge questions each carry their context: a reference-mode question the whole source). Checked "
+        "before each engine request is sent; over it: 422. About 90 s of the embedded model on 2 CPU cores.",
+    )
 
     max_model_len: int | None = Field(default=None, ge=16, description="Engine context length; unset: the model's.")
     engine_memory_fraction: float = Field(

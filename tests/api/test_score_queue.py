@@ -125,6 +125,40 @@ def test_the_cap_is_a_setting_and_counts_every_ordered_pair_of_samples(detection
     assert embedding.status_code == 504  # allowed, queued, and no worker answers
 
 
+def test_a_score_over_the_prompt_token_budget_gets_422_before_its_judge_runs(detection_state, redis_namespace):
+    """Each entailment question of a reference-mode score carries the whole source: 8
+    sentences against a source of 50 (over 600 tokens) make over 5,000 prompt tokens in 8
+    sequences, far under the sequence cap. Under a 2,000-token budget the score is refused
+    before any job is queued; under a budget it fits, the same score runs."""
+    prompts_run = []
+
+    async def batch(job: Job) -> dict:
+        prompts_run.extend(job.payload["prompts"])
+        return {"completions": [_completion("Yes", prompt) for prompt in job.payload["prompts"]]}
+
+    source = " ".join(f"The bridge was painted in {1900 + index} by crew number {index}." for index in range(50))
+    text = " ".join(f"The bridge was painted in {1900 + index}." for index in range(8))
+    body = {"text": text, "source": source, "methods": ["source_entailment"]}
+    tight = detection_state.settings.model_copy(update={"score_max_prompt_tokens": 2000})
+    roomy = detection_state.settings.model_copy(update={"score_max_prompt_tokens": 100_000})
+    with worker_thread(redis_namespace, {"batch": batch}):
+        with queued_client(detection_state, redis_namespace, settings=tight) as client:
+            refused = client.post("/score/consistency", json=body)
+            queued = _jobs(client)
+        run_when_refused = len(prompts_run)
+        with queued_client(detection_state, redis_namespace, settings=roomy) as client:
+            allowed = client.post("/score/consistency", json=body)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["field"] == "source"
+    assert "at most 2000 (SIGNET_SCORE_MAX_PROMPT_TOKENS)" in problem["detail"]
+    assert "shorter source" in problem["detail"]
+    assert (queued, run_when_refused) == (0, 0)
+    assert allowed.status_code == 200, allowed.text
+    assert len(prompts_run) == 8
+    assert 5000 < allowed.json()["cost"]["prompt_tokens"] == sum(len(prompt) for prompt in prompts_run) <= 100_000
+
+
 def test_a_failed_job_cancels_the_other_jobs_of_its_score(detection_state, redis_namespace):
     """MQAG's question-writing job fails while the entailment judge's job runs: the score
     answers 502 and the judge's job is cancelled on the worker, not left running for nobody."""

@@ -114,7 +114,10 @@ async def score_consistency(state: ServiceState, request: ConsistencyRequest, ca
         "samples" if request.mode == "self" else "text",
     )
     require_engine(state)
-    meter = CostMeter(caller.queue_tenant)
+    if request.mode == "self":
+        meter = CostMeter(caller.queue_tenant, "samples", "draw fewer or shorter samples, or check a shorter text")
+    else:
+        meter = CostMeter(caller.queue_tenant, "source", "give a shorter source or text, or ask fewer questions")
     if request.mode == "self":
         gathered = await _self_consistency(state, meter, request, sentences, methods)
     else:

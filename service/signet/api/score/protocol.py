@@ -120,7 +120,9 @@ class Cost(BaseModel):
         description="Sequences those requests ran (answers, samples, judge questions): what "
         "SIGNET_SCORE_MAX_SEQUENCES caps, checked against the request before any engine work."
     )
-    prompt_tokens: int = Field(description="Tokens prefilled, over all engine requests.")
+    prompt_tokens: int = Field(
+        description="Tokens prefilled, over all engine requests: what SIGNET_SCORE_MAX_PROMPT_TOKENS caps."
+    )
     generated_tokens: int = Field(description="Tokens generated (answer, samples, judge labels, questions).")
 
 
