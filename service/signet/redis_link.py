@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from signet.settings import Settings
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 # The longest wait a blocking command (BLPOP, XREAD BLOCK) may ask of Redis; longer waits
 # are asked for in turns. A blocking client's reads time out this long plus the link's
@@ -115,6 +118,10 @@ def _reconnect_once(retry_class):
     Timeouts are not retried, so a hung Redis still fails within one timeout."""
     return retry_class(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
+
+# Connection errors that a write tried again would meet again: a wrong password, a
+# certificate the link does not trust.
+_NOT_RETRIED = (redis.exceptions.AuthenticationError, ssl.SSLError)
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -366,17 +373,19 @@ class RedisLink:
         return result
 
     async def write_retried(self, write: Callable[[], Awaitable[T]], for_seconds: float) -> T:
-        """Await ``write`` until Redis answers it: after a connection failure, try again one
-        timeout later, for up to ``for_seconds``; the last failure propagates. Only for writes
-        whose repetition changes nothing, since one that timed out may have been applied.
-        Outside the breaker: a worker's job must not fail because another call failed."""
+        """Await ``write`` until Redis answers it: after a lost or silent connection, try again
+        one timeout later, for up to ``for_seconds``; the last failure propagates, and so does
+        a refusal (ACL, password, TLS) at once, since trying again cannot change it. Only for
+        writes whose repetition changes nothing, since one that timed out may have been
+        applied. Outside the breaker: a worker's job must not fail because another call failed."""
         give_up = time.monotonic() + for_seconds
         while True:
             try:
                 return await write()
-            except CONNECTION_ERRORS:
-                if time.monotonic() + self._timeout >= give_up:
+            except CONNECTION_ERRORS as error:
+                if _is_refusal(error) or isinstance(error, _NOT_RETRIED) or time.monotonic() + self._timeout >= give_up:
                     raise
+                logger.warning("Redis did not answer a write (%s); trying it again", _cause(error))
             await asyncio.sleep(self._timeout)  # a Redis catching up is not sent the same write at once
 
     @contextlib.contextmanager

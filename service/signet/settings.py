@@ -111,11 +111,13 @@ class Settings(BaseSettings):
         "run, counted from the request before any engine work; over it: 422.",
     )
     score_max_prompt_tokens: int = Field(
-        default=262_144,
+        default=1_048_576,
         ge=1,
         description="Most prompt tokens the engine may read for one /score request, over all its requests "
         "(judge questions each carry their context: a reference-mode question the whole source). Checked "
-        "before each engine request is sent; over it: 422. About 90 s of the embedded model on 2 CPU cores.",
+        "before each engine request is sent; over it: 422. The default lets the largest /score/uncertainty "
+        "(992 judge questions) read samples of about 450 tokens; it is about 6 minutes of the embedded model "
+        "on 2 CPU cores, seconds on a GPU: lower it on CPU workers.",
     )
 
     max_model_len: int | None = Field(default=None, ge=16, description="Engine context length; unset: the model's.")

@@ -67,11 +67,13 @@ _EXPIRE_INTERVAL_SECONDS = 60.0
 _RESULT_MIN_SECONDS = 60
 _BLOCK_MS = 1000
 _MAX_BACKOFF_SECONDS = 5.0
-# How long a job's writes (its pieces, its outcome) are tried again when Redis does not
-# answer them, unless the worker's claim_idle_seconds says otherwise. A worker gave a job up
-# at its first timeout before: on separate network hosts during a rolling restart, one 2 s
-# timeout while a replacement loaded its model failed a stream that was half sent, and an
-# outcome not stored left the job to be run again (tests/e2e/test_network_faults.py).
+# How long a PiecePublisher made without a retry time tries a piece again when Redis does
+# not answer it; ``signet worker`` passes its claim_idle_seconds. A worker gave a job up at
+# its first timeout before: in a rolling restart on separate network hosts, one 2 s timeout
+# while a replacement loaded its model failed a stream that was half sent, and an outcome
+# not stored leaves the job to run again. A write is tried again only while a timeout still
+# fits in the window, so claim_idle_seconds of at least 3 timeouts (15 s against 0.5 s by
+# default) allow two more tries.
 _WRITE_RETRY_SECONDS = 15.0
 
 

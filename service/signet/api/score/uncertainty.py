@@ -79,7 +79,11 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest, ca
         "samples x (samples - 1)), or use similarity 'embedding'",
     )
     require_engine(state)
-    meter = CostMeter(caller.queue_tenant, "samples", "ask for fewer or shorter samples, or give a shorter prompt")
+    meter = CostMeter(
+        caller.queue_tenant,
+        "samples",
+        "ask for fewer or shorter samples (max_tokens), give a shorter prompt, or use similarity 'embedding'",
+    )
     prompt_ids = await encode(state, request.prompt, request.turns())
     wants_samples = bool(set(methods) & set(SAMPLE_METHODS))
     if request.response is None or wants_samples:
