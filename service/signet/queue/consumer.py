@@ -523,7 +523,7 @@ class PiecePublisher:
 
     def __init__(self, link: RedisLink, retry_seconds: float = _WRITE_RETRY_SECONDS) -> None:
         """``retry_seconds``: how long a piece Redis does not answer is tried again (the
-        worker's claim_idle_seconds: by then another worker has taken the job over)."""
+        worker's claim_idle_seconds: about when other workers may take the job over)."""
         self._link = link
         self._keys = QueueKeys(link)
         self._retry_seconds = retry_seconds
