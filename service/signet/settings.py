@@ -110,14 +110,15 @@ class Settings(BaseSettings):
         description="Most sequences (answers, samples, judge questions) one /score request may have the engine "
         "run, counted from the request before any engine work; over it: 422.",
     )
-    score_max_prompt_tokens: int = Field(
+    score_max_tokens: int = Field(
         default=1_048_576,
         ge=1,
-        description="Most prompt tokens the engine may read for one /score request, over all its requests "
-        "(judge questions each carry their context: a reference-mode question the whole source). Checked "
-        "before each engine request is sent; over it: 422. The default lets the largest /score/uncertainty "
-        "(992 judge questions) read samples of about 450 tokens; it is about 6 minutes of the embedded model "
-        "on 2 CPU cores, seconds on a GPU: lower it on CPU workers.",
+        description="Most tokens the engine may read and generate for one /score request, over all its "
+        "requests: their prompt tokens (judge questions each carry their context: a reference-mode question "
+        "the whole source) and max_tokens for each sequence. Checked before each engine request is sent; over "
+        "it: 422. The default lets the largest /score/uncertainty (992 judge questions) read samples of about "
+        "450 tokens; it is minutes of the embedded model on 2 CPU cores, seconds on a GPU: lower it on CPU "
+        "workers.",
     )
 
     max_model_len: int | None = Field(default=None, ge=16, description="Engine context length; unset: the model's.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -139,8 +140,8 @@ def test_a_score_over_the_prompt_token_budget_gets_422_before_its_judge_runs(det
     source = " ".join(f"The bridge was painted in {1900 + index} by crew number {index}." for index in range(50))
     text = " ".join(f"The bridge was painted in {1900 + index}." for index in range(8))
     body = {"text": text, "source": source, "methods": ["source_entailment"]}
-    tight = detection_state.settings.model_copy(update={"score_max_prompt_tokens": 2000})
-    roomy = detection_state.settings.model_copy(update={"score_max_prompt_tokens": 100_000})
+    tight = detection_state.settings.model_copy(update={"score_max_tokens": 2000})
+    roomy = detection_state.settings.model_copy(update={"score_max_tokens": 100_000})
     with worker_thread(redis_namespace, {"batch": batch}):
         with queued_client(detection_state, redis_namespace, settings=tight) as client:
             refused = client.post("/score/consistency", json=body)
@@ -151,12 +152,32 @@ def test_a_score_over_the_prompt_token_budget_gets_422_before_its_judge_runs(det
     assert refused.status_code == 422, refused.text
     problem = refused.json()
     assert problem["field"] == "source"
-    assert "at most 2000 (SIGNET_SCORE_MAX_PROMPT_TOKENS)" in problem["detail"]
+    assert "at most 2000 (SIGNET_SCORE_MAX_TOKENS)" in problem["detail"]
     assert "shorter source" in problem["detail"]
     assert (queued, run_when_refused) == (0, 0)
     assert allowed.status_code == 200, allowed.text
     assert len(prompts_run) == 8
     assert 5000 < allowed.json()["cost"]["prompt_tokens"] == sum(len(prompt) for prompt in prompts_run) <= 100_000
+
+
+def test_the_token_budget_counts_what_samples_may_generate(detection_state, redis_namespace):
+    """8 samples of up to 1,024 tokens may generate 8,192 tokens from a short prompt: over a
+    4,000-token budget, refused before the samples are queued; 8 of 256 tokens fit."""
+    body = {"prompt": "Describe a bridge.", "text": "The bridge opened in 1932.", "samples": 8}
+    body["methods"] = ["selfcheck_unigram"]
+    budget = detection_state.settings.model_copy(update={"score_max_tokens": 4000})
+    with queued_client(detection_state, redis_namespace, timeout=1.0, settings=budget) as client:
+        refused = client.post("/score/consistency", json={**body, "max_tokens": 1024})
+        queued = _jobs(client)
+        fits = client.post("/score/consistency", json={**body, "max_tokens": 256})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "samples"
+    detail = refused.json()["detail"]
+    planned = int(re.search(r"read and generate up to (\d+) tokens", detail)[1])
+    assert 8192 < planned < 8192 + 100  # the samples' 8 x 1,024 and a short prompt
+    assert "at most 4000 (SIGNET_SCORE_MAX_TOKENS)" in detail
+    assert queued == 0
+    assert fits.status_code == 504  # admitted and queued; no worker answers
 
 
 def test_a_failed_job_cancels_the_other_jobs_of_its_score(detection_state, redis_namespace):

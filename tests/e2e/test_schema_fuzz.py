@@ -35,9 +35,10 @@ pytestmark = pytest.mark.engine
 MAX_EXAMPLES = 12
 MAX_NEW_TOKENS = 8
 MAX_SCORE_SEQUENCES = 64
-# Fuzzed reference-mode consistency scores read up to 64 copies of a 2,048-token source:
-# 45 s each, and past the 120 s request timeout under load, without this budget.
-MAX_SCORE_PROMPT_TOKENS = 8192
+# Fuzzed consistency scores ran past the 120 s request timeout without this budget:
+# reference-mode ones read up to 64 copies of a 2,048-token source, and self-consistency
+# ones within 8,192 prompt tokens still generated samples of up to 1,024 tokens each.
+MAX_SCORE_TOKENS = 4096
 ADMIN_KEY = "sk-signet-fuzz-admin-7c1e93b04d"
 
 
@@ -55,7 +56,7 @@ def fuzzed_server(tmp_path_factory) -> Iterator[RunningServer]:
         "SIGNET_API_KEYS_FILE": str(tenants),
         "SIGNET_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
         "SIGNET_SCORE_MAX_SEQUENCES": str(MAX_SCORE_SEQUENCES),
-        "SIGNET_SCORE_MAX_PROMPT_TOKENS": str(MAX_SCORE_PROMPT_TOKENS),
+        "SIGNET_SCORE_MAX_TOKENS": str(MAX_SCORE_TOKENS),
         "SIGNET_ENGINE_EAGER": "1",
     }
     with running_signet_server(folder, **environment) as server:

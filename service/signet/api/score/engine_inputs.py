@@ -43,12 +43,12 @@ JUDGE_BATCH = 64
 class CostMeter:
     """One score's engine requests: for whom (``tenant``, None in development mode), how
     many at once, and what they cost. ``budget_field``: the request field a caller changes to
-    fit SIGNET_SCORE_MAX_PROMPT_TOKENS, and ``budget_advice`` says how."""
+    fit SIGNET_SCORE_MAX_TOKENS, and ``budget_advice`` says how."""
 
     tenant: str | None = None
     budget_field: str = "samples"
     budget_advice: str = "ask for fewer samples"
-    admitted_prompt_tokens: int = 0  # of the engine requests sent or about to be
+    admitted_tokens: int = 0  # what the engine requests sent or about to be may read and generate
     engine_requests: int = 0
     sequences: int = 0
     prompt_tokens: int = 0
@@ -85,32 +85,35 @@ def check_sequences(state: ServiceState, planned: int, how_to_fit: str, field: s
         )
 
 
-def admit(state: ServiceState, meter: CostMeter, prompt_tokens: int) -> None:
-    """422 instead of engine requests that would take the score's prompt tokens past
-    SIGNET_SCORE_MAX_PROMPT_TOKENS. Checked before each request is sent, since what a score
-    asks depends on what the engine answered (the samples a judge reads, MQAG's questions);
-    a score therefore never has the engine read more than the budget.
+def admit(state: ServiceState, meter: CostMeter, prompt_tokens: int, options: SamplingOptions, sequences: int) -> None:
+    """422 instead of an engine request that would take the score past SIGNET_SCORE_MAX_TOKENS:
+    the prompt tokens the engine reads and the most it may generate (``max_tokens`` for each
+    of ``sequences``), over all the score's requests. Checked before each request is sent,
+    since what a score asks depends on what the engine answered (the samples a judge reads,
+    MQAG's questions); a score therefore never costs the engine more than the budget.
 
-    Sequences alone did not bound the cost: each judge question of a reference-mode score
-    carries the whole source, and 64 sequences of a 2,048-token context took 45 s here, and
-    over 120 s under load (tests/e2e/test_schema_fuzz.py)."""
-    limit = state.settings.score_max_prompt_tokens
-    planned = meter.admitted_prompt_tokens + prompt_tokens
+    Sequences alone did not bound the cost. Each judge question of a reference-mode score
+    carries the whole source: 64 sequences of a 2,048-token context took 45 s here, and over
+    120 s under load. And 32 samples of 1,024 tokens are 32,768 tokens to generate: fuzzed
+    self-consistency scores within 64 sequences and 8,192 prompt tokens still ran past 120 s
+    (tests/e2e/test_schema_fuzz.py)."""
+    limit = state.settings.score_max_tokens
+    planned = meter.admitted_tokens + prompt_tokens + options.max_tokens * sequences
     if planned > limit:
         raise ApiError(
             422,
-            f"{meter.budget_field}: this score would have the engine read at least {planned} prompt tokens, "
-            f"at most {limit} (SIGNET_SCORE_MAX_PROMPT_TOKENS); {meter.budget_advice}",
+            f"{meter.budget_field}: this score would have the engine read and generate up to {planned} tokens, "
+            f"at most {limit} (SIGNET_SCORE_MAX_TOKENS); {meter.budget_advice}",
             meter.budget_field,
         )
-    meter.admitted_prompt_tokens = planned
+    meter.admitted_tokens = planned
 
 
 async def ask(
     state: ServiceState, meter: CostMeter, prompt_ids: list[int], options: SamplingOptions
 ) -> list[Completion]:
     """One engine request (``options.n`` answers); never watermarked: scores describe the model."""
-    admit(state, meter, len(prompt_ids))  # the prompt is read once for all n answers
+    admit(state, meter, len(prompt_ids), options, options.n)  # the prompt is read once for all n answers
     async with meter.in_flight:
         try:
             completions = await state.engine.sample(prompt_ids, options, None, meter.tenant)
@@ -135,7 +138,7 @@ async def ask_batch(
         meter.count(sum(len(prompt) for prompt in batch), completions)
         return completions
 
-    admit(state, meter, sum(len(prompt) for prompt in prompts))  # all of them, before any batch runs
+    admit(state, meter, sum(len(prompt) for prompt in prompts), options, len(prompts))  # all, before any batch runs
     batches = [prompts[start : start + JUDGE_BATCH] for start in range(0, len(prompts), JUDGE_BATCH)]
     return [completion for answers in await all_or_none(one(batch) for batch in batches) for completion in answers]
 

@@ -121,7 +121,8 @@ class Cost(BaseModel):
         "SIGNET_SCORE_MAX_SEQUENCES caps, checked against the request before any engine work."
     )
     prompt_tokens: int = Field(
-        description="Tokens prefilled, over all engine requests: what SIGNET_SCORE_MAX_PROMPT_TOKENS caps."
+        description="Tokens prefilled, over all engine requests. SIGNET_SCORE_MAX_TOKENS caps these plus the "
+        "most tokens the requests may generate."
     )
     generated_tokens: int = Field(description="Tokens generated (answer, samples, judge labels, questions).")
 

@@ -22,9 +22,9 @@ _WITHHELD = (
 )
 _CAPPED = (
     " A score runs at most SIGNET_SCORE_MAX_SEQUENCES engine sequences (answers, samples, judge questions), "
-    "counted from the request before any engine work (422 over it), and has the engine read at most "
-    "SIGNET_SCORE_MAX_PROMPT_TOKENS prompt tokens, checked before each engine request (422 over it); `cost` "
-    "reports what it ran."
+    "counted from the request before any engine work (422 over it), and has the engine read and generate at "
+    "most SIGNET_SCORE_MAX_TOKENS tokens (prompt tokens plus max_tokens per sequence), checked before each "
+    "engine request (422 over it); `cost` reports what it ran."
 )
 
 
