@@ -285,3 +285,20 @@ def test_the_callers_tenant_takes_its_share_of_the_queue(detection_state, redis_
 def test_the_score_routes_describe_the_withheld_texts(detect_client, path):
     operation = detect_client.get("/openapi.json").json()["paths"][path]["post"]
     assert "texts_withheld" in operation["description"] and "SIGNET_SCORE_MAX_SEQUENCES" in operation["description"]
+
+
+def test_a_scores_samples_are_held_to_the_deployments_max_new_tokens(detection_state, redis_namespace):
+    """SIGNET_MAX_NEW_TOKENS bounds every sequence the service generates: /generate's, and a
+    score's answer and samples (before, scores allowed 1,024 whatever the setting)."""
+    settings = detection_state.settings.model_copy(update={"max_new_tokens": 16})
+    body = {"prompt": "Name a colour.", "samples": 4, "max_tokens": 64}
+    consistency = {"prompt": "Name a colour.", "text": "Red is a colour.", "samples": 4, "max_tokens": 64}
+    with queued_client(detection_state, redis_namespace, timeout=1.0, settings=settings) as client:
+        uncertainty = client.post("/score/uncertainty", json=body)
+        self_check = client.post("/score/consistency", json=consistency)
+        queued = _jobs(client)
+    for response in (uncertainty, self_check):
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "max_tokens"
+        assert "at most 16" in response.json()["detail"]
+    assert queued == 0

@@ -74,13 +74,20 @@ class PreparedGeneration:
         return self.key.key_id if self.key is not None else None
 
 
+def check_max_tokens(state: ServiceState, max_tokens: int, field: str) -> None:
+    """422 for a request that asks more tokens of one sequence than SIGNET_MAX_NEW_TOKENS:
+    generation and the scores' answers and samples alike."""
+    if max_tokens > state.settings.max_new_tokens:
+        raise ApiError(422, f"{field}: at most {state.settings.max_new_tokens}", field)
+
+
 async def prepare(state: ServiceState, request: GenerationInput) -> PreparedGeneration:
     """Every check that can refuse the request, done before any token is generated (so a
     streamed response never starts for a request that cannot succeed)."""
     check_prompt_size(state, request.prompt, request.messages)
     field = request.max_tokens_field
-    if request.max_tokens is not None and request.max_tokens > state.settings.max_new_tokens:
-        raise ApiError(422, f"{field}: at most {state.settings.max_new_tokens}", field)
+    if request.max_tokens is not None:
+        check_max_tokens(state, request.max_tokens, field)
     key = state.keys.get(request.key_id) if request.watermark else None
     if key is not None:
         _check_key_fits(state, key, request)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from signet.api.auth import Caller, authorize_fixed_samples
 from signet.api.errors import ApiError
-from signet.api.generation import require_engine
+from signet.api.generation import check_max_tokens, require_engine
 from signet.api.limits import check_text_size
 from signet.api.protocol import MethodScore
 from signet.api.score import judge
@@ -181,6 +181,7 @@ def resolve_methods(request: ConsistencyRequest) -> tuple[str, ...]:
 
 def _check_sizes(state: ServiceState, request: ConsistencyRequest) -> None:
     limit = state.settings.max_text_chars
+    check_max_tokens(state, request.max_tokens, "max_tokens")
     for field in ("text", "prompt", "source"):
         value = getattr(request, field)
         if value is not None:

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from signet.api.answer_scores import FREE_METHODS, logprob_scores, pmi_score
 from signet.api.auth import Caller, authorize_fixed_samples
 from signet.api.errors import ApiError
-from signet.api.generation import check_prompt_size, require_engine
+from signet.api.generation import check_max_tokens, check_prompt_size, require_engine
 from signet.api.limits import check_text_size
 from signet.api.protocol import MethodScore
 from signet.api.score import judge
@@ -156,6 +156,7 @@ def resolve_methods(request: UncertaintyRequest) -> tuple[str, ...]:
 
 def _check_sizes(state: ServiceState, request: UncertaintyRequest) -> None:
     limit = state.settings.max_text_chars
+    check_max_tokens(state, request.max_tokens, "max_tokens")
     check_prompt_size(state, request.prompt, request.turns())
     if request.response is not None:
         check_text_size("response", len(request.response), limit)
