@@ -18,9 +18,13 @@ CLAIM_IDLE_SECONDS = 0.6  # take-over after 0.6 s idle, heartbeats every 0.2 s
 
 
 def worker_options(
-    name: str = "w1", concurrency: int = 4, max_deliveries: int = 2, retention_seconds: float = 3600.0
+    name: str = "w1",
+    concurrency: int = 4,
+    max_deliveries: int = 2,
+    retention_seconds: float = 3600.0,
+    claim_idle_seconds: float = CLAIM_IDLE_SECONDS,
 ) -> WorkerOptions:
-    return WorkerOptions(name, concurrency, CLAIM_IDLE_SECONDS, max_deliveries, 1.0, retention_seconds)
+    return WorkerOptions(name, concurrency, claim_idle_seconds, max_deliveries, 1.0, retention_seconds)
 
 
 @pytest_asyncio.fixture
@@ -39,13 +43,16 @@ async def queue(link) -> AsyncIterator[JobQueue]:
 
 @pytest_asyncio.fixture
 async def start_worker(link) -> AsyncIterator[Callable[..., Awaitable[JobWorker]]]:
-    """Starts workers on ``link`` (options as worker_options takes them; ``signer``: the test keys' by
-    default); every one is stopped after the test."""
+    """Starts workers on ``link``, or on the link ``on`` (options as worker_options takes them;
+    ``signer``: the test keys' by default); every one is stopped after the test."""
     running: list[tuple[asyncio.Event, asyncio.Task]] = []
 
-    async def start(handlers: dict, signer: JobSigner | None = None, **options) -> JobWorker:
+    async def start(
+        handlers: dict, signer: JobSigner | None = None, on: RedisLink | None = None, **options
+    ) -> JobWorker:
         signer = signer or signer_for_test_keys()  # the queue fixture's
-        worker, stop = JobWorker(link, handlers, worker_options(**options), signer=signer), asyncio.Event()
+        worker = JobWorker(on or link, handlers, worker_options(**options), signer=signer)
+        stop = asyncio.Event()
         running.append((stop, asyncio.create_task(worker.run(stop))))
         await asyncio.sleep(0.05)  # the consumer group exists once run() has begun
         return worker

@@ -17,11 +17,10 @@ import pytest_asyncio
 from harness.services import redis_test_url, signer_for_test_keys
 from harness.tcp_proxy import TcpProxy
 from signet.engine.protocol import EngineError, EngineStatus
-from signet.queue.consumer import JobWorker, PiecePublisher, WorkerOptions
+from signet.queue.consumer import PiecePublisher
 from signet.queue.jobs import Job
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
-from tests.redis.conftest import worker_options
 from tests.redis.test_job_queue import depth_is, echo, wait_until
 
 DEADLINE_SECONDS = 2.0
@@ -85,48 +84,35 @@ async def test_a_streaming_caller_hears_504_by_its_deadline_when_redis_goes_sile
 
 
 @pytest.mark.asyncio
-async def test_a_caller_still_gets_its_result_when_redis_answers_again(proxy, link, queue, proxied_queue):
+async def test_a_caller_still_gets_its_result_when_redis_answers_again(proxy, link, queue, proxied_queue, start_worker):
     """Its wait times out on the silent connection, and it asks again on a new one; the
     reply the silence swallowed (BLPOP removed it from Redis) is read from the stored result."""
     caller = asyncio.ensure_future(proxied_queue.run("echo", {"n": 1}, 8))
     await wait_until(depth_is(queue, 1), timeout=5.0)
     proxy.blackhole()
-    # on the direct link: it answers at once
-    worker = JobWorker(link, {"echo": echo}, worker_options(), signer=signer_for_test_keys())
-    stop = asyncio.Event()
-    running = asyncio.ensure_future(worker.run(stop))
-    try:
-        await wait_until(depth_is(queue, 0), timeout=5.0)  # answered, and the answer lost on the silent connection
-        proxy.heal()
-        healed = time.monotonic()
-        assert await asyncio.wait_for(caller, 8) == {"echo": {"n": 1}}
-        # The wait in flight times out 2.5 s after it was sent (a 2 s block and the link's 0.5 s).
-        assert time.monotonic() - healed < 3.5
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 10)
+    await start_worker({"echo": echo})  # on the direct link: it answers at once
+    await wait_until(depth_is(queue, 0), timeout=5.0)  # answered, and the answer lost on the silent connection
+    proxy.heal()
+    healed = time.monotonic()
+    assert await asyncio.wait_for(caller, 8) == {"echo": {"n": 1}}
+    # The wait in flight times out 2.5 s after it was sent (a 2 s block and the link's 0.5 s).
+    assert time.monotonic() - healed < 3.5
 
 
 @pytest.mark.asyncio
-async def test_a_worker_resumes_taking_jobs_after_redis_was_silent(proxy, proxied_link, queue):
-    worker = JobWorker(proxied_link, {"echo": echo}, worker_options(), signer=signer_for_test_keys())
-    stop = asyncio.Event()
-    running = asyncio.ensure_future(worker.run(stop))
-    try:
-        assert await queue.run("echo", {"before": True}, 5) == {"echo": {"before": True}}
-        proxy.blackhole()
-        # Longer than the worker's 1 s block: the answer to the read in flight is lost for
-        # good, and a worker without a read timeout would wait for it forever.
-        await asyncio.sleep(1.5)
-        proxy.heal()
-        healed = time.monotonic()
-        assert await queue.run("echo", {"after": True}, 8) == {"echo": {"after": True}}
-        # The lost read times out 2.5 s after it was sent (2 s block limit and the link's
-        # 0.5 s), and the backoff after two such timeouts is at most 0.2 s.
-        assert time.monotonic() - healed < 3.5
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 10)
+async def test_a_worker_resumes_taking_jobs_after_redis_was_silent(proxy, proxied_link, queue, start_worker):
+    await start_worker({"echo": echo}, on=proxied_link)
+    assert await queue.run("echo", {"before": True}, 5) == {"echo": {"before": True}}
+    proxy.blackhole()
+    # Longer than the worker's 1 s block: the answer to the read in flight is lost for
+    # good, and a worker without a read timeout would wait for it forever.
+    await asyncio.sleep(1.5)
+    proxy.heal()
+    healed = time.monotonic()
+    assert await queue.run("echo", {"after": True}, 8) == {"echo": {"after": True}}
+    # The lost read times out 2.5 s after it was sent (2 s block limit and the link's
+    # 0.5 s), and the backoff after two such timeouts is at most 0.2 s.
+    assert time.monotonic() - healed < 3.5
 
 
 @pytest.mark.asyncio
@@ -216,7 +202,9 @@ async def test_a_piece_redis_took_but_left_unanswered_is_written_again_and_read_
 
 
 @pytest.mark.asyncio
-async def test_an_outcome_lost_on_the_way_is_written_again_and_the_job_runs_once(proxy, proxied_link, queue):
+async def test_an_outcome_lost_on_the_way_is_written_again_and_the_job_runs_once(
+    proxy, proxied_link, queue, start_worker
+):
     """The worker goes through the proxy. The network drops the write of a job's outcome
     (no reset) and heals 0.7 s later: the worker writes it again, so the job is answered by
     its one run. Before, the first timeout left the job pending, and it ran a second time
@@ -230,14 +218,7 @@ async def test_an_outcome_lost_on_the_way_is_written_again_and_the_job_runs_once
         return {"runs": len(runs)}
 
     # Its own claim idle time: the tries of the outcome fit in it (the fixtures' 0.6 s allows one).
-    options = WorkerOptions("w1", 4, 3.0, 2, 1.0, 3600.0)
-    worker = JobWorker(proxied_link, {"once": once}, options, signer=signer_for_test_keys())
-    stop = asyncio.Event()
-    running = asyncio.ensure_future(worker.run(stop))
-    try:
-        assert await queue.run("once", {}, 10) == {"runs": 1}
-        assert await queue.depth() == 0  # answered and acknowledged: nothing left to run again
-        assert runs == [runs[0]]
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 10)
+    await start_worker({"once": once}, on=proxied_link, claim_idle_seconds=3.0)
+    assert await queue.run("once", {}, 10) == {"runs": 1}
+    assert await queue.depth() == 0  # answered and acknowledged: nothing left to run again
+    assert runs == [runs[0]]
