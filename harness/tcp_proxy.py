@@ -8,18 +8,36 @@ with the server afterwards: a client must discard it (redis-py does, on a read t
 ``heal()`` forwards again; ``delay`` adds seconds before each chunk is passed on.
 
 The proxy runs its own event loop in a thread, so the code under test may block its own.
+``ProxyProcess`` runs one in a process of its own (``python -m harness.tcp_proxy``), as a
+real network's path is: then neither the test's threads nor its GIL can hold it up. Either
+way a chunk passed on more than ``LATE_SECONDS`` after it was due is logged on stderr with
+the time, so a test that saw silence can tell a starved proxy from a silent end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 _CHUNK_BYTES = 65536
 _DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "http": 80, "https": 443}
+LATE_SECONDS = 0.5  # a chunk passed on this much after it was due is logged
+
+
+def through(url: str, address: str) -> str:
+    """``url`` (redis://..., http://...) with its host and port replaced by ``address``, user,
+    password and path kept."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{address}" if credentials else address
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class TcpProxy:
@@ -51,11 +69,8 @@ class TcpProxy:
         return cls(parts.hostname or "127.0.0.1", parts.port or _DEFAULT_PORTS[parts.scheme], delay)
 
     def url(self, url: str) -> str:
-        """``url`` through this proxy: its host and port replaced, user, password and path kept."""
-        parts = urlsplit(url)
-        credentials = parts.netloc.rpartition("@")[0]
-        netloc = f"{credentials}@{self.address}" if credentials else self.address
-        return urlunsplit(parts._replace(netloc=netloc))
+        """``url`` through this proxy."""
+        return through(url, self.address)
 
     def start(self) -> TcpProxy:
         self._thread.start()
@@ -140,6 +155,8 @@ class TcpProxy:
             due, chunk = item
             if (wait := due - self._loop.time()) > 0:
                 await asyncio.sleep(wait)
+            if (late := self._loop.time() - due) > LATE_SECONDS:
+                print(f"{time.strftime('%H:%M:%S')} tcp-proxy: a chunk {late:.2f} s late", file=sys.stderr, flush=True)
             if self._flowing.is_set():
                 try:
                     writer.write(chunk)
@@ -155,3 +172,100 @@ class TcpProxy:
             writer.close()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=2)
+
+
+class ProxyProcess:
+    """A ``TcpProxy`` in a process of its own, run through ``prefix`` (``ip netns exec <host>``:
+    it then listens on that host's 127.0.0.1), told what to do over its stdin. Its stderr,
+    late chunks included, goes to ``log_path``."""
+
+    def __init__(self, target_host: str, target_port: int, prefix: Sequence[str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.port = 0
+        self._delay = 0.0
+        self._command = [*prefix, sys.executable, "-m", "harness.tcp_proxy", target_host, str(target_port)]
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, url: str) -> str:
+        return through(url, self.address)
+
+    @property
+    def delay(self) -> float:
+        return self._delay
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        self._tell(f"delay {seconds}")
+        self._delay = seconds
+
+    def blackhole(self) -> None:
+        self._tell("blackhole")
+
+    def heal(self) -> None:
+        self._tell("heal")
+
+    def start(self) -> ProxyProcess:
+        with self.log_path.open("a") as log:
+            self._process = subprocess.Popen(
+                self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                cwd=Path(__file__).resolve().parents[1],
+            )  # fmt: skip
+        self.port = int(self._answer())
+        return self
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.stdin.close()  # the proxy exits at the end of its input
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _tell(self, command: str) -> None:
+        """Send ``command``; returns once the proxy has carried it out."""
+        self._process.stdin.write(command + "\n")
+        self._process.stdin.flush()
+        self._answer()
+
+    def _answer(self) -> str:
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the proxy exited ({self._process.poll()}); see {self.log_path}")
+        return line.strip()
+
+
+def main(argv: Sequence[str]) -> None:
+    """``python -m harness.tcp_proxy HOST PORT``: print the port listened on, then carry out
+    one command a line ("delay SECONDS", "blackhole", "heal"), answering "ok" to each, until
+    stdin ends."""
+    target_host, target_port = argv
+    with TcpProxy(target_host, int(target_port)) as proxy:
+        print(proxy.port, flush=True)
+        for line in sys.stdin:
+            match line.split():
+                case ["delay", seconds]:
+                    proxy.delay = float(seconds)
+                case ["blackhole"]:
+                    proxy.blackhole()
+                case ["heal"]:
+                    proxy.heal()
+                case _:
+                    print(f"tcp-proxy: unknown command {line.strip()!r}", file=sys.stderr, flush=True)
+            print("ok", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
