@@ -36,6 +36,7 @@ import psutil
 import redis
 
 from harness.services import (
+    cores_per_worker,
     fresh_redis_namespace,
     keys_environment,
     redis_test_url,
@@ -126,11 +127,18 @@ def main() -> None:
             "SIGNET_ENGINE_MEMORY_FRACTION": "0.2",
             "SIGNET_ENGINE_EAGER": "1",
         }
+        # Each engine on cores of its own, as docs/DEPLOY.md says to deploy CPU workers.
         workers = [
             stack.enter_context(
-                signet_process("worker", folder / f"w{index}.log", **environment, SIGNET_WORKER_NAME=f"w{index}")
+                signet_process(
+                    "worker",
+                    folder / f"w{index}.log",
+                    **environment,
+                    SIGNET_WORKER_NAME=f"w{index}",
+                    VLLM_CPU_OMP_THREADS_BIND=cores,
+                )
             )
-            for index in (1, 2)
+            for index, cores in enumerate(cores_per_worker(2), 1)
         ]
         api = stack.enter_context(running_signet_server(folder, **environment))
         while httpx.get(f"{api.url}/readyz", timeout=5).json().get("workers") != 2:

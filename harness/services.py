@@ -113,6 +113,19 @@ def signet_process(
             process.wait()
 
 
+def cores_per_worker(workers: int) -> list[str]:
+    """CPUs of their own for each of ``workers`` engines on this machine, as
+    VLLM_CPU_OMP_THREADS_BIND takes them ("0", "1", or "0,1"...). vLLM's automatic binding
+    puts every engine on the same cores, and there a replacement worker starting beside a
+    busy one starved: its engine's model process got 0.7 s of CPU in its first two minutes
+    (2 cores; docs/DEPLOY.md, "CPU workers sharing a node")."""
+    cpus = sorted(os.sched_getaffinity(0))
+    share = max(1, len(cpus) // workers)
+    return [
+        ",".join(str(cpu) for cpu in cpus[index * share : (index + 1) * share] or cpus[-1:]) for index in range(workers)
+    ]
+
+
 def keys_environment(folder: Path) -> dict[str, str]:
     keys_file = folder / "keys.json"
     keys_file.write_text(json.dumps(TEST_KEYS))

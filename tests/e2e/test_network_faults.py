@@ -7,7 +7,9 @@ packets without a reset, as a partition does, and delay added by a proxy on each
 host (``tc netem`` is missing from this kernel). Each scenario sends requests under load and
 records what came back in a table: sent, answered once, refused (503/504 within the
 deadline, where the scenario allows them), lost (no answer, or a 5xx it does not allow),
-ran twice (executions beyond one per request), p50 and p99 latency.
+ran twice (executions beyond one per request), p50 and p99 latency. The last scenario is a
+rollout: both workers replaced one after the other, by SIGTERM and a new process, under
+steady load, half of it streamed.
 
 A caller can never get two answers: a worker stores an outcome with SET NX and pushes the
 reply only if that set it (queue/consumer.py). What can happen twice is the generation
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,14 +41,19 @@ import pytest
 import redis
 
 from harness.netns import Host, Network, NetworkUnavailable
-from harness.services import keys_environment, signet_process
-from harness.tcp_proxy import TcpProxy
+from harness.services import cores_per_worker, keys_environment, signet_process
+from harness.tcp_proxy import ProxyProcess
 from tests.e2e.test_distributed import _pending_of
 
 pytestmark = pytest.mark.engine
 
-CLAIM_IDLE_SECONDS = 3
-JOB_TIMEOUT_SECONDS = 20
+# A worker silent this long has its jobs taken over, and a worker whose write to Redis
+# failed tries it again for this long (RedisLink.write_retried). At 3 s, with 2 s a command,
+# no second try fitted: in a rolling restart, a replacement's model load beside a serving
+# worker on these 2 cores left a piece unwritten past 3 s, and its stream was lost. 8 s
+# fits two; production's default is 15 s.
+CLAIM_IDLE_SECONDS = 8
+JOB_TIMEOUT_SECONDS = 30  # a job taken over after 8 s still has time to run
 API_PORT = 8000
 REDIS_PORT = 6379
 MAX_TOKENS = 16
@@ -55,7 +64,7 @@ REPORT_ENVIRONMENT = "SIGNET_FAULT_REPORT"
 # How long after a scenario its last generations are counted: a command the network held
 # arrives within about a second of a heal, a generation of MAX_TOKENS takes about 2 s here,
 # and workers publish their counters every CLAIM_IDLE_SECONDS / 3.
-LATE_SECONDS = 4.0
+LATE_SECONDS = 1 + 2 + CLAIM_IDLE_SECONDS / 3 + 1
 
 
 @dataclass
@@ -93,18 +102,23 @@ class Hosts:
     namespace: str
     processes: dict[str, subprocess.Popen]
     logs: dict[str, Path]
-    proxies: dict[str, TcpProxy]  # a worker's way to Redis: on its host, delay 0 until a test sets it
+    proxies: dict[str, ProxyProcess]  # a worker's way to Redis: on its host, delay 0 until a test sets it
     stack: ExitStack  # stops whatever runs, restarted workers included
-    worker_environments: dict[str, dict[str, str]]
+    worker_environments: dict[str, dict[str, str]]  # by host
+    worker_names: list[str] = field(default_factory=list)  # the workers running
+    retired_completed: int = 0  # jobs that workers stopped since ran to the end
     rows: list[Row] = field(default_factory=list)
 
-    def start_worker(self, name: str, log_path: Path) -> None:
+    def start_worker(self, name: str, log_path: Path, host: str | None = None) -> None:
+        """``signet worker`` named ``name`` on the worker host ``host`` (by default the one named ``name``)."""
+        host = host or name
         self.logs[name] = log_path
-        prefix = self.workers[name].command([])
-        environment = {**self.worker_environments[name], "SIGNET_WORKER_NAME": name}
+        prefix = self.workers[host].command([])
+        environment = {**self.worker_environments[host], "SIGNET_WORKER_NAME": name}
         self.processes[name] = self.stack.enter_context(
             signet_process("worker", log_path, prefix=prefix, **environment)
         )
+        self.worker_names.append(name)
 
     def api_url(self, index: int) -> str:
         return f"http://{self.apis[index].address}:{API_PORT}"
@@ -121,10 +135,17 @@ class Hosts:
         client = self.redis_client()
 
         def read() -> int:
-            keys = [f"{self.namespace}:worker:{name}" for name in self.workers]
+            keys = [f"{self.namespace}:worker:{name}" for name in self.worker_names]
             return sum(int(float(client.hget(key, "completed") or 0)) for key in keys)
 
-        return self.on_client(read)
+        return self.retired_completed + self.on_client(read)
+
+    def retire(self, name: str) -> None:
+        """Note the final count of worker ``name``, which has exited: its counters expire a
+        minute later (the claim idle time plus 60 s)."""
+        running = self.completed()
+        self.worker_names.remove(name)
+        self.retired_completed += running - self.completed()
 
     def log_tail(self) -> str:
         return "\n".join(f"--- {name}\n{path.read_text(errors='replace')[-2000:]}" for name, path in self.logs.items())
@@ -229,12 +250,18 @@ def hosts(tmp_path_factory, detection_state) -> Iterator[Hosts]:
         }
         logs, processes, proxies = {}, {}, {}
         for name, host in workers.items():
-            proxies[name] = stack.enter_context(TcpProxy(redis_host.address, REDIS_PORT, setup=host.join_this_thread))
-        # Each worker reaches Redis through the proxy on its own host (127.0.0.1 there).
+            # A process of its own, as a network path is: as threads of this process, where 32
+            # client threads run, a proxy can be starved along with them.
+            proxy = ProxyProcess(redis_host.address, REDIS_PORT, host.command([]), folder / f"{name}-proxy.log")
+            proxies[name] = stack.enter_context(proxy)
+            logs[f"{name}-proxy"] = proxy.log_path  # late chunks, if any
+        # Each worker reaches Redis through the proxy on its own host (127.0.0.1 there), and its
+        # engine runs on cores of its own.
         worker_environments = {
-            name: {**environment, "SIGNET_REDIS_URL": proxy.url(environment["SIGNET_REDIS_URL"])}
-            for name, proxy in proxies.items()
-        }
+            name: {**environment, "SIGNET_REDIS_URL": proxy.url(environment["SIGNET_REDIS_URL"]),
+                   "VLLM_CPU_OMP_THREADS_BIND": cores}
+            for (name, proxy), cores in zip(proxies.items(), cores_per_worker(len(proxies)), strict=True)
+        }  # fmt: skip
         for index, host in enumerate(apis):
             name = f"api{index + 1}"
             logs[name] = folder / f"{name}.log"
@@ -379,3 +406,67 @@ def test_200_ms_more_on_the_worker_links_loses_and_doubles_nothing(hosts):
     row = _row(f"200 ms on worker links ({12 / seconds:.1f} answers/s)", answers, ran_twice, refusable=False)
     _record(hosts, row)
     assert (row.answered, row.lost, row.ran_twice) == (12, 0, 0), hosts.log_tail()
+
+
+def _stream(url: str, body: dict, timeout: float) -> Answer:
+    """A streamed generation: an answer only if it ends with [DONE] and carries no error event
+    (a stream's status is sent before the job runs; a worker lost mid-job shows as an error event)."""
+    started = time.monotonic()
+    try:
+        with httpx.Client(trust_env=False, timeout=timeout) as client:
+            with client.stream("POST", url, json={**body, "stream": True}) as response:
+                text = "".join(response.iter_text())
+                status = response.status_code
+    except httpx.TransportError:
+        return Answer(None, time.monotonic() - started)
+    if status == 200 and ("event: error" in text or not text.endswith("data: [DONE]\n\n")):
+        status = 502
+    return Answer(status, time.monotonic() - started)
+
+
+def _steady_load(hosts: Hosts, stop: threading.Event, answers: list[Answer], start: int) -> None:
+    """Rounds of four generations, two streamed, over both APIs, until ``stop``."""
+    timeout = JOB_TIMEOUT_SECONDS + 15
+    index = start
+    while not stop.is_set():
+        futures = []
+        for offset in range(4):
+            call = _stream if offset % 2 else _post
+            url = f"{hosts.api_url(offset % 2)}/generate"
+            futures.append(hosts.pool.submit(call, url, _generate_body(index + offset), timeout))
+        answers.extend(future.result() for future in futures)
+        index += 4
+
+
+def test_a_rolling_restart_of_both_workers_under_load_doubles_and_drops_nothing(hosts):
+    """A rollout, one worker at a time: SIGTERM to the worker process alone (as Kubernetes
+    sends it; its engine stops when the worker has drained), the worker finishes what it runs
+    and exits, and its replacement, under a new name as a new pod has, starts on the same
+    host and is ready before the next worker goes. Requests, half of them streamed, run
+    throughout; a streamed one that ends in an error event counts as lost (502)."""
+    before = hosts.completed()
+    stop, answers = threading.Event(), []
+    load = threading.Thread(target=_steady_load, args=(hosts, stop, answers, 800))
+    load.start()
+    drained = []
+    try:
+        for name in ("w1", "w2"):
+            time.sleep(3)  # the load reaches the worker before it goes
+            process = hosts.processes.pop(name)
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=60)
+            assert returncode == 0, hosts.log_tail()
+            hosts.retire(name)
+            drained.append(hosts.logs[name].read_text(errors="replace"))
+            hosts.start_worker(f"{name}-2", hosts.logs[name].with_name(f"{name}-2.log"), host=name)
+            _wait_for_workers(hosts, 2, timeout=600)
+        time.sleep(3)
+    finally:
+        stop.set()
+        load.join()
+    time.sleep(LATE_SECONDS)
+    row = _row("rolling restart of both workers", answers, hosts.completed() - before - len(answers), refusable=False)
+    _record(hosts, row)
+    assert row.sent >= 8
+    assert (row.answered, row.lost, row.ran_twice) == (row.sent, 0, 0), hosts.log_tail()
+    assert any("finishing" in log for log in drained)  # a worker went while it ran jobs
