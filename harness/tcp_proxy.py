@@ -10,13 +10,15 @@ with the server afterwards: a client must discard it (redis-py does, on a read t
 The proxy runs its own event loop in a thread, so the code under test may block its own.
 ``ProxyProcess`` runs one in a process of its own (``python -m harness.tcp_proxy``), as a
 real network's path is: then neither the test's threads nor its GIL can hold it up. Either
-way a chunk passed on more than ``LATE_SECONDS`` after it was due is logged on stderr with
-the time, so a test that saw silence can tell a starved proxy from a silent end.
+way a chunk passed on more than ``LATE_CHUNK_SECONDS`` after it was due is logged on stderr
+with the time: a proxy that was starved, or a receiver that did not read (back-pressure).
+A test that saw silence and no such line can rule both out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 _CHUNK_BYTES = 65536
 _DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "http": 80, "https": 443}
-LATE_SECONDS = 0.5  # a chunk passed on this much after it was due is logged
+LATE_CHUNK_SECONDS = 0.5  # a chunk passed on this much after it was due is logged
 
 
 def through(url: str, address: str) -> str:
@@ -155,7 +157,7 @@ class TcpProxy:
             due, chunk = item
             if (wait := due - self._loop.time()) > 0:
                 await asyncio.sleep(wait)
-            if (late := self._loop.time() - due) > LATE_SECONDS:
+            if (late := self._loop.time() - due) > LATE_CHUNK_SECONDS:
                 print(f"{time.strftime('%H:%M:%S')} tcp-proxy: a chunk {late:.2f} s late", file=sys.stderr, flush=True)
             if self._flowing.is_set():
                 try:
@@ -214,17 +216,24 @@ class ProxyProcess:
                 self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                 cwd=Path(__file__).resolve().parents[1],
             )  # fmt: skip
-        self.port = int(self._answer())
+        try:
+            self.port = int(self._answer())
+        except BaseException:
+            self.close()  # a context manager's exit does not run when its enter fails
+            raise
         return self
 
     def close(self) -> None:
-        if self._process is not None:
+        if self._process is None:
+            return
+        with contextlib.suppress(BrokenPipeError):  # it has exited already
             self._process.stdin.close()  # the proxy exits at the end of its input
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process.stdout.close()
 
     def __enter__(self) -> ProxyProcess:
         return self.start()
@@ -238,12 +247,13 @@ class ProxyProcess:
         """Send ``command``; returns once the proxy has carried it out."""
         self._process.stdin.write(command + "\n")
         self._process.stdin.flush()
-        self._answer()
+        if (answer := self._answer()) != "ok":
+            raise RuntimeError(f"the proxy refused {command!r}: {answer}")
 
     def _answer(self) -> str:
         line = self._process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the proxy exited ({self._process.poll()}); see {self.log_path}")
+            raise RuntimeError(f"the proxy stopped answering (it exits on an error); see {self.log_path}")
         return line.strip()
 
 
@@ -263,7 +273,8 @@ def main(argv: Sequence[str]) -> None:
                 case ["heal"]:
                     proxy.heal()
                 case _:
-                    print(f"tcp-proxy: unknown command {line.strip()!r}", file=sys.stderr, flush=True)
+                    print(f"unknown command {line.strip()!r}", flush=True)
+                    continue
             print("ok", flush=True)
 
 
