@@ -142,12 +142,16 @@ class _RenewedOnceClosed:
 
     @property
     def is_connected(self) -> bool:
-        return super().is_connected and not self._writer.transport.is_closing()
+        return super().is_connected and not self._transport_failed
+
+    @property
+    def _transport_failed(self) -> bool:
+        return self._writer is not None and self._writer.transport.is_closing()
 
     def _forget_failed_transport(self) -> None:
         """Drop a transport that failed, so that no writer again means not connected, as the
         rest of redis-py assumes (disconnect returns early, __del__ warns about a writer)."""
-        if self._writer is not None and self._writer.transport.is_closing():
+        if self._transport_failed:
             self._close()
 
     async def connect_check_health(self, *args, **kwargs) -> None:
