@@ -1,6 +1,6 @@
 """redis-server processes of a test's own: TLS with certificates made by ``openssl``, ACL
-files. Plain functions and context managers, no pytest (tests/redis/test_secured_redis.py
-wraps them in fixtures)."""
+files, or on a network host of its own. Plain functions and context managers, no pytest
+(tests/redis/test_secured_redis.py wraps them in fixtures)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.netns import Host
 from harness.services import free_port
 
 _START_SECONDS = 10.0
@@ -89,12 +90,30 @@ def running_redis(folder: Path, *options: str, tls: Certificates | None = None) 
         _wait_for_port(port, process, log_path)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+@contextmanager
+def redis_on_host(host: Host, port: int, folder: Path) -> Iterator[None]:
+    """A redis-server on ``host`` (harness/netns.py), at its address and ``port``, until the
+    block ends. Not waited for: only code in that network reaches it, and it answers within
+    a second. No persistence: nothing is written to ``folder``."""
+    command = ["redis-server", "--bind", host.address, "--port", str(port), "--protected-mode", "no",
+               "--save", "", "--appendonly", "no", "--dir", str(folder)]  # fmt: skip
+    process = subprocess.Popen(host.command(command), stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log_path: Path) -> None:

@@ -41,6 +41,7 @@ import pytest
 import redis
 
 from harness.netns import Host, Network, NetworkUnavailable
+from harness.redis_servers import redis_on_host
 from harness.services import cores_per_worker, keys_environment, signet_process
 from harness.tcp_proxy import ProxyProcess
 from tests.e2e.test_distributed import _pending_of
@@ -229,11 +230,7 @@ def hosts(tmp_path_factory, detection_state) -> Iterator[Hosts]:
         apis = [network.host("api1", 11), network.host("api2", 12)]
         workers = {"w1": network.host("w1", 21), "w2": network.host("w2", 22)}
         client = network.host("client", 100)
-        redis_command = ["redis-server", "--bind", redis_host.address, "--port", str(REDIS_PORT),
-                         "--protected-mode", "no", "--save", "", "--appendonly", "no"]  # fmt: skip
-        redis_process = subprocess.Popen(redis_host.command(redis_command), cwd=folder, stdout=subprocess.DEVNULL)
-        stack.callback(redis_process.wait, 10)
-        stack.callback(redis_process.terminate)
+        stack.enter_context(redis_on_host(redis_host, REDIS_PORT, folder))
         environment = {
             **keys_environment(folder),
             "SIGNET_REDIS_URL": f"redis://{redis_host.address}:{REDIS_PORT}/0",

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from harness.netns import Host, Network, NetworkUnavailable
+from harness.redis_servers import redis_on_host
 from signet.redis_link import RedisLink, RedisUnavailable
 
 REDIS_PORT = 6379
@@ -37,14 +38,8 @@ def hosts(tmp_path) -> Iterator[tuple[Host, Host]]:
         pytest.fail(f"this test cannot run here: {error}")
     with network:
         server, client = network.host("redis", 1), network.host("client", 2)
-        command = ["redis-server", "--bind", server.address, "--port", str(REDIS_PORT),
-                   "--protected-mode", "no", "--save", "", "--appendonly", "no"]  # fmt: skip
-        process = subprocess.Popen(server.command(command), cwd=tmp_path, stdout=subprocess.DEVNULL)
-        try:
+        with redis_on_host(server, REDIS_PORT, tmp_path):
             yield server, client
-        finally:
-            process.terminate()
-            process.wait(10)
 
 
 def _on(host: Host, work) -> object:
