@@ -81,12 +81,25 @@ def test_token_ids_outside_the_vocabulary_are_refused(detect_client):
     assert refused["field"] == "token_ids" and "49152" in refused["detail"]
 
 
-def test_short_text_is_insufficient_evidence_not_a_verdict(detect_client, watermarked):
-    result = _detect(detect_client, token_ids=watermarked["main"][:10], key_id="main")
+def test_a_text_too_short_to_reach_alpha_is_insufficient_evidence_not_a_verdict(detect_client, watermarked):
+    # gamma 0.25: 6 green tokens of 6 have p = 0.25 ** 6 = 2.4e-4, above alpha 1e-4
+    result = _detect(detect_client, token_ids=watermarked["main"][:7], key_id="main", alpha=1e-4)
     assert result["verdict"] == "insufficient_evidence" and result["watermarked"] is False
-    assert result["num_scored_tokens"] < result["min_scored_tokens"] and result["corrected_p_value"] == 1.0
-    # ... even though the ten tokens alone are improbable: p is reported, not acted on
-    assert result["p_value"] < 0.05
+    assert result["num_scored_tokens"] == 6 and result["min_scored_tokens"] == 7
+    assert result["corrected_p_value"] == 1.0 and result["p_value"] >= 0.25**6
+
+
+def test_a_short_text_gets_a_verdict_when_its_evidence_can_reach_alpha(detect_client, watermarked):
+    """No fixed floor of 25 tokens: 12 watermarked KGW tokens, or a few Gumbel ones, decide."""
+    kgw = _detect(detect_client, token_ids=watermarked["main"][:13], key_id="main", alpha=1e-4)
+    assert kgw["min_scored_tokens"] == 7 and kgw["num_scored_tokens"] == 12
+    assert kgw["verdict"] == ("watermarked" if kgw["p_value"] < 1e-4 else "not_watermarked")
+    gumbel = _detect(detect_client, token_ids=watermarked["vllm"][:12], key_id="vllm", alpha=1e-4)
+    assert gumbel["min_scored_tokens"] == 1 and gumbel["verdict"] == "watermarked", gumbel
+    # a Gumbel token's score is unbounded: one token can reject, so even one is tested
+    assert _detect(detect_client, token_ids=watermarked["vllm"][:1], key_id="vllm")["verdict"] != (
+        "insufficient_evidence"
+    )
 
 
 def test_window_finds_a_watermarked_passage_in_human_text(detect_client, detection_state, watermarked, human_passages):

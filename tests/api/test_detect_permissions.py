@@ -41,7 +41,8 @@ TENANTS = {
 }
 CONTEXT = 506  # any token id: the attack's fixed context
 ORACLE_IDS = [token for candidate in range(1000, 1100) for token in (CONTEXT, candidate)]
-SHORT_TEXT = "The quick brown fox jumps over the lazy dog."  # fewer than 25 scored tokens
+SHORT_TEXT = "The quick brown fox."  # 4 scored tokens: a KGW key (gamma 0.25) needs 7 to reach alpha 1e-4
+KGW_KEYS = ["main", "wide", "hf", "folded"]  # a Gumbel key tests even one token: its scores are unbounded
 STATISTICS = ("score", "num_green_tokens", "green_fraction", "z_score")
 
 
@@ -110,7 +111,7 @@ def test_batch_items_are_refused_one_by_one(client):
 
 def test_a_short_text_tells_a_caller_without_details_nothing_but_its_length(client, human_passages):
     for _ in range(2):  # computed, then from the cache
-        result = _post(client, PLAIN_KEY, text=SHORT_TEXT, key_ids="all").json()
+        result = _post(client, PLAIN_KEY, text=SHORT_TEXT, key_ids=KGW_KEYS).json()
         assert result["verdict"] == "insufficient_evidence"
         for entry in [result, *result["keys"]]:
             assert entry["verdict"] == "insufficient_evidence"

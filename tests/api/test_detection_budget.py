@@ -87,8 +87,12 @@ def _detect(client, key: str | None, path: str = "/detect", **body):
 
 
 def _cost(response) -> int:
+    """Each key's scored tokens, at least 25 for a key that was tested (not insufficient_evidence)."""
     assert response.status_code == 200, response.text
-    return sum(key["num_scored_tokens"] for key in response.json()["keys"])
+    return sum(
+        key["num_scored_tokens"] if key["verdict"] == "insufficient_evidence" else max(key["num_scored_tokens"], 25)
+        for key in response.json()["keys"]
+    )
 
 
 def _refused(response, cost: int, who: str = "tenant 'moderation'") -> int:
@@ -133,6 +137,21 @@ def test_requests_cost_nothing_but_their_scored_tokens(client, unlimited, texts)
     assert _price(unlimited, text=small) <= 100 < _price(unlimited, text=large)
     _refused(_detect(client, MOD_BOT, text=large), _price(unlimited, text=large))
     assert _detect(client, MOD_BOT, text=small).status_code == 200
+
+
+def test_a_short_text_that_gets_a_verdict_costs_25_scored_tokens(client, unlimited):
+    """A KGW verdict needs only 7 scored tokens at alpha 1e-4 (0.25 ** 7 < 1e-4), but each
+    tested key is charged at least 25: an answer tells at most log2(T + 1) bits per 25."""
+    tested, untested = "The quick brown fox jumps over the lazy dog.", "The quick brown fox."
+    short = unlimited.post("/detect", json={"text": tested}).json()
+    assert short["verdict"] != "insufficient_evidence" and short["num_scored_tokens"] == 9
+    assert [_detect(client, MOD_BOT, text=tested).status_code for _ in range(11)] == [200] * 11  # 275 of 300
+    # Below what could reach alpha a key is untested, shows nothing and costs its T (4 here):
+    # six of them fit in the 25 left, where six tested answers would not.
+    for _ in range(6):
+        response = _detect(client, MOD_BOT, text=untested)
+        assert response.json()["verdict"] == "insufficient_evidence" and response.json()["num_scored_tokens"] == 4
+    _refused(_detect(client, MOD_BOT, text=tested), 25)
 
 
 def test_a_tenants_api_keys_share_its_budget_and_other_tenants_keep_theirs(client, texts):

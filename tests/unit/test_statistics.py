@@ -9,7 +9,14 @@ from scipy.stats import gamma as gamma_distribution
 
 from signet.watermark.kgw import KgwParameters, KgwScheme
 from signet.watermark.prf import PrfKey, context_seed, token_hash, uniform_word
-from signet.watermark.statistics import BinomialNull, GammaNull, binomial_p_value, holm_bonferroni, p_value
+from signet.watermark.statistics import (
+    BinomialNull,
+    GammaNull,
+    binomial_p_value,
+    holm_bonferroni,
+    p_value,
+    tokens_needed,
+)
 
 
 def exact_upper_tail(num_green: int, num_scored: int, gamma: Fraction) -> Fraction:
@@ -72,3 +79,26 @@ def test_holm_bonferroni_on_a_textbook_example():
     assert holm_bonferroni([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     assert holm_bonferroni([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm_bonferroni([]) == []
+
+
+def test_tokens_needed_is_the_fewest_tokens_whose_best_outcome_reaches_alpha():
+    # gamma ** T < alpha: 0.25 ** 5 = 9.8e-4 < 1e-3 <= 0.25 ** 4
+    assert tokens_needed(BinomialNull(0.25), 1e-3) == 5
+    assert tokens_needed(BinomialNull(0.25), 0.25**4) == 5  # strictly below alpha
+    assert tokens_needed(BinomialNull(0.5), 1e-4) == 14
+    # several trials per token (SynthID's tournament layers): 0.5 ** 30 < 1e-4 on one token
+    assert tokens_needed(BinomialNull(0.5, trials_per_token=30), 1e-4) == 1
+    assert tokens_needed(BinomialNull(0.5, trials_per_token=3), 1e-4) == 5  # 0.5 ** 15 < 1e-4 <= 0.5 ** 12
+    # scores without an upper bound: one token can show any p-value
+    assert tokens_needed(GammaNull(), 1e-300) == 1
+    for alpha in (0.3, 1e-2, 1e-6, 1e-30):
+        needed = tokens_needed(BinomialNull(0.7), alpha)
+        assert BinomialNull(0.7).smallest_p_value(needed) < alpha <= BinomialNull(0.7).smallest_p_value(needed - 1)
+
+
+def test_a_tokens_mean_and_sd_are_the_nulls_per_token_moments():
+    null = BinomialNull(0.25, trials_per_token=4)
+    assert (null.token_mean, null.token_sd) == (1.0, pytest.approx(math.sqrt(4 * 0.25 * 0.75)))
+    z = null.z_scores(np.array([30.0]), np.array([10]))[0]
+    assert z == pytest.approx((30 - 10 * null.token_mean) / (null.token_sd * math.sqrt(10)))
+    assert (GammaNull().token_mean, GammaNull().token_sd) == (1.0, 1.0)

@@ -116,8 +116,10 @@ class KeyEntry(BaseModel, ABC):
     normalization: tuple[NormalizationStep, ...] = Field(
         default=(), description="Steps applied to a text before tokenizing it for detection."
     )
-    min_scored_tokens: int = Field(
-        default=25, ge=1, le=100_000, description="Fewer scored tokens than this: insufficient_evidence."
+    # Optional: by default a verdict needs only as many scored tokens as could reach alpha
+    # (``statistics.tokens_needed``); operators who want a floor anyway set one.
+    min_scored_tokens: int | None = Field(
+        default=None, ge=1, le=100_000, description="Fewer scored tokens than this: insufficient_evidence."
     )
 
     scheme_name: ClassVar[str]  # the value of the subclass's ``scheme`` literal, for the registry

@@ -60,7 +60,7 @@ class DetectRequest(StrictModel):
     windows: bool = Field(
         default=False,
         description="Also search windows for a watermarked passage inside other text (WinMax, corrected); "
-        "in a text of at least 2 * min_scored_tokens scored tokens.",
+        "in a text of at least 50 scored tokens.",
     )
     details: bool = Field(
         default=False,
@@ -96,8 +96,14 @@ class TokenDetail(BaseModel):
     char_start: int | None = Field(description="Span in the request's text; null for token_ids.")
     char_end: int | None
     scored: bool = Field(description="False for tokens without a full context and for repeated n-grams/contexts.")
-    green: bool | None = Field(description="KGW schemes: the token is on its context's green list.")
-    score: float | None = Field(description="Gumbel: -log(1 - u), Exp(1) without the watermark.")
+    green: bool | None = Field(
+        description="KGW schemes (kgw, kgw-lefthash, kgw-selfhash, unigram): the token is green."
+    )
+    score: float | None = Field(
+        description="Other schemes: the token's score, mean score_mean without the watermark. gumbel: "
+        "-log(1 - u), Exp(1); gumbel-dual-key: (1 - alpha) and alpha times key A's and key B's; synthid: "
+        "the g-values equal to 1 over all tournament layers."
+    )
 
 
 class KeyDetection(BaseModel):
@@ -118,7 +124,7 @@ class KeyDetection(BaseModel):
         "unless the caller may see token details."
     )
     score: float | None = Field(
-        description="The statistic: green tokens (KGW) or the sum of -log(1 - u) (Gumbel); null for "
+        description="The statistic: green tokens (KGW), the sum of the tokens' scores (the others); null for "
         "insufficient_evidence unless the caller may see token details."
     )
     num_green_tokens: int | None = Field(description="KGW schemes only; null as score is.")
@@ -126,11 +132,22 @@ class KeyDetection(BaseModel):
     gamma: float | None = Field(
         default=None, description="KGW schemes: the green fraction expected without the watermark (the key's gamma)."
     )
+    score_mean: float = Field(
+        description="One scored token's mean score without the watermark: gamma (KGW schemes), 1 (Gumbel "
+        "schemes), depth * the table's fraction of ones (synthid). The score sum's expectation is T times this."
+    )
+    score_sd: float = Field(description="One scored token's standard deviation without the watermark.")
     num_tokens: int = Field(description="Tokens in the text, repeats and the first context tokens included.")
     num_scored_tokens: int = Field(description="T: tokens that count as evidence.")
-    min_scored_tokens: int = Field(description="Below this T the verdict is insufficient_evidence.")
+    min_scored_tokens: int = Field(
+        description="Below this T the verdict is insufficient_evidence: the fewest scored tokens whose most "
+        "extreme outcome could reach alpha with this key (gamma ** T < alpha for KGW schemes, 1 for Gumbel), or "
+        "the key's own min_scored_tokens where it sets a higher floor."
+    )
     window: WindowReport | None = Field(
-        default=None, description="With windows=true, in a text of at least 2 * min_scored_tokens scored tokens."
+        default=None,
+        description="With windows=true, in a text of at least 50 scored tokens (2 * the key's "
+        "min_scored_tokens where it sets one above 25).",
     )
     tokens: list[TokenDetail] | None = Field(default=None, description="With details=true.")
 

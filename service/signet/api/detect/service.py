@@ -29,8 +29,12 @@ from signet.keys import WatermarkKey
 from signet.watermark.evidence import TokenEvidence
 from signet.watermark.normalization import NormalizationStep, NormalizedText, normalize
 from signet.watermark.scheme import WatermarkScheme
-from signet.watermark.statistics import holm_bonferroni, p_value, z_score
+from signet.watermark.statistics import holm_bonferroni, p_value, tokens_needed, z_score
 from signet.watermark.windows import WindowResult, best_window
+
+# The smallest window the windowed search tests, in scored tokens, unless a key sets a
+# larger min_scored_tokens. Windows are searched only in texts with room for two of them.
+MIN_WINDOW_SCORED_TOKENS = 25
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,13 @@ class KeyTest:
     p_value: float
     z_score: float | None
     window: WindowResult | None
+    # The fewest scored tokens whose most extreme outcome could reach alpha, or the key's
+    # own floor where it sets a higher one.
+    min_scored_tokens: int
 
     @property
     def has_enough_evidence(self) -> bool:
-        return self.evidence.num_scored_tokens >= self.key.min_scored_tokens
+        return self.evidence.num_scored_tokens >= self.min_scored_tokens
 
     @property
     def decision_p_value(self) -> float:
@@ -89,11 +96,12 @@ def detect(state: ServiceState, request: DetectRequest, caller: Caller) -> Detec
 
 
 # What an insufficient_evidence result shows a caller without per-token detail. Its counts
-# are evidence like any other: a two-token text's green count is one green-list entry, at
-# a cost of one scored token of budget. Without them, only a text of min_scored_tokens or
-# more (25 by default) says anything, so each answer costs at least that much budget and
-# tells at most log2(T + 1) bits, 4.7 at T = 25. A caller with per-token detail sees the
-# green flags themselves, so hiding counts from it would protect nothing.
+# are evidence like any other: a two-token text's green count is one green-list entry.
+# Without them an untested key says nothing, and a tested one is charged at least
+# budget.MIN_CHARGED_SCORED_TOKENS (25) however short its text, so each answer still
+# tells at most log2(T + 1) bits per 25 tokens of budget, 4.7 at T = 25. A caller with
+# per-token detail sees the green flags themselves, so hiding counts from it would
+# protect nothing.
 _UNTESTED_STATISTICS = {
     "p_value": 1.0,
     "z_score": None,
@@ -259,10 +267,22 @@ def _test_key(
     # windows starting at its first and second scored tokens differ by one token at each end,
     # and the best one's count beside the whole count told both green flags
     # (bench/green_list_oracle.py: two green-list entries per 26-token request, against one).
-    searchable = evidence.num_scored_tokens >= 2 * key.min_scored_tokens
-    window = best_window(evidence, null, key.min_scored_tokens) if request.windows and searchable else None
+    min_window = max(MIN_WINDOW_SCORED_TOKENS, key.min_scored_tokens or 0)
+    searchable = evidence.num_scored_tokens >= 2 * min_window
+    window = best_window(evidence, null, min_window) if request.windows and searchable else None
+    # No fixed floor: every p-value here is exact, so a test is run whenever some outcome on
+    # this many tokens could reach alpha (a 23-token Gumbel text can show p = 4.6e-24).
+    needed = max(tokens_needed(null, request.alpha), key.min_scored_tokens or 1)
     return KeyTest(
-        key, scheme, tokenizer_name, tokens, evidence, p_value(null, evidence), z_score(null, evidence), window
+        key,
+        scheme,
+        tokenizer_name,
+        tokens,
+        evidence,
+        p_value(null, evidence),
+        z_score(null, evidence),
+        window,
+        needed,
     )
 
 
@@ -317,9 +337,11 @@ def _report(test: KeyTest, corrected_p_value: float, request: DetectRequest) -> 
         num_green_tokens=round(evidence.score_sum) if counts_green else None,
         green_fraction=(evidence.score_sum / num_scored if num_scored else None) if counts_green else None,
         gamma=test.key.public_parameters()["gamma"] if counts_green else None,
+        score_mean=test.scheme.null_distribution.token_mean,
+        score_sd=test.scheme.null_distribution.token_sd,
         num_tokens=evidence.num_tokens,
         num_scored_tokens=num_scored,
-        min_scored_tokens=test.key.min_scored_tokens,
+        min_scored_tokens=test.min_scored_tokens,
         window=_window_report(test.window, test.tokens),
         tokens=_token_details(test) if request.details else None,
     )
