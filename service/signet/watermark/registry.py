@@ -11,8 +11,10 @@ from signet.watermark.kgw import SCHEME_NAME as KGW
 from signet.watermark.kgw import KgwKey
 from signet.watermark.lefthash import LefthashKey
 from signet.watermark.scheme import KeyEntry
+from signet.watermark.unigram import UnigramKey
 
-SCHEMES: dict[str, type[KeyEntry]] = {model.scheme_name: model for model in (KgwKey, LefthashKey, GumbelKey)}
+_KEY_MODELS: tuple[type[KeyEntry], ...] = (KgwKey, LefthashKey, GumbelKey, UnigramKey)
+SCHEMES: dict[str, type[KeyEntry]] = {model.scheme_name: model for model in _KEY_MODELS}
 # Keys written before there were several schemes name none: they are KGW keys.
 DEFAULT_SCHEME = KGW
 
