@@ -59,6 +59,11 @@ def _detect(page, text: str, **fields) -> None:
     page.wait_for_selector("#detect-result:not([aria-busy])", state="attached", timeout=DETECT_TIMEOUT_MS)
 
 
+def _js_number(value: float) -> str:
+    """What the page's formatNumber shows: whole numbers as they are, others to one decimal."""
+    return str(int(value)) if value == int(value) else f"{value:.1f}"
+
+
 def _verdict(page) -> str:
     return page.get_attribute("#detect-result .badge", "data-verdict")
 
@@ -87,6 +92,27 @@ def test_watermarked_text_is_highlighted_explained_and_plotted(page, watermarked
     assert page.get_attribute("#detect-result svg.plot", "role") == "img"
     assert "scored tokens" in page.get_attribute("#detect-result svg.plot", "aria-label")
     page.screenshot(path=str(SCREENSHOTS / "ui-detect.png"), full_page=True)
+
+
+@pytest.mark.parametrize("key_id", ["vllm", "synthid", "dualkey"])
+def test_scored_schemes_shade_each_token_against_its_own_null_mean(page, client, key_id):
+    """Gumbel-family scores have mean 1 without the watermark, SynthID's depth * 0.5: the page
+    shades and labels each token against the key's own mean, and plots every scored token."""
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 120, "seed": 3, "key_id": key_id}
+    text = client.post("/generate", params={"watermark": "true"}, json=body).json()["text"]
+    expected = client.post("/detect", json={"text": text, "key_id": key_id, "details": True}).json()
+    _detect(page, text, key_id=key_id)
+    assert _verdict(page) == expected["verdict"] == "watermarked"
+    shaded = page.locator("#detect-result .tokens [class*='tok-g'], #detect-result .tokens [class*='tok-r']")
+    leaning = page.locator("#detect-result .tokens [class*='tok-g']").count()
+    mean = expected["score_mean"]
+    scored = [token["score"] for token in expected["tokens"] if token["scored"]]
+    assert shaded.count() == len(scored) and leaning == sum(score >= mean for score in scored)
+    assert f"above {_js_number(mean)}" in page.text_content("#detect-result .legend")
+    expected_sum = _js_number(mean * len(scored))
+    assert f"where {expected_sum} was expected by chance" in page.inner_text("#detect-result .explanation")
+    points = page.get_attribute("#detect-result svg.plot polyline.plot-line", "points").split()
+    assert len(points) == len(scored)
 
 
 def test_human_text_is_not_flagged(page, human_text):

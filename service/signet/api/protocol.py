@@ -59,7 +59,13 @@ class WatermarkInfo(BaseModel):
     key_id: str | None = None
     gamma: float | None = Field(default=None, description="KGW schemes: the green fraction of the vocabulary.")
     delta: float | None = Field(default=None, description="KGW schemes: the bias added to green logits.")
-    context_width: int | None = None
+    context_width: int | None = Field(
+        default=None, description="Tokens before each one that key its randomness (synthid: ngram_len - 1; unigram: 0)."
+    )
+    key_b_probability: float | None = Field(
+        default=None, description="gumbel-dual-key: the probability that a token is sampled with key B (vLLM's alpha)."
+    )
+    depth: int | None = Field(default=None, description="synthid: tournament layers, one key each.")
 
 
 class Bounds(BaseModel):

@@ -231,7 +231,7 @@ function explanation(result, alpha) {
   } else if (isKgw(result)) {
     evidence = `${where}${sum} of ${count} scored tokens are green`;
   } else {
-    evidence = `${where}the scores of ${count} scored tokens sum to ${formatNumber(sum)} where ${count} was expected by chance`;
+    evidence = `${where}the scores of ${count} scored tokens sum to ${formatNumber(sum)} where ${formatNumber(result.score_mean * count)} was expected by chance`;
   }
   if (!window && result.z_score !== null) evidence += ` (z = ${formatNumber(result.z_score)})`;
   const corrections = [];
@@ -264,7 +264,7 @@ function renderDetection(container, result, text, alpha) {
   parts.push(statistics(result, alpha));
   if (result.keys && result.keys.length > 1) parts.push(keysTable(result.keys));
   if (result.tokens && text !== null) {
-    parts.push(h("h3", {}, "Tokens"), tokenLegend(isKgw(result)), tokenView(text, result));
+    parts.push(h("h3", {}, "Tokens"), tokenLegend(result), tokenView(text, result));
   }
   if (result.tokens && result.num_scored_tokens > 0) {
     parts.push(h("h3", {}, "Evidence along the text"), evidencePlot(result, alpha));
@@ -289,7 +289,8 @@ function statistics(result, alpha) {
       : `, ${formatNumber(result.gamma * result.num_scored_tokens)} expected (γ = ${result.gamma})`;
     rows.push(["Green tokens", result.num_green_tokens === null ? "–" : `${result.num_green_tokens}${expected}`]);
   } else {
-    rows.push(["Score sum", result.score === null ? "–" : `${formatNumber(result.score, 2)}, ${result.num_scored_tokens} expected`]);
+    const expected = formatNumber(result.score_mean * result.num_scored_tokens);
+    rows.push(["Score sum", result.score === null ? "–" : `${formatNumber(result.score, 2)}, ${expected} expected`]);
   }
   rows.push(
     ["z-score, whole text", result.z_score === null ? "–" : formatNumber(result.z_score, 2)],
@@ -308,26 +309,29 @@ function keysTable(keys) {
       h("td", { class: "number" }, formatP(key.p_value)), h("td", { class: "number" }, formatP(key.corrected_p_value))))));
 }
 
-function tokenLegend(kgw) {
-  const entries = kgw
+function tokenLegend(result) {
+  const mean = formatNumber(result.score_mean);
+  const entries = isKgw(result)
     ? [["tok tok-green", "green", "green-list token (solid underline)"],
       ["tok tok-red", "red", "red-list token (wavy underline)"]]
-    : [["tok tok-g3", "high", "score above 1: leans watermarked (darker: higher; solid underline)"],
-      ["tok tok-r2", "low", "score below 1: leans unwatermarked (wavy underline)"]];
+    : [["tok tok-g3", "high", `score above ${mean}, its mean by chance: leans watermarked (darker: higher; solid underline)`],
+      ["tok tok-r2", "low", `score below ${mean}: leans unwatermarked (wavy underline)`]];
   entries.push(["tok tok-unscored", "grey", "not scored: repeated n-gram or no full context (dotted)"]);
   return h("ul", { class: "legend", "aria-label": "Token colours" },
     entries.map(([className, sample, meaning]) => h("li", {}, h("span", { class: className }, sample), " ", meaning)));
 }
 
-/** Gumbel scores are Exp(1) without the watermark: above 1 leans watermarked. Buckets, since styles are classes. */
-function gumbelClass(score) {
-  if (score >= 4) return "tok-g3";
-  if (score >= 2) return "tok-g2";
-  if (score >= 1) return "tok-g1";
-  return score >= 0.3 ? "tok-r1" : "tok-r2";
+/** A score's distance from its null mean in null sds: above 0 leans watermarked. Buckets, since styles are
+ * classes; for Gumbel (mean 1, sd 1) they are the scores 4, 2, 1 and 0.3. */
+function scoreClass(score, mean, sd) {
+  const z = (score - mean) / sd;
+  if (z >= 3) return "tok-g3";
+  if (z >= 1) return "tok-g2";
+  if (z >= 0) return "tok-g1";
+  return z >= -0.7 ? "tok-r1" : "tok-r2";
 }
 
-function tokenSpan(text, token) {
+function tokenSpan(text, token, result) {
   let className;
   let label;
   if (!token.scored) {
@@ -337,8 +341,9 @@ function tokenSpan(text, token) {
     className = token.green ? "tok-green" : "tok-red";
     label = token.green ? "green" : "red";
   } else {
-    className = gumbelClass(token.score);
-    label = `score ${token.score.toFixed(2)} (${token.score >= 1 ? "above" : "below"} 1)`;
+    className = scoreClass(token.score, result.score_mean, result.score_sd);
+    const side = token.score >= result.score_mean ? "above" : "below";
+    label = `score ${token.score.toFixed(2)} (${side} ${formatNumber(result.score_mean)})`;
   }
   return h("span", { class: `tok ${className}`, title: label, "data-index": token.index }, text);
 }
@@ -374,7 +379,7 @@ function tokenView(text, result) {
     // Tokens of one multi-byte character share its span: the first one shows it.
     const start = Math.max(cursor, token.char_start);
     if (token.char_end > start) {
-      target.append(tokenSpan(text.slice(start, token.char_end), token));
+      target.append(tokenSpan(text.slice(start, token.char_end), token, result));
       cursor = token.char_end;
     }
   }
@@ -388,9 +393,9 @@ function tokenView(text, result) {
 
 // ---------------------------------------------------------------- the plot
 
-/** Cumulative z after each scored token: (G_n − γn)/√(nγ(1−γ)) for KGW, (S_n − n)/√n for Gumbel. */
+/** Cumulative z after each scored token: (S_n − μn)/(σ√n), μ and σ a token's null mean and sd
+ * (γ and √(γ(1−γ)) for KGW, 1 and 1 for Gumbel). */
 function cumulativeZ(result) {
-  const gamma = result.gamma;
   const values = [];
   let n = 0;
   let sum = 0;
@@ -398,7 +403,7 @@ function cumulativeZ(result) {
     if (!token.scored) continue;
     n += 1;
     sum += token.green === null ? token.score : Number(token.green);
-    values.push(isKgw(result) ? (sum - gamma * n) / Math.sqrt(n * gamma * (1 - gamma)) : (sum - n) / Math.sqrt(n));
+    values.push((sum - result.score_mean * n) / (result.score_sd * Math.sqrt(n)));
   }
   return values;
 }
