@@ -1,10 +1,13 @@
 """Generation throughput with and without the watermark, same engine, interleaved rounds.
 
     .venv/bin/python -m bench.watermark_overhead [--rounds 6] [--concurrency 8] [--tokens 128] [--eager]
+        [--key-ids a,b,...]
 
-Each round runs the same prompts and seeds twice, once watermarked and once not, in
-alternating order, with ``ignore_eos`` so both produce the same number of tokens. The
-ratio of tokens/s (watermarked / plain) is the figure to read; absolute numbers are noisy.
+Each round runs the same prompts and seeds plain and once per key (the keys file's default
+key unless ``--key-ids`` names keys of ``SIGNET_KEYS_FILE``), in an order that rotates
+from round to round, with ``ignore_eos`` so every run produces the same number of tokens.
+The ratio of tokens/s (watermarked / plain, per round) is the figure to read; absolute
+numbers are noisy.
 A second table times the logits processor's ``apply`` alone per decode step.
 """
 
@@ -43,7 +46,7 @@ async def _round(engine, prompt_ids, tokens, key_id):
     return sum(completion.completion_tokens for completion in completions) / elapsed
 
 
-async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bool) -> None:
+async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bool, key_ids: list[str]) -> None:
     from signet.engine.model_store import encode_prompt, load_tokenizer, resolve_model_dir
     from signet.engine.vllm_engine import EngineOptions, VllmEngine
     from signet.keys import KeyRegistry, resolve_keys_file
@@ -52,7 +55,7 @@ async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bo
     settings = Settings()
     model_dir = resolve_model_dir(settings.model, settings.resolved_cache_dir)
     keys_file = resolve_keys_file(settings.keys_file, settings.resolved_cache_dir)
-    key_id = KeyRegistry.load(keys_file).default_key_id
+    key_ids = key_ids or [KeyRegistry.load(keys_file).default_key_id]
     tokenizer = load_tokenizer(model_dir)
     prompts = (PROMPTS * concurrency)[:concurrency]
     prompt_ids = [encode_prompt(tokenizer, turns=[{"role": "user", "content": prompt}]) for prompt in prompts]
@@ -64,26 +67,34 @@ async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bo
     )
     start_seconds = time.perf_counter() - started
     try:
-        await _round(engine, prompt_ids, 16, None)  # warm-up
-        await _round(engine, prompt_ids, 16, key_id)
-        plain, marked = [], []
+        runs: list[str | None] = [None, *key_ids]
+        for run_key in runs:  # warm-up: compiles, and fills each scheme's caches
+            await _round(engine, prompt_ids, 16, run_key)
+        speeds: dict[str | None, list[float]] = {run_key: [] for run_key in runs}
         for index in range(rounds):
-            order = [(None, plain), (key_id, marked)]
-            for run_key, results in order if index % 2 == 0 else reversed(order):
-                results.append(await _round(engine, prompt_ids, tokens, run_key))
-        ratios = [m / p for m, p in zip(marked, plain, strict=True)]
+            shift = index % len(runs)
+            for run_key in runs[shift:] + runs[:shift]:
+                speeds[run_key].append(await _round(engine, prompt_ids, tokens, run_key))
+        plain = speeds[None]
         mode = "eager" if eager else "compiled"
         print(f"generation ({mode} engine, started in {start_seconds:.1f} s): ", end="")
         print(f"{rounds} rounds x {concurrency} concurrent requests x {tokens} tokens")
-        print(f"  plain        tokens/s median {statistics.median(plain):8.1f}  all {[round(x, 1) for x in plain]}")
-        print(f"  watermarked  tokens/s median {statistics.median(marked):8.1f}  all {[round(x, 1) for x in marked]}")
-        print(f"  ratio watermarked/plain: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}")
+        print("| key | tokens/s (median) | ratio to plain, per round: median | min |")
+        print("|---|---|---|---|")
+        print(f"| plain | {statistics.median(plain):.1f} | | |")
+        for key_id in key_ids:
+            ratios = [marked / base for marked, base in zip(speeds[key_id], plain, strict=True)]
+            print(
+                f"| {key_id} | {statistics.median(speeds[key_id]):.1f} | **{statistics.median(ratios):.3f}** "
+                f"| {min(ratios):.3f} |"
+            )
     finally:
         engine.shutdown()
 
 
 def processor_step_cost(steps: int = 300) -> None:
-    """Time ``apply`` alone per decode step, each row walking through real text.
+    """Time ``apply`` alone per decode step, each row walking through real text, for one key
+    of each scheme (bench/detection_quality.py's keys).
 
     Rows append the next token of the human test passages at every step, so the green
     mask cache sees the hit rate of natural text, not of a repeated context.
@@ -95,6 +106,7 @@ def processor_step_cost(steps: int = 300) -> None:
     from vllm import SamplingParams
     from vllm.v1.sample.logits_processor import BatchUpdate
 
+    from bench.detection_quality import KEYS
     from signet.engine.logits_processors import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG, WatermarkLogitsProcessor
     from signet.engine.model_store import load_tokenizer, resolve_model_dir
     from signet.settings import Settings
@@ -105,11 +117,14 @@ def processor_step_cost(steps: int = 300) -> None:
     corpus_ids = tokenizer(corpus, add_special_tokens=False)["input_ids"]
     vocab_size = len(tokenizer)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"keys": [{"key_id": "bench", "secret": "benchmark-secret-0123456789"}]}, handle)
-    config = SimpleNamespace(additional_config={KEYS_FILE_CONFIG: handle.name})
-    params = SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: "bench"})
+        json.dump(KEYS, handle)
+    config = SimpleNamespace(
+        additional_config={KEYS_FILE_CONFIG: handle.name},
+        model_config=SimpleNamespace(get_vocab_size=lambda: vocab_size),  # kgw-lefthash keys need it
+    )
     print(f"logits processor apply() per decode step: vocabulary {vocab_size}, {steps} steps of real text")
-    for batch in (1, 8, 32, 128):
+    for key_id, batch in ((key["key_id"], batch) for key in KEYS["keys"] for batch in (1, 8, 32)):
+        params = SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: key_id})
         processor = WatermarkLogitsProcessor(config, torch.device("cpu"), False)
         outputs = [[] for _ in range(batch)]
         starts = [row * len(corpus_ids) // batch for row in range(batch)]
@@ -124,7 +139,7 @@ def processor_step_cost(steps: int = 300) -> None:
             processor.apply(logits)
             elapsed += time.perf_counter() - start
         per_step = elapsed / steps
-        print(f"  batch {batch:4d}: {per_step * 1e3:7.2f} ms/step, {per_step / batch * 1e6:7.1f} us/row")
+        print(f"  {key_id:16s} batch {batch:4d}: {per_step * 1e3:7.2f} ms/step, {per_step / batch * 1e6:7.1f} us/row")
 
 
 def main() -> None:
@@ -134,10 +149,14 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--skip-engine", action="store_true", help="only time the processor")
     parser.add_argument("--eager", action="store_true", help="skip vLLM's warm-up compile (SIGNET_ENGINE_EAGER)")
+    parser.add_argument("--key-ids", default="", help="comma-separated keys of SIGNET_KEYS_FILE to compare")
     arguments = parser.parse_args()
+    key_ids = [key_id for key_id in arguments.key_ids.split(",") if key_id]
     processor_step_cost()
     if not arguments.skip_engine:
-        asyncio.run(generation_ratio(arguments.rounds, arguments.concurrency, arguments.tokens, arguments.eager))
+        asyncio.run(
+            generation_ratio(arguments.rounds, arguments.concurrency, arguments.tokens, arguments.eager, key_ids)
+        )
 
 
 if __name__ == "__main__":
