@@ -16,6 +16,9 @@ The attacks, each from the attacker's side (it sees the responses, never the key
   with ``details: true``; every scored token's ``green`` flag is an entry, both ``(c, t)``
   and ``(t, c)``. A few requests are run (``--details-requests``) and scaled to 1,000.
 * ``pairs``: the text of two tokens ``[c, t]``: ``num_green_tokens`` is the entry ``(c, t)``.
+* ``verdicts``: the same text at ``alpha`` 0.3. Since issue 18 a verdict needs only the
+  tokens that could reach alpha, and one green token of one has p = 0.25 < 0.3: the verdict
+  is the entry. Each tested key is charged at least 25 tokens of budget (``budget.py``).
 * ``differential``: a fixed 25-token text ending in ``c``, plus one token ``t``: 25 scored
   tokens, enough for a verdict, and the count is the pad's own count plus ``(c, t)``. The
   pad's count is the lower of the two counts seen. One entry per request, 25 tokens of budget.
@@ -108,6 +111,7 @@ def run_side(requests: int, details_requests: int) -> dict:
             "budget": _budget(state),
             "details": _details_attack(post, truth, details_requests),
             "pairs": _pairs_attack(post, truth, tokenizer, context, candidates),
+            "verdicts": _verdicts_attack(post, truth, tokenizer, context, candidates),
             "differential": _differential_attack(post, truth, tokenizer, context, candidates),
             "windows": _windows_attack(post, truth, tokenizer, context, candidates),
         }
@@ -235,6 +239,23 @@ def _pairs_attack(post, truth: GreenLists, tokenizer, context: int, candidates: 
     return _timed(run)
 
 
+def _verdicts_attack(post, truth: GreenLists, tokenizer, context: int, candidates: list[int]) -> dict:
+    def run() -> dict:
+        claims, refused, silent = [], 0, 0
+        for token in candidates:
+            result = post({"text": tokenizer.decode([context, token]), "alpha": 0.3})
+            if "refused" in result:
+                refused += 1
+            elif result["verdict"] == "insufficient_evidence":
+                silent += 1
+            else:
+                claims.append((context, token, result["verdict"] == "watermarked"))
+        # what the budget charges a tested key: at least 25 tokens (issue 18), 1 scored here
+        return _outcome(truth, claims, len(candidates), refused, silent, scored=25)
+
+    return _timed(run)
+
+
 def _differential_attack(post, truth: GreenLists, tokenizer, context: int, candidates: list[int]) -> dict:
     def run() -> dict:
         counts: dict[int, int] = {}
@@ -318,7 +339,7 @@ def _windows_attack(post, truth: GreenLists, tokenizer, context: int, candidates
 # --- the report ---------------------------------------------------------------------------
 
 
-ATTACKS = ("details", "pairs", "differential", "windows")
+ATTACKS = ("details", "pairs", "verdicts", "differential", "windows")
 
 
 def report(results: dict, requests: int) -> None:
@@ -334,13 +355,14 @@ def report(results: dict, requests: int) -> None:
     for name, label in (
         ("details", "token_ids [c, t1, c, t2, ...] + details (98,304 ids)"),
         ("pairs", "text of two tokens [c, t], num_green_tokens"),
+        ("verdicts", "text of two tokens [c, t] at alpha 0.3, verdict"),
         ("differential", "25-token text + one token, count difference"),
         ("windows", "a token before and after a fixed text, windows: true (shortest with a window)"),
     ):
         rates = []
         for side in (before, after):
             outcome = side[name]
-            rates.append(1000 * outcome["correct"] / outcome["requests"] if outcome["requests"] else 0.0)
+            rates.append(1000 * outcome["correct"] / outcome["requests"] if outcome.get("requests") else 0.0)
         best[name] = rates
         wrong = before[name]["wrong"] + after[name]["wrong"]
         runs = f"{before[name]['requests']} / {after[name]['requests']}"
@@ -353,7 +375,7 @@ def report(results: dict, requests: int) -> None:
     for side_name, side in (("before", before), ("after", after)):
         print(f"{side_name}: " + "; ".join(f"{name} {side[name]}" for name in ATTACKS))
     budget = after["budget"]
-    for name in ("differential", "windows"):
+    for name in ("verdicts", "differential", "windows"):
         outcome = after[name]
         if budget and outcome["correct"]:
             cost = outcome["scored_tokens_per_request"] * outcome["requests"] / outcome["correct"]
