@@ -21,6 +21,8 @@ import httpx
 
 STARTUP_TIMEOUT_S = 900  # the first start compiles the model (about 1 minute) after preparing it
 
+# 30 tournament layers, each key 19 digits long: distinctive enough to search logs for.
+SYNTHID_TEST_KEYS = [1_000_000_000_000_000_000 + 7_919_000_003 * layer for layer in range(30)]
 TEST_KEYS = {
     "fingerprint_secret": "e2e-fingerprint-secret-4c81d9f02b6e57a3",
     "job_signing_secrets": ["e2e-job-signing-secret-7d3b90c1a8e2f4650b"],
@@ -37,12 +39,19 @@ TEST_KEYS = {
             "normalization": ["nfc", "homoglyphs", "whitespace"],
         },
         {"key_id": "foreign", "secret": "e2e-foreign-secret-d04f6e2a91b7", "tokenizer": "gpt2"},
+        # one key of each scheme of issue 18
+        {"key_id": "unigram", "scheme": "unigram", "secret": "e2e-unigram-secret-3e7a91c05d24"},
+        # transformers' WatermarkingConfig(seeding_scheme="selfhash", context_width=4): public hashing key
+        {"key_id": "selfhash", "scheme": "kgw-selfhash", "context_width": 4},
+        {"key_id": "synthid", "scheme": "synthid", "keys": SYNTHID_TEST_KEYS},
+        {"key_id": "dualkey", "scheme": "gumbel-dual-key", "key": 4920183746519},
     ],
 }
 TEST_SECRETS = [
     TEST_KEYS["fingerprint_secret"],
     *TEST_KEYS["job_signing_secrets"],
     *(str(key.get("secret", key.get("key"))) for key in TEST_KEYS["keys"] if "secret" in key or "key" in key),
+    *(str(key) for key in SYNTHID_TEST_KEYS),
 ]
 
 

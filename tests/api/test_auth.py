@@ -16,7 +16,7 @@ import yaml
 from fastapi import Depends, Request
 from fastapi.testclient import TestClient
 
-from harness.services import redis_test_url
+from harness.services import TEST_KEYS, redis_test_url
 from signet.api.app import create_app
 from signet.api.auth import authenticate
 from signet.cache.rate_limit import MemoryRateLimiter, RedisRateLimiter
@@ -158,7 +158,7 @@ def test_a_key_ids_list_names_every_forbidden_key(client):
         (MOD_KEY, {"main", "hf"}),
         (RES_KEY, {"wide"}),
         # every key the service can tokenize this text for ("foreign" is for gpt2)
-        (ADMIN_KEY, {"main", "wide", "hf", "vllm", "folded"}),
+        (ADMIN_KEY, {"main", "wide", "hf", "vllm", "folded", "unigram", "selfhash", "synthid", "dualkey"}),
     ],
 )
 def test_all_means_every_key_the_tenant_may_use(client, key, expected):
@@ -217,7 +217,8 @@ def test_development_mode_lets_everyone_do_everything(detection_state):
     with TestClient(create_app(state)) as client:
         assert client.post("/detect", json={"text": TEXT, "key_id": "vllm"}).status_code == 200
         response = client.post("/detect", json={"text": TEXT, "key_ids": "all"}, headers=bearer(UNKNOWN_KEY))
-        assert response.status_code == 200 and len(response.json()["keys"]) == 5
+        # every key but "foreign" (gpt2, which this service does not load for text)
+        assert response.status_code == 200 and len(response.json()["keys"]) == len(TEST_KEYS["keys"]) - 1
         assert client.post("/generate?watermark=false", json=PROMPT).status_code == 503
 
 

@@ -25,6 +25,10 @@ KEYS = [
     {"key_id": "kgw", "secret": "scheme-test-secret-0001", "gamma": 0.3, "delta": 1.5, "context_width": 2},
     {"key_id": "hf", "scheme": "kgw-lefthash", "gamma": 0.5, "delta": 3.0},
     {"key_id": "vllm", "scheme": "gumbel", "key": 42, "context_width": 3},
+    {"key_id": "unigram", "scheme": "unigram", "secret": "scheme-test-secret-0002", "gamma": 0.4},
+    {"key_id": "selfhash", "scheme": "kgw-selfhash", "context_width": 4},
+    {"key_id": "synthid", "scheme": "synthid", "keys": [11, 22, 33], "ngram_len": 3},
+    {"key_id": "dual", "scheme": "gumbel-dual-key", "key": 42, "alpha": 0.2},
 ]
 
 
@@ -35,17 +39,32 @@ def registry(tmp_path):
     return KeyRegistry.load(path, MODEL_VOCAB_SIZE)
 
 
-def test_detection_imports_no_torch():
-    # The API image has no torch: the key registry and every scheme must load without it.
+def test_detection_imports_no_torch(tmp_path):
+    # The API image has no torch: the key registry and every scheme must load, build and
+    # detect without it.
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"keys": KEYS}))
     code = (
-        "import sys, signet.keys, signet.watermark.kgw, signet.watermark.lefthash, signet.watermark.gumbel; "
-        "assert 'torch' not in sys.modules"
+        "import sys, signet.keys\n"
+        f"registry = signet.keys.KeyRegistry.load(__import__('pathlib').Path({str(path)!r}), {MODEL_VOCAB_SIZE})\n"
+        "for key_id in registry.key_ids:\n"
+        "    assert registry.scheme(key_id).evidence(list(range(60))).num_tokens == 60\n"
+        "assert 'torch' not in sys.modules and 'vllm' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_each_key_model_names_its_scheme_once():
-    assert list(SCHEMES) == ["kgw", "kgw-lefthash", "gumbel"] and DEFAULT_SCHEME == "kgw"
+    assert list(SCHEMES) == [
+        "kgw",
+        "kgw-lefthash",
+        "gumbel",
+        "unigram",
+        "kgw-selfhash",
+        "synthid",
+        "gumbel-dual-key",
+    ]
+    assert DEFAULT_SCHEME == "kgw"
     for name, model in SCHEMES.items():
         assert typing.get_args(model.model_fields["scheme"].annotation) == (name,)
 
@@ -60,6 +79,18 @@ def test_public_parameters_are_what_responses_showed(registry):
     assert registry.get("kgw").public_parameters() == {"gamma": 0.3, "delta": 1.5, "context_width": 2}
     assert registry.get("hf").public_parameters() == {"gamma": 0.5, "delta": 3.0, "context_width": 1}
     assert registry.get("vllm").public_parameters() == {"context_width": 3}
+    assert registry.get("unigram").public_parameters() == {"gamma": 0.4, "delta": 2.0, "context_width": 0}
+    assert registry.get("selfhash").public_parameters() == {"gamma": 0.25, "delta": 2.0, "context_width": 4}
+    assert registry.get("synthid").public_parameters() == {"depth": 3, "context_width": 2}
+    assert registry.get("dual").public_parameters() == {"context_width": 4, "key_b_probability": 0.2}
+
+
+def test_public_parameters_fit_the_watermark_block_of_responses(registry):
+    from signet.api.protocol import WatermarkInfo
+
+    for key_id in registry.key_ids:
+        parameters = registry.get(key_id).public_parameters()
+        assert set(parameters) <= set(WatermarkInfo.model_fields), key_id  # none silently dropped
 
 
 def test_a_key_reports_its_parameters_without_building_its_scheme(tmp_path):
@@ -82,7 +113,15 @@ def test_every_green_counting_scheme_reports_its_gamma(registry):
 
 def test_green_counting_schemes_score_only_zero_and_one(registry):
     token_ids = np.random.default_rng(5).integers(0, MODEL_VOCAB_SIZE, 300)
-    for key_id, counts_green in (("kgw", True), ("hf", True), ("vllm", False)):
+    for key_id, counts_green in (
+        ("kgw", True),
+        ("hf", True),
+        ("vllm", False),
+        ("unigram", True),
+        ("selfhash", True),
+        ("synthid", False),
+        ("dual", False),
+    ):
         scheme = registry.scheme(key_id)
         assert scheme.counts_green is counts_green
         evidence = scheme.evidence(token_ids)
