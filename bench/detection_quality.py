@@ -2,9 +2,11 @@
 
     .venv/bin/python -m bench.detection_quality [--generations 100] [--tokens 200] [--skip-engine]
 
-Three keys, one per scheme (``kgw``, ``kgw-lefthash``, ``gumbel``), all with the
-issue's parameters (gamma 0.25, delta 2 for the KGW family). Prints markdown tables
-for docs/DETECTION.md:
+Seven keys, one per scheme (``kgw``, ``kgw-lefthash``, ``gumbel``, ``unigram``,
+``kgw-selfhash``, ``synthid``, ``gumbel-dual-key``), with the peers' default parameters
+(gamma 0.25, delta 2 for the KGW family; selfhash with lm-watermarking's context width 4;
+SynthID with 30 tournament layers and 5-grams; vLLM's dual-key alpha 0.1). Prints
+markdown tables for docs/DETECTION.md:
 
 1. False positives at alpha = 1e-3 on tests/data/corpus (human prose and highly
    repetitive human text), whole-text and windowed, through the service's own
@@ -15,6 +17,10 @@ for docs/DETECTION.md:
    from their text.
 3. Robustness: the same completions after replacing 10/20/30% of tokens by random
    ones, deleting 20% of words, and a paraphrase by the embedded model (unwatermarked).
+4. True-positive rate on the first T = 25, 50, 100, 200 tokens of the same completions,
+   and tokens-to-detect (MarkMyWords' "watermark size"): the median number of tokens a
+   completion needs before p < 0.02 and p < 1e-3, beside the peers' own rules on the same
+   ids (transformers' z > 4, vLLM's p < 0.01), each confirmed with the peer's detector.
 """
 
 from __future__ import annotations
@@ -30,14 +36,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "data" / "corpus"
 ALPHA = 1e-3
+SYNTHID_KEYS = [  # 30 layers, as synthid-text's default configuration; any 64-bit values do
+    (0x9E3779B97F4A7C15 * (index + 1)) % 2**63 for index in range(30)
+]
 KEYS = {
     "default_key_id": "kgw",
     "keys": [
         {"key_id": "kgw", "secret": "bench-quality-secret-6a1f0e93", "gamma": 0.25, "delta": 2.0},
         {"key_id": "kgw-lefthash", "scheme": "kgw-lefthash", "gamma": 0.25, "delta": 2.0},
         {"key_id": "gumbel", "scheme": "gumbel", "key": 918273645},
+        {"key_id": "unigram", "scheme": "unigram", "secret": "bench-quality-unigram-2c7d51e0", "gamma": 0.25},
+        {"key_id": "kgw-selfhash", "scheme": "kgw-selfhash", "gamma": 0.25, "delta": 2.0, "context_width": 4},
+        {"key_id": "synthid", "scheme": "synthid", "keys": SYNTHID_KEYS, "ngram_len": 5},
+        {"key_id": "gumbel-dual-key", "scheme": "gumbel-dual-key", "key": 918273645, "alpha": 0.1},
     ],
 }
+# The p-value thresholds of tokens-to-detect: MarkMyWords' 0.02, and the alpha of the tables.
+DETECT_THRESHOLDS = (0.02, 1e-3)
+PREFIX_LENGTHS = (25, 50, 100, 200)
 TOPICS = [
     "the history of the bicycle",
     "how vaccines train the immune system",
@@ -92,17 +108,20 @@ def make_state(keys_file: Path):
 
 
 def detect_text(state, text: str, key_id: str, windows: bool = False):
+    from signet.api.auth import DEVELOPMENT_CALLER
     from signet.api.detect.protocol import DetectRequest
     from signet.api.detect.service import detect
 
-    return detect(state, DetectRequest(text=text, key_id=key_id, alpha=ALPHA, windows=windows))
+    request = DetectRequest(text=text, key_id=key_id, alpha=ALPHA, windows=windows)
+    return detect(state, request, DEVELOPMENT_CALLER)
 
 
 def detect_ids(state, token_ids: list[int], key_id: str):
+    from signet.api.auth import DEVELOPMENT_CALLER
     from signet.api.detect.protocol import DetectRequest
     from signet.api.detect.service import detect
 
-    return detect(state, DetectRequest(token_ids=token_ids, key_id=key_id, alpha=ALPHA))
+    return detect(state, DetectRequest(token_ids=token_ids, key_id=key_id, alpha=ALPHA), DEVELOPMENT_CALLER)
 
 
 def false_positive_table(state) -> None:
@@ -129,28 +148,18 @@ def calibration_table(state, num_keys: int) -> None:
     is a small sample (expected 0.4 at alpha 1e-3), many keys show the rate itself."""
     import numpy as np
 
-    from signet.watermark.gumbel import GumbelParameters, GumbelScheme
-    from signet.watermark.kgw import KgwParameters, KgwScheme
-    from signet.watermark.lefthash import LefthashParameters, LefthashScheme
     from signet.watermark.statistics import p_value
 
     texts = [text for corpus in corpus_texts().values() for text in corpus]
     token_ids = [state.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-    vocab_size = len(state.tokenizer)
-    makers = {
-        "kgw": lambda index: KgwScheme(f"calibration-secret-{index:06d}".encode(), KgwParameters()),
-        "kgw-lefthash": lambda index: LefthashScheme(
-            LefthashParameters(vocab_size=vocab_size, hashing_key=15485863 + 7919 * index)
-        ),
-        "gumbel": lambda index: GumbelScheme(1_000_003 * (index + 1), GumbelParameters()),
-    }
     print(f"\n### Calibration: {num_keys} keys per scheme x {len(texts)} human texts (whole text)\n")
     print("| scheme | tests | p < 1e-2 | p < 1e-3 | p < 1e-4 | rate at 1e-3 | keys flagging 2+ texts at 1e-3 |")
     print("|---|---|---|---|---|---|---|")
-    for name, make in makers.items():
+    for entry in KEYS["keys"]:
+        name = entry.get("scheme", "kgw")
         per_key = []
         for index in range(num_keys):
-            scheme = make(index)
+            scheme = calibration_scheme(entry, index, len(state.tokenizer))
             per_key.append([p_value(scheme.null_distribution, scheme.evidence(ids)) for ids in token_ids])
         p_values = np.array(per_key)
         counts = [int((p_values < alpha).sum()) for alpha in (1e-2, 1e-3, 1e-4)]
@@ -159,6 +168,22 @@ def calibration_table(state, num_keys: int) -> None:
             f"| {name} | {p_values.size} | {counts[0]} | {counts[1]} | {counts[2]} "
             f"| {counts[1] / p_values.size:.1e} | {many} of {num_keys} |"
         )
+
+
+def calibration_scheme(entry: dict, index: int, vocab_size: int):
+    """The scheme of ``entry`` with its secret replaced by the ``index``-th calibration secret."""
+    from signet.watermark.registry import SCHEMES
+
+    name = entry.get("scheme", "kgw")
+    secret_field = SCHEMES[name].secret_field
+    secrets = {
+        "secret": f"calibration-secret-{index:06d}",
+        "hashing_key": 15485863 + 7919 * index,
+        "key": 1_000_003 * (index + 1),
+        "keys": [(value + 7919 * (index + 1)) % 2**63 for value in SYNTHID_KEYS],
+    }
+    fields = {**entry, "key_id": f"calibration-{index}", secret_field: secrets[secret_field]}
+    return SCHEMES[name].model_validate(fields).build_scheme(vocab_size)
 
 
 def prompts(count: int) -> list[str]:
@@ -201,6 +226,142 @@ def paraphrase_prompt(text: str) -> str:
     return f"Rewrite the following text in your own words. Keep its meaning.\n\n{text}"
 
 
+def prefix_p_values(scheme, token_ids: list[int]):
+    """(p-values, z-scores) of every prefix: entry t is the text's first t + 1 tokens.
+
+    Every scheme decides what counts from earlier tokens only (first occurrences, repeated
+    contexts), so a prefix's evidence is the whole text's, cut: one pass gives them all.
+    """
+    import numpy as np
+
+    evidence = scheme.evidence(token_ids)
+    counts = np.cumsum(evidence.is_scored)
+    sums = np.cumsum(np.where(evidence.is_scored, evidence.scores, 0.0))
+    null = scheme.null_distribution
+    return null.p_values(sums, counts), null.z_scores(sums, counts), sums, counts
+
+
+def first_length(flags) -> float:
+    """The number of tokens of the first prefix where ``flags`` holds; inf if none."""
+    import numpy as np
+
+    hits = np.flatnonzero(flags)
+    return float(hits[0] + 1) if len(hits) else float("inf")
+
+
+class PeerRule:
+    """A peer's own decision rule on a prefix, from Signet's bit-exact statistics, and the
+    peer's own detector to confirm the first prefix the rule flags."""
+
+    def __init__(self, entry: dict, model_dir: Path) -> None:
+        self.name = entry.get("scheme", "kgw")
+        self.entry = entry
+        self.model_dir = model_dir
+        self._detector = None
+
+    @property
+    def label(self) -> str | None:
+        return {
+            "kgw-lefthash": "transformers z > 4",
+            "kgw-selfhash": "transformers z > 4",
+            "gumbel": "vLLM p < 0.01",
+            "gumbel-dual-key": "vLLM p < 0.01",
+        }.get(self.name)
+
+    def flags(self, z_scores, sums, counts):
+        import numpy as np
+        from scipy.special import gammaincc
+        from scipy.stats import gamma
+
+        if self.name in ("kgw-lefthash", "kgw-selfhash"):
+            return np.nan_to_num(z_scores, nan=-np.inf) > 4.0
+        if self.name == "gumbel":
+            return (counts > 0) & (gamma.sf(sums, np.maximum(counts, 1)) < 0.01)
+        # vLLM's dual-key p-value: Gamma(T / v, v) matched to the weighted sum's two moments
+        alpha = self.entry.get("alpha", 0.1)
+        variance = (1 - alpha) ** 2 + alpha**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p_values = gammaincc(counts / variance, sums / variance)
+        return (counts > 0) & (p_values < 0.01)
+
+    def confirms(self, token_ids: list[int], length: int) -> bool:
+        """The peer's detector flags the first ``length`` tokens and not one fewer."""
+        return self._flags(token_ids[:length]) and not self._flags(token_ids[: length - 1])
+
+    def _flags(self, token_ids: list[int]) -> bool:
+        if not token_ids:
+            return False
+        detector = self._peer_detector()
+        if self.name in ("kgw-lefthash", "kgw-selfhash"):
+            import torch
+
+            if len(token_ids) < 2 + self.entry.get("context_width", 1):
+                return False
+            result = detector(torch.tensor([token_ids]), z_threshold=4.0, return_dict=True)
+            return bool(result.prediction[0])
+        return bool(detector.detect(token_ids).is_watermarked)
+
+    def _peer_detector(self):
+        if self._detector is not None:
+            return self._detector
+        if self.name in ("kgw-lefthash", "kgw-selfhash"):
+            from transformers import AutoConfig, WatermarkDetector, WatermarkingConfig
+
+            watermarking = WatermarkingConfig(
+                seeding_scheme=self.name.removeprefix("kgw-"),
+                greenlist_ratio=self.entry.get("gamma", 0.25),
+                bias=self.entry.get("delta", 2.0),
+                context_width=self.entry.get("context_width", 1),
+            )
+            config = AutoConfig.from_pretrained(self.model_dir)
+            self._detector = WatermarkDetector(config, "cpu", watermarking, ignore_repeated_ngrams=True)
+        elif self.name == "gumbel":
+            from vllm.v1.watermarking.gumbel import GumbelWatermarkDetector
+
+            self._detector = GumbelWatermarkDetector(key=self.entry["key"], p_value_threshold=0.01)
+        else:
+            from vllm.v1.watermarking.gumbel import DualKeyGumbelWatermarkDetector
+
+            self._detector = DualKeyGumbelWatermarkDetector(
+                key=self.entry["key"], p_value_threshold=0.01, alpha=self.entry.get("alpha", 0.1)
+            )
+        return self._detector
+
+
+def length_rows(state, entry: dict, completions, model_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """TPR on prefixes of T tokens, and tokens-to-detect for Signet and for the peer's rule."""
+    import numpy as np
+
+    scheme = state.keys.scheme(entry["key_id"])
+    ours = {threshold: [] for threshold in DETECT_THRESHOLDS}
+    peer = PeerRule(entry, model_dir)
+    peer_lengths, confirmed, detected_at = [], 0, {length: 0 for length in PREFIX_LENGTHS}
+    for completion in completions:
+        p_values, z_scores, sums, counts = prefix_p_values(scheme, completion.token_ids)
+        for threshold in DETECT_THRESHOLDS:
+            ours[threshold].append(first_length(p_values < threshold))
+        for length in PREFIX_LENGTHS:
+            detected_at[length] += bool(len(p_values) >= length and p_values[length - 1] < ALPHA)
+        if peer.label is not None:
+            length = first_length(peer.flags(z_scores, sums, counts))
+            peer_lengths.append(length)
+            confirmed += np.isinf(length) or peer.confirms(completion.token_ids, int(length))
+
+    def median(values: list[float]) -> str:
+        value = float(np.median(values))
+        return f"> {max(PREFIX_LENGTHS)}" if np.isinf(value) else f"{value:g}"
+
+    rates = {f"first {length} tokens": f"{detected_at[length] / len(completions):.2f}" for length in PREFIX_LENGTHS}
+    sizes = {f"Signet, p < {threshold:g}": median(ours[threshold]) for threshold in DETECT_THRESHOLDS}
+    if peer.label is None:
+        sizes["peer's own rule"] = "–"
+    else:
+        sizes["peer's own rule"] = (
+            f"{median(peer_lengths)} ({peer.label}; peer's detector agreed on {confirmed} of {len(completions)})"
+        )
+    return rates, sizes
+
+
 async def true_positive_tables(state, model_dir: Path, keys_file: Path, generations: int, tokens: int) -> None:
     from signet.engine.vllm_engine import EngineOptions, VllmEngine
 
@@ -209,6 +370,8 @@ async def true_positive_tables(state, model_dir: Path, keys_file: Path, generati
     vocab_size = len(tokenizer)
     rng = random.Random(7)
     rows: dict[str, dict[str, float]] = {}
+    rates: dict[str, dict[str, str]] = {}
+    sizes: dict[str, dict[str, str]] = {}
     try:
         for key in KEYS["keys"]:
             key_id = key["key_id"]
@@ -238,6 +401,7 @@ async def true_positive_tables(state, model_dir: Path, keys_file: Path, generati
                 "20% words deleted": rate([detect_text(state, delete_words(text, 0.2, rng), key_id) for text in texts]),
                 "paraphrased by the model": rate([detect_text(state, p.text, key_id) for p in paraphrases]),
             }
+            rates[key_id], sizes[key_id] = length_rows(state, key, completions, model_dir)
             print(f"# {key_id}: {generations} generations in {seconds:.0f} s", flush=True)
     finally:
         engine.shutdown()
@@ -247,6 +411,16 @@ async def true_positive_tables(state, model_dir: Path, keys_file: Path, generati
     print("|---|" + "---|" * len(rows))
     for condition in conditions:
         print(f"| {condition} | " + " | ".join(f"{rows[key_id][condition]:.2f}" for key_id in rows) + " |")
+    print_table(f"True-positive rate at alpha = {ALPHA:g} on the first T tokens (token ids)", rates)
+    print_table(f"Tokens to detect: median over {generations} generations", sizes)
+
+
+def print_table(title: str, columns: dict[str, dict[str, str]]) -> None:
+    print(f"\n### {title}\n")
+    print("| | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for row in next(iter(columns.values())):
+        print(f"| {row} | " + " | ".join(columns[key_id][row] for key_id in columns) + " |")
 
 
 def main() -> None:

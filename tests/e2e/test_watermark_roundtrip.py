@@ -58,6 +58,8 @@ def test_watermarked_generations_are_detected(client, watermarked):
             "gamma": 0.25,
             "delta": 2.0,
             "context_width": 1,
+            "key_b_probability": None,
+            "depth": None,
         }
         result = client.post("/detect", json={"text": generation["text"]}).json()
         assert result["p_value"] < 1e-6, result
@@ -76,6 +78,8 @@ def test_unwatermarked_generations_are_not_flagged(client, plain):
             "gamma": None,
             "delta": None,
             "context_width": None,
+            "key_b_probability": None,
+            "depth": None,
         }
         assert generation["usage"]["completion_tokens"] >= 100
         result = client.post("/detect", json={"text": generation["text"]}).json()

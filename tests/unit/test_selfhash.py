@@ -230,7 +230,7 @@ def test_evidence_equals_transformers_detector(context_width, ignore_repeated_ng
         "generated": lambda: _generated_ids(context_width),
     }[text]()
     reference = _detector(scheme, ignore_repeated_ngrams)(torch.tensor(token_ids).unsqueeze(0), return_dict=True)
-    evidence = scheme.evidence(token_ids, ignore_repeated_ngrams=ignore_repeated_ngrams)
+    evidence = scheme.evidence(token_ids, ignore_repeated_ngrams=ignore_repeated_ngrams, by_seed=False)
     assert evidence.num_scored_tokens == int(reference.num_tokens_scored[0])
     assert evidence.score_sum == float(reference.num_green_tokens[0])
     assert _z_score(evidence, 0.25) == pytest.approx(float(reference.z_score[0]), rel=1e-9)
@@ -255,6 +255,27 @@ def test_generated_text_is_detected_and_random_text_is_not(context_width):
     plain = scheme.evidence(random_ids)
     # Unwatermarked: the green count is Binomial(<= 200, 0.25); z > 4 has probability ~3e-5.
     assert _z_score(plain, 0.25) < 4.0
+
+
+def test_each_seed_and_token_is_scored_once_as_its_colour_depends_on_nothing_else():
+    """Windows that differ only in tokens that are not the smallest share their seed: counting
+    them as distinct n-grams, as transformers does, repeats one draw as new evidence."""
+    scheme = _scheme(context_width=4)
+    table = scheme.fixed_table()
+    low = int(np.argmin(table[:VOCAB_SIZE]))  # the token whose table entry is smallest: it sets every seed
+    fillers = [int(token) for token in RANDOM.integers(0, VOCAB_SIZE, 40) if token != low]
+    token_ids = []
+    for filler in fillers:
+        token_ids += [low, filler, 7, 9]  # windows (low, filler, 7, 9): distinct n-grams, one seed for 9
+    windows = np.lib.stride_tricks.sliding_window_view(np.array(token_ids), 4)
+    by_ngram = scheme.evidence(token_ids, by_seed=False)
+    by_seed = scheme.evidence(token_ids)
+    seeds = scheme.manual_seeds(windows) & np.uint64(0xFFFFFFFF)
+    distinct_pairs = len(set(zip(seeds.tolist(), windows[:, -1].tolist(), strict=True)))
+    assert by_seed.num_scored_tokens == distinct_pairs < by_ngram.num_scored_tokens
+    # the scored positions' colours are the same draws either way
+    scored = by_seed.is_scored
+    np.testing.assert_array_equal(by_seed.scores[scored], by_ngram.scores[scored])
 
 
 def test_short_texts_score_their_full_windows_only():
