@@ -76,7 +76,7 @@ class GumbelKey(KeyEntry):
 
 
 @dataclass
-class _SeenContexts:
+class SeenContexts:
     """A request's contexts of the output positions already sampled, as vLLM's "single_turn"
     deduplication sees them: a repeated context is not watermarked."""
 
@@ -135,8 +135,8 @@ class GumbelScheme(WatermarkScheme):
         watermarked, contexts, temperatures = [], [], []
         for index, row in zip(row_indices, rows, strict=True):
             if row.scheme_state is None:
-                row.scheme_state = _SeenContexts()
-            seen: _SeenContexts = row.scheme_state
+                row.scheme_state = SeenContexts()
+            seen: SeenContexts = row.scheme_state
             context = self._record_contexts(row.output_ids, seen)
             # Greedy rows and repeated contexts sample as usual, as in vLLM's own sampler.
             if row.temperature > 0 and context not in seen.contexts:
@@ -154,7 +154,7 @@ class GumbelScheme(WatermarkScheme):
         logits[chosen_rows] = float("-inf")
         logits[chosen_rows, chosen] = 0.0
 
-    def _record_contexts(self, output_ids: list[int], seen: _SeenContexts) -> tuple[int, ...]:
+    def _record_contexts(self, output_ids: list[int], seen: SeenContexts) -> tuple[int, ...]:
         """The current generation context; notes the earlier output positions' contexts as seen."""
         width = self.parameters.context_width
         for position in range(seen.recorded, len(output_ids)):

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from signet.watermark.evidence import TokenEvidence
-from signet.watermark.gumbel import MAX_CONTEXT_WIDTH, GumbelParameters, GumbelScheme, _SeenContexts
+from signet.watermark.gumbel import MAX_CONTEXT_WIDTH, GumbelParameters, GumbelScheme, SeenContexts
 from signet.watermark.scheme import GenerationRow, KeyEntry, SamplingProblem, WatermarkScheme
 from signet.watermark.weighted_gamma import WeightedGammaNull
 
@@ -91,7 +91,7 @@ class DualKeyGumbelKey(KeyEntry):
 
 
 @dataclass
-class RoutedContexts(_SeenContexts):
+class RoutedContexts(SeenContexts):
     """A request's state: gumbel's seen contexts (both keys share one context rule) and the
     generator that routes each of its tokens to key A or B.
 
