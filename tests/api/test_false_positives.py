@@ -5,9 +5,9 @@ and 30+ highly repetitive human texts (licences, lists, code, changelogs), sent
 through POST /detect/batch as a caller would.
 
 The keys and texts are fixed, so each count is deterministic. Ex ante, with valid
-p-values, the count over n texts at alpha = 1e-3 is at most Binomial(n, 1e-3):
-for n = 430 the chance of 2 or more is below 7%; the exact binomial test and the
-Bonferroni window correction are conservative, so the real chance is lower.
+p-values, the count over n texts at alpha = 1e-3 is at most Binomial(n, 1e-3); the
+exact binomial test and the Bonferroni window correction are conservative, so the real
+counts are lower. The test's own bounds and their chances are in its docstring.
 """
 
 import json
@@ -50,12 +50,22 @@ def _verdicts(client, texts: list[str], key_id: str, windows: bool) -> list[dict
     return results
 
 
+SCHEME_KEYS = ["main", "hf", "vllm", "unigram", "selfhash", "synthid", "dualkey"]  # one key per scheme
+
+
 @pytest.mark.parametrize("windows", [False, True], ids=["whole-text", "windowed"])
-@pytest.mark.parametrize("key_id", ["main", "hf", "vllm"])  # kgw, kgw-lefthash, gumbel
-def test_human_text_is_flagged_at_most_once_per_scheme(detect_client, corpus, key_id, windows):
-    results = _verdicts(detect_client, corpus["human"] + corpus["repetitive"], key_id, windows)
-    flagged = [result for result in results if result["watermarked"]]
-    assert len(flagged) <= 1, [(r["p_value"], r["corrected_p_value"]) for r in flagged]
-    # Most passages are long enough for a verdict: the test is not passing by abstaining.
-    decided = sum(result["verdict"] != "insufficient_evidence" for result in results)
-    assert decided >= 0.9 * len(results)
+def test_human_text_is_flagged_as_rarely_as_alpha_allows(detect_client, corpus, windows):
+    """Seven keys, 430 texts each. With valid p-values a key's count is at most Binomial(430,
+    1e-3) (P(>= 4) = 1.0e-3) and the seven keys' total at most about Poisson(3.01) (P(>= 9) =
+    3.7e-3): ex ante this test fails by chance with probability below 1.1% per mode. With
+    one key per scheme a bound of 1 per key, as before issue 18, would fail 1 time in 2."""
+    texts = corpus["human"] + corpus["repetitive"]
+    flagged = {}
+    for key_id in SCHEME_KEYS:
+        results = _verdicts(detect_client, texts, key_id, windows)
+        flagged[key_id] = [(r["p_value"], r["corrected_p_value"]) for r in results if r["watermarked"]]
+        # Most passages are long enough for a verdict: the test is not passing by abstaining.
+        decided = sum(result["verdict"] != "insufficient_evidence" for result in results)
+        assert decided >= 0.9 * len(results), key_id
+    assert all(len(found) <= 3 for found in flagged.values()), flagged
+    assert sum(len(found) for found in flagged.values()) <= 8, flagged
