@@ -226,7 +226,7 @@ def paraphrase_prompt(text: str) -> str:
     return f"Rewrite the following text in your own words. Keep its meaning.\n\n{text}"
 
 
-def prefix_p_values(scheme, token_ids: list[int]):
+def prefix_p_values(scheme, token_ids: list[int], **evidence_options):
     """(p-values, z-scores) of every prefix: entry t is the text's first t + 1 tokens.
 
     Every scheme decides what counts from earlier tokens only (first occurrences, repeated
@@ -234,7 +234,7 @@ def prefix_p_values(scheme, token_ids: list[int]):
     """
     import numpy as np
 
-    evidence = scheme.evidence(token_ids)
+    evidence = scheme.evidence(token_ids, **evidence_options)
     counts = np.cumsum(evidence.is_scored)
     sums = np.cumsum(np.where(evidence.is_scored, evidence.scores, 0.0))
     null = scheme.null_distribution
@@ -343,6 +343,8 @@ def length_rows(state, entry: dict, completions, model_dir: Path) -> tuple[dict[
         for length in PREFIX_LENGTHS:
             detected_at[length] += bool(len(p_values) >= length and p_values[length - 1] < ALPHA)
         if peer.label is not None:
+            if peer.name == "kgw-selfhash":  # transformers counts each n-gram, not each seed
+                _, z_scores, sums, counts = prefix_p_values(scheme, completion.token_ids, by_seed=False)
             length = first_length(peer.flags(z_scores, sums, counts))
             peer_lengths.append(length)
             confirmed += np.isinf(length) or peer.confirms(completion.token_ids, int(length))
@@ -362,7 +364,9 @@ def length_rows(state, entry: dict, completions, model_dir: Path) -> tuple[dict[
     return rates, sizes
 
 
-async def true_positive_tables(state, model_dir: Path, keys_file: Path, generations: int, tokens: int) -> None:
+async def true_positive_tables(
+    state, model_dir: Path, keys_file: Path, generations: int, tokens: int, key_ids: list[str]
+) -> None:
     from signet.engine.vllm_engine import EngineOptions, VllmEngine
 
     engine = VllmEngine.start(model_dir, keys_file, EngineOptions(2048, 0.25, 32, False))
@@ -373,7 +377,7 @@ async def true_positive_tables(state, model_dir: Path, keys_file: Path, generati
     rates: dict[str, dict[str, str]] = {}
     sizes: dict[str, dict[str, str]] = {}
     try:
-        for key in KEYS["keys"]:
+        for key in (key for key in KEYS["keys"] if key["key_id"] in key_ids):
             key_id = key["key_id"]
             started = time.perf_counter()
             completions = await generate_all(engine, tokenizer, prompts(generations), tokens, key_id, ignore_eos=True)
@@ -429,15 +433,22 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--skip-engine", action="store_true", help="only the false-positive tables")
     parser.add_argument("--calibration-keys", type=int, default=40, help="keys per scheme in the calibration table")
+    parser.add_argument("--only", default="", help="comma-separated key ids: run only their engine tables")
     arguments = parser.parse_args()
+    key_ids = [key["key_id"] for key in KEYS["keys"]]
+    if arguments.only:
+        key_ids = arguments.only.split(",")
     with tempfile.TemporaryDirectory() as folder:
         keys_file = Path(folder) / "keys.json"
         keys_file.write_text(json.dumps(KEYS))
         state, model_dir = make_state(keys_file)
-        false_positive_table(state)
-        calibration_table(state, arguments.calibration_keys)
+        if not arguments.only:
+            false_positive_table(state)
+            calibration_table(state, arguments.calibration_keys)
         if not arguments.skip_engine:
-            asyncio.run(true_positive_tables(state, model_dir, keys_file, arguments.generations, arguments.tokens))
+            asyncio.run(
+                true_positive_tables(state, model_dir, keys_file, arguments.generations, arguments.tokens, key_ids)
+            )
 
 
 if __name__ == "__main__":
