@@ -143,3 +143,17 @@ def test_windows_are_searched_only_with_room_for_two(client, human_passages):
     assert 25 < short["num_scored_tokens"] < 50 and short["verdict"] != "insufficient_evidence"
     assert short["window"] is None and short["corrected_p_value"] == short["p_value"]
     assert long["num_scored_tokens"] >= 50 and long["window"]["num_windows"] > 1
+
+
+def test_an_untested_key_reports_no_window(client, human_passages):
+    """At alpha 1e-100 a KGW key needs 167 scored tokens (0.25 ** 167 < 1e-100): a text of
+    about 120 is untested, and its best window, whose p-value tells a count, stays hidden."""
+    words = next(iter(human_passages.values())).split(" ")
+    text = " ".join(words[:90])
+    result = _post(client, PLAIN_KEY, text=text, key_id="main", alpha=1e-100, windows=True).json()
+    assert result["verdict"] == "insufficient_evidence" and result["min_scored_tokens"] == 167
+    assert 50 <= result["num_scored_tokens"] < 167, result
+    assert result["window"] is None and result["keys"][0]["window"] is None
+    # the same text at the default alpha is tested and gets its window
+    tested = _post(client, PLAIN_KEY, text=text, key_id="main", windows=True).json()
+    assert tested["verdict"] != "insufficient_evidence" and tested["window"] is not None

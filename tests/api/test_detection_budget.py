@@ -87,12 +87,9 @@ def _detect(client, key: str | None, path: str = "/detect", **body):
 
 
 def _cost(response) -> int:
-    """Each key's scored tokens, at least 25 for a key that was tested (not insufficient_evidence)."""
+    """Each key's scored tokens, at least 25 for a key with any."""
     assert response.status_code == 200, response.text
-    return sum(
-        key["num_scored_tokens"] if key["verdict"] == "insufficient_evidence" else max(key["num_scored_tokens"], 25)
-        for key in response.json()["keys"]
-    )
+    return sum(min(key["num_scored_tokens"], 1) * max(key["num_scored_tokens"], 25) for key in response.json()["keys"])
 
 
 def _refused(response, cost: int, who: str = "tenant 'moderation'") -> int:
@@ -129,29 +126,31 @@ def test_the_budget_counts_scored_tokens_then_answers_429_with_retry_after(clien
 
 
 def test_requests_cost_nothing_but_their_scored_tokens(client, unlimited, texts):
-    # A hundred requests, each scoring two tokens: all answered, 200 of the 300 tokens spent ...
-    assert [_cost(_detect(client, MOD_BOT, text="Hello there.")) for _ in range(100)] == [2] * 100
+    # A hundred requests of one token (no context before it: nothing scored): all answered,
+    # nothing spent; then ten of 25 tokens each (two-token texts, charged as 25): 250 of 300 ...
+    assert [_cost(_detect(client, MOD_BOT, text="Hello")) for _ in range(100)] == [0] * 100
+    assert [_cost(_detect(client, MOD_BOT, text="Hello there.")) for _ in range(10)] == [25] * 10
     # ... so what is left depends on tokens, not on the request count: a text of fewer than
-    # 100 scored tokens still fits, one of more does not.
+    # 50 scored tokens still fits, one of more does not.
     small, large = texts[0], " ".join(texts[1:5])
-    assert _price(unlimited, text=small) <= 100 < _price(unlimited, text=large)
+    assert _price(unlimited, text=small) <= 50 < _price(unlimited, text=large)
     _refused(_detect(client, MOD_BOT, text=large), _price(unlimited, text=large))
     assert _detect(client, MOD_BOT, text=small).status_code == 200
 
 
-def test_a_short_text_that_gets_a_verdict_costs_25_scored_tokens(client, unlimited):
-    """A KGW verdict needs only 7 scored tokens at alpha 1e-4 (0.25 ** 7 < 1e-4), but each
-    tested key is charged at least 25: an answer tells at most log2(T + 1) bits per 25."""
+def test_a_short_text_costs_25_scored_tokens(client, unlimited):
+    """A KGW verdict needs only 7 scored tokens at alpha 1e-4 (0.25 ** 7 < 1e-4), but each key
+    with a scored token is charged at least 25: an answer tells at most log2(T + 1) bits per 25.
+    An untested key too: kgw-selfhash's T itself depends on its key."""
     tested, untested = "The quick brown fox jumps over the lazy dog.", "The quick brown fox."
     short = unlimited.post("/detect", json={"text": tested}).json()
     assert short["verdict"] != "insufficient_evidence" and short["num_scored_tokens"] == 9
-    assert [_detect(client, MOD_BOT, text=tested).status_code for _ in range(11)] == [200] * 11  # 275 of 300
-    # Below what could reach alpha a key is untested, shows nothing and costs its T (4 here):
-    # six of them fit in the 25 left, where six tested answers would not.
-    for _ in range(6):
+    assert [_detect(client, MOD_BOT, text=tested).status_code for _ in range(10)] == [200] * 10  # 250 of 300
+    for _ in range(2):  # 4 scored tokens each, charged as 25: 300 spent (at 4 each, 258)
         response = _detect(client, MOD_BOT, text=untested)
         assert response.json()["verdict"] == "insufficient_evidence" and response.json()["num_scored_tokens"] == 4
-    _refused(_detect(client, MOD_BOT, text=tested), 25)
+    refused = _detect(client, MOD_BOT, text=tested)
+    assert refused.status_code == 429 and "none is left" in refused.json()["detail"]
 
 
 def test_a_tenants_api_keys_share_its_budget_and_other_tenants_keep_theirs(client, texts):

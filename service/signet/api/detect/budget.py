@@ -33,23 +33,23 @@ def budget_identity(request: Request, caller: Caller) -> str:
     return caller_identity(request) if caller.tenant is None else f"tenant:{caller.tenant.name}"
 
 
-# The least a tested key costs. Verdicts need no fixed number of tokens (a KGW test at
-# gamma 0.25 can reject at alpha 1e-3 on 5), but an answer on T tokens tells up to
-# log2(T + 1) bits about the green lists: charging short answers as 25 tokens keeps
-# every answer at 4.7 bits per 25 tokens of budget or less, the bound docs/SECURITY.md
-# states. An untested key (insufficient_evidence) shows no statistics, so it costs its T.
+# The least a key with any scored token costs. Verdicts need no fixed number of tokens (a
+# KGW test at gamma 0.25 can reject at alpha 1e-3 on 5), but an answer on T tokens tells up
+# to log2(T + 1) bits about the green lists: charging short answers as 25 tokens keeps every
+# answer at 4.7 bits per 25 tokens of budget or less, the bound docs/SECURITY.md states.
+# Untested keys (insufficient_evidence) too: their statistics are hidden, but kgw-selfhash's
+# T itself depends on the key (it scores each seed once, and the seed is the smallest
+# product under the key's table), so T is evidence as well.
 MIN_CHARGED_SCORED_TOKENS = 25
 
 
 def evidence_cost(response: DetectResponse) -> int:
     """Scored tokens over every key tested: what the answer tells about the green lists."""
-    return sum(_key_cost(key.verdict, key.num_scored_tokens) for key in response.keys)
+    return sum(_key_cost(key.num_scored_tokens) for key in response.keys)
 
 
-def _key_cost(verdict: str, num_scored_tokens: int) -> int:
-    if verdict == "insufficient_evidence":
-        return num_scored_tokens
-    return max(num_scored_tokens, MIN_CHARGED_SCORED_TOKENS)
+def _key_cost(num_scored_tokens: int) -> int:
+    return 0 if num_scored_tokens == 0 else max(num_scored_tokens, MIN_CHARGED_SCORED_TOKENS)
 
 
 def admit(state: ServiceState, request: Request, caller: Caller) -> None:

@@ -97,12 +97,14 @@ def detect(state: ServiceState, request: DetectRequest, caller: Caller) -> Detec
 
 # What an insufficient_evidence result shows a caller without per-token detail. Its counts
 # are evidence like any other: a two-token text's green count is one green-list entry.
-# Without them an untested key says nothing, and a tested one is charged at least
-# budget.MIN_CHARGED_SCORED_TOKENS (25) however short its text, so each answer still
-# tells at most log2(T + 1) bits per 25 tokens of budget, 4.7 at T = 25. A caller with
+# Without them an untested key says nothing but T, and every key with a scored token is
+# charged at least budget.MIN_CHARGED_SCORED_TOKENS (25) however short its text, so each
+# answer still tells at most log2(T + 1) bits of counts per 25 tokens of budget, 4.7 at
+# T = 25 (KGW family). A caller with
 # per-token detail sees the green flags themselves, so hiding counts from it would
 # protect nothing.
 _UNTESTED_STATISTICS = {
+    "window": None,
     "p_value": 1.0,
     "z_score": None,
     "score": None,
@@ -267,12 +269,14 @@ def _test_key(
     # windows starting at its first and second scored tokens differ by one token at each end,
     # and the best one's count beside the whole count told both green flags
     # (bench/green_list_oracle.py: two green-list entries per 26-token request, against one).
-    min_window = max(MIN_WINDOW_SCORED_TOKENS, key.min_scored_tokens or 0)
-    searchable = evidence.num_scored_tokens >= 2 * min_window
-    window = best_window(evidence, null, min_window) if request.windows and searchable else None
     # No fixed floor: every p-value here is exact, so a test is run whenever some outcome on
     # this many tokens could reach alpha (a 23-token Gumbel text can show p = 4.6e-24).
     needed = max(tokens_needed(null, request.alpha), key.min_scored_tokens or 1)
+    min_window = max(MIN_WINDOW_SCORED_TOKENS, key.min_scored_tokens or 0)
+    # An untested key reports no window either: its window would tell a count (found when
+    # alpha 1e-100 left a 120-token text untested but searched).
+    searchable = evidence.num_scored_tokens >= max(2 * min_window, needed)
+    window = best_window(evidence, null, min_window) if request.windows and searchable else None
     return KeyTest(
         key,
         scheme,
