@@ -89,8 +89,10 @@ def test_tokens_needed_is_the_fewest_tokens_whose_best_outcome_reaches_alpha():
     # several trials per token (SynthID's tournament layers): 0.5 ** 30 < 1e-4 on one token
     assert tokens_needed(BinomialNull(0.5, trials_per_token=30), 1e-4) == 1
     assert tokens_needed(BinomialNull(0.5, trials_per_token=3), 1e-4) == 5  # 0.5 ** 15 < 1e-4 <= 0.5 ** 12
-    # scores without an upper bound: one token can show any p-value
-    assert tokens_needed(GammaNull(), 1e-300) == 1
+    # a Gumbel score is at most 24 ln 2 (float32 uniforms): one token reaches p = 6.0e-8
+    assert GammaNull().smallest_p_value(1) == pytest.approx(2.0**-24)
+    assert tokens_needed(GammaNull(), 1e-4) == 1 and tokens_needed(GammaNull(), 1e-9) == 2
+    assert 1 < tokens_needed(GammaNull(), 1e-300) < 100
     for alpha in (0.3, 1e-2, 1e-6, 1e-30):
         needed = tokens_needed(BinomialNull(0.7), alpha)
         assert BinomialNull(0.7).smallest_p_value(needed) < alpha <= BinomialNull(0.7).smallest_p_value(needed - 1)

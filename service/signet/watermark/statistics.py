@@ -23,6 +23,9 @@ from scipy.stats import binom, gamma
 
 from signet.watermark.evidence import TokenEvidence
 
+# The largest -log(1 - u) a float32 uniform u < 1 gives: u <= 1 - 2**-24.
+MAX_GUMBEL_SCORE = 24 * math.log(2)
+
 
 class NullDistribution(Protocol):
     def p_values(self, score_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -103,8 +106,11 @@ class GammaNull:
     token_sd = 1.0
 
     def smallest_p_value(self, count: int) -> float:
-        # Scores are unbounded: one scored token can show any p-value above 0.
-        return 1.0 if count == 0 else 0.0
+        # A score is at most -log(2**-24) = 16.64: vLLM's uniforms are float32, below 1 by at
+        # least 2**-24. One token's best p is then e^-16.64 = 6.0e-8.
+        if count == 0:
+            return 1.0
+        return float(gamma.sf(MAX_GUMBEL_SCORE * count, count))
 
 
 def p_value(null: NullDistribution, evidence: TokenEvidence) -> float:

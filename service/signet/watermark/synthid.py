@@ -73,7 +73,7 @@ class SynthIdParameters:
     keys: tuple[int, ...] = field(repr=False)  # the secret, one key per depth: kept out of logs
     ngram_len: int = 5
     sampling_table_size: int = 2**16
-    sampling_table_seed: int = 0
+    sampling_table_seed: int = field(default=0, repr=False)  # kept out of logs with the keys
     context_history_size: int = 1024
     # The tournament's candidates: the top_k most likely tokens (ties at the k-th kept, as
     # transformers' TopKLogitsWarper keeps them); 0: the whole vocabulary. 50 is transformers'
@@ -131,7 +131,7 @@ class SynthIdKey(KeyEntry):
     )
     ngram_len: int = Field(default=5, ge=2, le=64)
     sampling_table_size: int = Field(default=2**16, ge=2, le=MAX_TABLE_SIZE)
-    sampling_table_seed: int = Field(default=0, ge=0, lt=2**64)
+    sampling_table_seed: int = Field(default=0, ge=0, lt=2**64, repr=False)
     context_history_size: int = Field(default=1024, ge=1, le=1_000_000)
     top_k: int = Field(
         default=50, ge=0, le=1_000_000, description="Tournament candidates: the top_k most likely tokens; 0: all."
@@ -170,19 +170,21 @@ class SynthIdKey(KeyEntry):
         ``sampling_table_size`` guesses of one scan, 16 bits by default. Measured: scanning
         the 2**16 residues (one FFT cross-correlation) over 400 tokens watermarked with 30
         random keys put all 30 key residues in its top 30 (22 of them from 100 tokens).
-        A seed other than the published 0 multiplies that by its own guesses (its low 32
-        bits: all torch keeps). Keys from the published examples need no guess at all.
+        A seed other than the published 0 would multiply that by its own guesses, but
+        /detect reports the table's fraction of ones (``score_mean``), which narrows the
+        2**32 seeds torch can use to about 2**24 at once (8 bits for a 2**16 table), and
+        each tested answer tells more: the seed is not counted. Keys from the published
+        examples need no guess at all.
         """
         parameters = self.parameters()
         if PUBLISHED_KEYS.issuperset(self.keys) and self.sampling_table_seed == 0:
             return 0.0
-        seed_bits = integer_bits(self.sampling_table_seed & _MT19937_SEED_MASK)
         if parameters.table_is_power_of_two:
             largest_key_bits = max(integer_bits(abs(key)) for key in self.keys)
             key_bits = min(largest_key_bits, math.log2(self.sampling_table_size))
         else:
             key_bits = math.log2(sum(2.0 ** integer_bits(abs(key)) for key in self.keys))
-        return seed_bits + key_bits
+        return key_bits
 
     def build_scheme(self, model_vocab_size: int | None) -> SynthIdScheme:
         return SynthIdScheme(self.parameters())

@@ -55,6 +55,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import gammaincc, gammaln, xlogy
 
+from signet.watermark.statistics import MAX_GUMBEL_SCORE
+
 _DEPTH = 40.0  # integrand window: where the integrand has fallen to e^-40 of its peak
 _NODES = 32  # Gauss-Legendre nodes on each side of the peak
 _EDGE_STEPS = 3  # Newton steps towards each window edge
@@ -108,8 +110,11 @@ class WeightedGammaNull:
         return np.where(counts > 0, z, np.nan)
 
     def smallest_p_value(self, count: int) -> float:
-        # Scores are unbounded: one scored token can show any p-value above 0.
-        return 1.0 if count == 0 else 0.0
+        # Each key's score is at most MAX_GUMBEL_SCORE (float32 uniforms), so a token's
+        # weighted score is too: the best outcome scores that on every token.
+        if count == 0:
+            return 1.0
+        return float(self.p_values(np.array([MAX_GUMBEL_SCORE * count]), np.array([count]))[0])
 
 
 @dataclass(frozen=True)
