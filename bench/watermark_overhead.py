@@ -148,11 +148,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--skip-engine", action="store_true", help="only time the processor")
+    parser.add_argument("--skip-processor", action="store_true", help="only the generation ratio")
     parser.add_argument("--eager", action="store_true", help="skip vLLM's warm-up compile (SIGNET_ENGINE_EAGER)")
     parser.add_argument("--key-ids", default="", help="comma-separated keys of SIGNET_KEYS_FILE to compare")
     arguments = parser.parse_args()
     key_ids = [key_id for key_id in arguments.key_ids.split(",") if key_id]
-    processor_step_cost()
+    if not arguments.skip_processor:
+        processor_step_cost()
     if not arguments.skip_engine:
         asyncio.run(
             generation_ratio(arguments.rounds, arguments.concurrency, arguments.tokens, arguments.eager, key_ids)
