@@ -25,7 +25,8 @@ PROMPTS = [
     "Write a long story about a lighthouse keeper who finds a message in a bottle.",
     "Explain in detail how bread is made, from growing wheat to baking the loaf.",
 ]
-TOKENS = 160
+TOKENS = 200
+REDRAWS = 3
 
 
 def _generate(client, key_id: str, seed: int, prompt: str) -> dict:
@@ -41,6 +42,13 @@ def generations(client) -> dict[str, list[dict]]:
     jobs = [(key_id, seed, prompt) for key_id in SCHEME_KEYS.values() for seed, prompt in enumerate(PROMPTS)]
     with ThreadPoolExecutor(len(jobs)) as pool:
         results = list(pool.map(lambda job: _generate(client, *job), jobs))
+    # The model may end an answer early with EOS (CI: a 13-token dual-key answer), and which
+    # tokens a seed draws depends on the batch: such an answer is drawn again with another seed.
+    for index, (key_id, seed, prompt) in enumerate(jobs):
+        for redraw in range(1, REDRAWS + 1):
+            if results[index]["finish_reason"] == "length":
+                break
+            results[index] = _generate(client, key_id, seed + redraw * len(PROMPTS), prompt)
     by_key: dict[str, list[dict]] = {}
     for (key_id, _, _), result in zip(jobs, results, strict=True):
         by_key.setdefault(key_id, []).append(result)
@@ -55,9 +63,10 @@ def test_the_test_registry_has_one_key_per_scheme():
 
 @pytest.mark.parametrize("scheme", SCHEME_KEYS)
 def test_all_keys_find_the_generating_key(client, generations, scheme):
-    """At T >= 40 scored tokens every scheme's p-value is far below alpha 1e-4 (docs/DETECTION.md's
-    tokens-to-detect is at most 31 tokens at p < 1e-3); a generation the model ended before 40
-    tokens would fail this test, which the prompts ask to be long."""
+    """bench/detection_quality.py found all 100 of 100 completions per scheme at 200 tokens at alpha
+    1e-3, and the slowest scheme (kgw-selfhash) reaches p < 1e-3 at a median of 45 tokens: at 200
+    the corrected p-value is far below 1e-4 (not quantified exactly: the false-failure chance is
+    estimated below 1% per text). An answer the model ended early is drawn again (the fixture)."""
     key_id = SCHEME_KEYS[scheme]
     for generation in generations[key_id]:
         assert generation["watermark"]["scheme"] == scheme and generation["watermark"]["key_id"] == key_id
