@@ -66,13 +66,17 @@ class GumbelKey(KeyEntry):
         return {"context_width": self.context_width}
 
     def sampling_problem(self, temperature: float, top_p: float) -> SamplingProblem | None:
-        # Gumbel-max sampling replaces the sampler: like vLLM's own, it has no greedy
-        # form, and it does not apply top_p.
-        if temperature == 0:
-            return SamplingProblem("temperature", "needs temperature > 0")
-        if top_p != 1.0:
-            return SamplingProblem("top_p", "samples from the whole vocabulary")
-        return None
+        return gumbel_sampling_problem(temperature, top_p)
+
+
+def gumbel_sampling_problem(temperature: float, top_p: float) -> SamplingProblem | None:
+    """The limits of Gumbel-max sampling (gumbel and gumbel-dual-key): it replaces the sampler
+    and, like vLLM's own, has no greedy form and does not apply top_p."""
+    if temperature == 0:
+        return SamplingProblem("temperature", "needs temperature > 0")
+    if top_p != 1.0:
+        return SamplingProblem("top_p", "samples from the whole vocabulary")
+    return None
 
 
 @dataclass

@@ -26,7 +26,13 @@ import numpy as np
 from pydantic import Field
 
 from signet.watermark.evidence import TokenEvidence
-from signet.watermark.gumbel import MAX_CONTEXT_WIDTH, GumbelParameters, GumbelScheme, SeenContexts
+from signet.watermark.gumbel import (
+    MAX_CONTEXT_WIDTH,
+    GumbelParameters,
+    GumbelScheme,
+    SeenContexts,
+    gumbel_sampling_problem,
+)
 from signet.watermark.scheme import GenerationRow, KeyEntry, SamplingProblem, WatermarkScheme
 from signet.watermark.weighted_gamma import WeightedGammaNull
 
@@ -81,13 +87,7 @@ class DualKeyGumbelKey(KeyEntry):
         return {"context_width": self.context_width, "key_b_probability": self.alpha}
 
     def sampling_problem(self, temperature: float, top_p: float) -> SamplingProblem | None:
-        # The limits of gumbel, for the same reason: either key's Gumbel-max sampling
-        # replaces the sampler, which has no greedy form and does not apply top_p.
-        if temperature == 0:
-            return SamplingProblem("temperature", "needs temperature > 0")
-        if top_p != 1.0:
-            return SamplingProblem("top_p", "samples from the whole vocabulary")
-        return None
+        return gumbel_sampling_problem(temperature, top_p)  # either key's sampling is gumbel's
 
 
 @dataclass
