@@ -1,0 +1,1 @@
+"""The generation registry: what Signet generated, per tenant, kept for provenance search."""

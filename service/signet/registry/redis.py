@@ -1,0 +1,278 @@
+"""The generation registry of distributed mode: every API pod reads and writes the same Redis.
+
+Per tenant and shard, Redis holds a STREAM, a log of ``add`` and ``erase`` entries, and one
+string per record: its float16 vectors, then its text when the operator keeps texts, which
+Redis expires itself at the record's ``expires_at`` (SET ... PXAT). Each pod keeps a mirror
+per tenant, a VectorIndex and the last entry it read of each stream, and reads what is new
+before every search, erase and count: so a record erased through one pod is never returned
+by another, which reads the erase entry before it answers.
+
+Why the bytes live outside the stream: XDEL and trimming only flag a stream entry as deleted,
+and Redis frees it once every entry of its node (up to 4096 bytes) is gone; until then its
+bytes stay in memory and in every RDB snapshot. Measured on Redis 7.0.15: of two records of 1
+or 2 pieces added in turn, the first's vector was still in DUMP and in the RDB file after its
+XDEL, for as long as the second lived (up to the retention); records of 3 pieces or more fill
+a node each, which XDEL frees. A record's own key goes at once with DEL or its expiry, so
+erasure and retention delete the vectors and the text. Stream entries hold ids, key ids and
+times only.
+
+Keys: ``<namespace>:provenance:{<tenant digest>:<shard>}`` for a stream, and that followed by
+``:<id digest>`` for its records. The braces put a stream and its records in one cluster slot
+(one MULTI writes both) and a tenant's shards in different slots, so they spread over the nodes.
+A record's shard, and so its keys, depend on the number of shards: a deployment that changes
+it no longer finds, nor erases, the records written before, until they expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from signet.provenance.index import VectorIndex
+from signet.redis_link import RedisLink, RedisUnavailable
+from signet.registry.store import GenerationRecord, Match, SearchResult, StoreUnavailable
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+# Entries read per stream and round trip. An add entry is about 150 bytes, but each one's
+# record is fetched in the same round: 1000 records of 20 pieces are 15 MB.
+SYNC_BATCH = 1000
+
+Entry = tuple[bytes, dict[bytes, bytes]]  # stream entry id, fields
+
+
+def shard_of(generation_id: str, shards: int) -> int:
+    return int.from_bytes(hashlib.sha256(generation_id.encode()).digest()[:8], "big") % shards
+
+
+def _digest(text: str) -> str:
+    """Names of any length and characters become safe key parts; 128 bits: no two collide."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _entry_order(entry_id: bytes) -> tuple[int, int]:
+    milliseconds, sequence = entry_id.split(b"-")
+    return int(milliseconds), int(sequence)
+
+
+def _trim_below(now: float, retention_seconds: float) -> str:
+    """MINID for an XADD: entries older than the retention go (stream ids are milliseconds)."""
+    return str(max(0, int((now - retention_seconds) * 1000)))
+
+
+@dataclass
+class _Mirror:
+    index: VectorIndex
+    last_ids: list[bytes | None]  # per shard: the last entry read
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class RedisStore:
+    def __init__(self, link: RedisLink, dimension: int, shards: int = 4) -> None:
+        if shards < 1:
+            raise ValueError("a registry needs at least one shard")
+        self.dimension = dimension
+        self.shards = shards
+        self._link = link
+        self._mirrors: dict[str, _Mirror] = {}
+        self._mirrors_lock = threading.Lock()
+
+    def stream_key(self, tenant: str, shard: int) -> str:
+        return self._link.key("provenance", f"{{{_digest(tenant)}:{shard}}}")
+
+    def record_key(self, tenant: str, generation_id: str) -> str:
+        return f"{self.stream_key(tenant, shard_of(generation_id, self.shards))}:{_digest(generation_id)}"
+
+    def add(self, record: GenerationRecord) -> None:
+        """One MULTI: the record's key, unless it exists (a second add is ignored), and an add
+        entry, written even then, so an add retried after a lost reply is still announced
+        (mirrors ignore an id they hold)."""
+        now = time.time()
+        if record.expires_at <= now:
+            return  # nothing to keep
+        vectors = np.asarray(record.vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or len(vectors) == 0:
+            raise ValueError(f"vectors must be [pieces >= 1, {self.dimension}], not {list(vectors.shape)}")
+        value = vectors.astype("<f2").tobytes() + (b"" if record.text is None else record.text.encode())
+        fields = {"op": "add", "id": record.generation_id, "p": str(len(vectors))}
+        fields |= {"t": repr(record.created_at), "e": repr(record.expires_at)}
+        if record.key_id is not None:
+            fields["k"] = record.key_id
+        if record.text is not None:
+            fields["x"] = "1"
+        stream = self.stream_key(record.tenant, shard_of(record.generation_id, self.shards))
+        key = self.record_key(record.tenant, record.generation_id)
+        trim = _trim_below(now, record.expires_at - record.created_at)
+
+        def write(client) -> None:
+            transaction = client.pipeline(transaction=True)
+            transaction.set(key, value, nx=True, pxat=math.ceil(record.expires_at * 1000))
+            transaction.xadd(stream, fields, minid=trim, approximate=False)
+            transaction.execute()
+
+        self._call(write)
+
+    def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
+        queries = np.asarray(vectors, np.float32)
+        mirror = self._mirror(tenant)
+        with mirror.lock:
+            self._sync(tenant, mirror)
+            now = time.time()
+            mirror.index.drop_expired(now)
+            found, compared = mirror.index.search(queries, limit, now)
+        matches = [
+            Match(record.generation_id, similarity, record.key_id, record.created_at, record.text)
+            for record, similarity in found
+        ]
+        return SearchResult(matches, compared)
+
+    def erase(self, tenant: str, generation_id: str) -> bool:
+        """One MULTI: DEL the record's key (its bytes are gone), XDEL its add entry, and an
+        erase entry for the other pods' mirrors. The erase entry is written even for an id
+        this mirror lacks: another pod's mirror may still hold a record whose add entry was
+        trimmed early (by a later add of a shorter retention) while its key lives on."""
+        mirror = self._mirror(tenant)
+        with mirror.lock:
+            self._sync(tenant, mirror)
+            now = time.time()
+            record = mirror.index.get(generation_id)
+            stream = self.stream_key(tenant, shard_of(generation_id, self.shards))
+            key = self.record_key(tenant, generation_id)
+            # kept as long as the record would have been; unknown: not trimmed by this entry
+            trim = None if record is None else _trim_below(now, record.expires_at - record.created_at)
+
+            def write(client) -> int:
+                transaction = client.pipeline(transaction=True)
+                transaction.delete(key)
+                if record is not None and record.locator is not None:
+                    transaction.xdel(stream, record.locator)
+                transaction.xadd(stream, {"op": "erase", "id": generation_id}, minid=trim, approximate=False)
+                return transaction.execute()[0]
+
+            deleted = self._call(write)
+            mirror.index.remove(generation_id)
+        return bool(deleted) or (record is not None and record.expires_at > now)
+
+    def count(self, tenant: str) -> int:
+        mirror = self._mirror(tenant)
+        with mirror.lock:
+            self._sync(tenant, mirror)
+            mirror.index.drop_expired(time.time())
+            return mirror.index.num_live_rows
+
+    def close(self) -> None:
+        """Forget the mirrors; the link is the caller's to close."""
+        with self._mirrors_lock:
+            self._mirrors.clear()
+
+    def _mirror(self, tenant: str) -> _Mirror:
+        with self._mirrors_lock:
+            if tenant not in self._mirrors:
+                self._mirrors[tenant] = _Mirror(VectorIndex(self.dimension), [None] * self.shards)
+            return self._mirrors[tenant]
+
+    def _call(self, operation: Callable[..., T]) -> T:
+        try:
+            return self._link.call(operation)
+        except RedisUnavailable as error:  # its message names the cause only, never the URL
+            raise StoreUnavailable(f"the generation registry is unreachable: {error}") from error
+
+    def _sync(self, tenant: str, mirror: _Mirror) -> None:
+        """Apply every entry written since the mirror's last read, in order: two round trips
+        per SYNC_BATCH entries of each stream (the entries, then their records)."""
+        streams = [self.stream_key(tenant, shard) for shard in range(self.shards)]
+        pending = list(range(self.shards))
+        while pending:
+            pending = self._sync_round(tenant, mirror, streams, pending)
+
+    def _sync_round(self, tenant: str, mirror: _Mirror, streams: list[str], shards: list[int]) -> list[int]:
+        """One batch of each of ``shards``; the shards with more to read."""
+        batches = self._call(lambda client: self._read(client, streams, mirror.last_ids, shards))
+        values = self._call(lambda client: self._fetch(client, tenant, batches))
+        for shard, (entries, oldest), fetched in zip(shards, batches, values, strict=True):
+            self._apply(mirror, shard, entries, oldest, fetched)
+        return [shard for shard, (entries, _) in zip(shards, batches, strict=True) if len(entries) == SYNC_BATCH]
+
+    def _read(
+        self, client, streams: list[str], last_ids: list[bytes | None], shards: list[int]
+    ) -> list[tuple[list[Entry], bytes | None]]:
+        """Per shard: the entries after its last read, and then the id of its oldest entry."""
+        pipe = client.pipeline(transaction=False)
+        for shard in shards:
+            last = last_ids[shard]
+            pipe.xrange(streams[shard], min=b"-" if last is None else b"(" + last, count=SYNC_BATCH)
+            pipe.xrange(streams[shard], count=1)
+        replies = pipe.execute()
+        return [(replies[2 * i], replies[2 * i + 1][0][0] if replies[2 * i + 1] else None) for i in range(len(shards))]
+
+    def _fetch(self, client, tenant: str, batches: list[tuple[list[Entry], bytes | None]]) -> list[list[bytes | None]]:
+        """Per shard, the records of its add entries (None: erased or expired since). GETs in a
+        pipeline, not an MGET per shard: redis-py's cluster pipelines refuse multi-key commands."""
+        wanted = [
+            [self.record_key(tenant, fields[b"id"].decode()) for _, fields in entries if fields.get(b"op") == b"add"]
+            for entries, _ in batches
+        ]
+        if not any(wanted):
+            return [[] for _ in batches]
+        pipe = client.pipeline(transaction=False)
+        for keys in wanted:
+            for key in keys:
+                pipe.get(key)
+        replies = iter(pipe.execute())
+        return [[next(replies) for _ in keys] for keys in wanted]
+
+    def _apply(
+        self, mirror: _Mirror, shard: int, entries: list[Entry], oldest: bytes | None, values: list[bytes | None]
+    ) -> None:
+        last = mirror.last_ids[shard]
+        if last is not None and (oldest is None or _entry_order(oldest) > _entry_order(last)):
+            # Trimming takes entries from the front only, so while the last entry read (or an
+            # older one) is still there, nothing unread was trimmed. Otherwise an unread erase
+            # entry may be gone: the shard's records are forgotten and read again from what
+            # the stream holds, which is the truth, since an erased record's add entry is
+            # XDEL'd with it. (The stream's oldest was asked after the entries, so the batch
+            # read is the stream from its start.)
+            self._forget_shard(mirror.index, shard)
+            mirror.last_ids[shard] = None
+        fetched = iter(values)
+        for entry_id, fields in entries:
+            operation, generation_id = fields.get(b"op"), fields.get(b"id", b"").decode()
+            if operation == b"add":
+                self._apply_add(mirror.index, entry_id, fields, next(fetched))
+            elif operation == b"erase":
+                mirror.index.remove(generation_id)
+        if entries:
+            mirror.last_ids[shard] = entries[-1][0]
+
+    def _apply_add(self, index: VectorIndex, entry_id: bytes, fields: dict[bytes, bytes], value: bytes | None) -> None:
+        if value is None:
+            return  # erased or expired since it was written
+        pieces = int(fields[b"p"])
+        size = pieces * self.dimension * 2
+        if len(value) < size:
+            logger.warning("generation registry: a record of %d bytes, short of its %d pieces", len(value), pieces)
+            return
+        key_id = fields.get(b"k")
+        index.add(
+            fields[b"id"].decode(),
+            None if key_id is None else key_id.decode(),
+            float(fields[b"t"]),
+            float(fields[b"e"]),
+            np.frombuffer(value, "<f2", count=pieces * self.dimension).reshape(pieces, self.dimension),
+            value[size:].decode() if fields.get(b"x") == b"1" else None,
+            locator=entry_id.decode(),
+        )
+
+    def _forget_shard(self, index: VectorIndex, shard: int) -> None:
+        for generation_id in index.generation_ids():
+            if shard_of(generation_id, self.shards) == shard:
+                index.remove(generation_id)

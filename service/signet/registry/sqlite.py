@@ -1,0 +1,156 @@
+"""The generation registry of embedded mode: a SQLite file, and an index per tenant in memory.
+
+The file is the durable copy; a tenant's VectorIndex is read from it at the tenant's first
+use and kept in step after. One process owns the file (embedded mode runs one), so nothing
+else can change it behind the indexes.
+
+Erasure and retention delete the bytes, not only hide them: rows go with DELETE under
+``secure_delete`` (SQLite overwrites the freed content with zeros), and the write-ahead log,
+which still holds the old pages, is checkpointed and truncated after each erase and purge.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from signet.provenance.index import VectorIndex
+from signet.registry.store import GenerationRecord, Match, SearchResult
+
+# Expired rows are deleted from the file at most this often (on an add or a search); the
+# indexes hide them from the moment they expire.
+PURGE_INTERVAL_SECONDS = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS generations (
+    tenant TEXT NOT NULL,
+    generation_id TEXT NOT NULL,
+    vectors BLOB NOT NULL,  -- float16 [pieces, dimension], little-endian
+    key_id TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    text TEXT,
+    PRIMARY KEY (tenant, generation_id)
+);
+CREATE INDEX IF NOT EXISTS generations_by_expiry ON generations (expires_at);
+"""
+
+# A second add of a live id is ignored; one of an expired id the purge has not reached yet
+# replaces it, since that record is gone as far as every caller can tell.
+_ADD = """
+INSERT INTO generations (tenant, generation_id, vectors, key_id, created_at, expires_at, text)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant, generation_id) DO UPDATE SET
+    vectors = excluded.vectors, key_id = excluded.key_id, created_at = excluded.created_at,
+    expires_at = excluded.expires_at, text = excluded.text
+WHERE generations.expires_at <= ?
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: Path, dimension: int) -> None:
+        self.dimension = dimension
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # made private before SQLite writes to it
+        os.chmod(path, 0o600)  # and kept so if it was not (SQLite gives the -wal file the same mode)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA secure_delete = ON")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._indexes: dict[str, VectorIndex] = {}
+        self._last_purge = float("-inf")
+
+    def add(self, record: GenerationRecord) -> None:
+        now = time.time()
+        if record.expires_at <= now:
+            return  # nothing to keep
+        vectors = np.asarray(record.vectors, np.float32)
+        self._check_shape(vectors)
+        blob = vectors.astype("<f2").tobytes()
+        row = (record.tenant, record.generation_id, blob, record.key_id, record.created_at, record.expires_at)
+        with self._lock:
+            index = self._indexes.get(record.tenant)  # not loaded: its first use reads the row
+            if index is not None:
+                index.drop_expired(now)  # an expired namesake leaves, so the replacement can enter
+            written = self._db.execute(_ADD, (*row, record.text, now)).rowcount
+            if written and index is not None:
+                index.add(
+                    record.generation_id, record.key_id, record.created_at, record.expires_at, vectors, record.text
+                )
+            self._purge_when_due(now)
+
+    def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
+        now = time.time()
+        with self._lock:
+            index = self._index(tenant, now)
+            index.drop_expired(now)
+            found, compared = index.search(np.asarray(vectors, np.float32), limit, now)
+            self._purge_when_due(now)
+        matches = [
+            Match(record.generation_id, similarity, record.key_id, record.created_at, record.text)
+            for record, similarity in found
+        ]
+        return SearchResult(matches, compared)
+
+    def erase(self, tenant: str, generation_id: str) -> bool:
+        now = time.time()
+        with self._lock:
+            deleted = self._db.execute(
+                "DELETE FROM generations WHERE tenant = ? AND generation_id = ? RETURNING expires_at",
+                (tenant, generation_id),
+            ).fetchall()
+            if tenant in self._indexes:
+                self._indexes[tenant].remove(generation_id)
+            if deleted:
+                self._truncate_log()
+        return bool(deleted) and deleted[0][0] > now
+
+    def count(self, tenant: str) -> int:
+        now = time.time()
+        with self._lock:
+            index = self._index(tenant, now)
+            index.drop_expired(now)
+            return index.num_live_rows
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            self._indexes.clear()
+
+    def _index(self, tenant: str, now: float) -> VectorIndex:
+        """The tenant's index, read from the file at its first use."""
+        index = self._indexes.get(tenant)
+        if index is None:
+            index = VectorIndex(self.dimension)
+            rows = self._db.execute(
+                "SELECT generation_id, vectors, key_id, created_at, expires_at, text FROM generations "
+                "WHERE tenant = ? AND expires_at > ? ORDER BY created_at, generation_id",
+                (tenant, now),
+            )
+            for generation_id, blob, key_id, created_at, expires_at, text in rows:
+                vectors = np.frombuffer(blob, "<f2").reshape(-1, self.dimension)
+                index.add(generation_id, key_id, created_at, expires_at, vectors, text)
+            self._indexes[tenant] = index
+        return index
+
+    def _purge_when_due(self, now: float) -> None:
+        if time.monotonic() - self._last_purge < PURGE_INTERVAL_SECONDS:
+            return
+        self._last_purge = time.monotonic()
+        if self._db.execute("DELETE FROM generations WHERE expires_at <= ?", (now,)).rowcount:
+            self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        """Copy the log's pages into the file (where secure_delete zeroed the deleted rows)
+        and empty it: until then it holds the pages as they were before the DELETE."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _check_shape(self, vectors: np.ndarray) -> None:
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or len(vectors) == 0:
+            raise ValueError(f"vectors must be [pieces >= 1, {self.dimension}], not {list(vectors.shape)}")

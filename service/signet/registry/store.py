@@ -1,0 +1,77 @@
+"""The contract between the generation registry's stores and their callers.
+
+A store keeps, per tenant, each generation's fingerprint (one unit vector per piece of
+its text, see provenance/fingerprint.py), its key id and times, and its text only when
+the operator opts in. It answers nearest-neighbour queries exactly (every live vector
+of the tenant is compared), so a reported similarity is the true best one, and the
+number of vectors compared is the N the significance is corrected for.
+
+Two stores implement it: ``registry/sqlite.py`` (embedded mode: a SQLite file under the
+cache directory) and ``registry/redis.py`` (distributed mode: Redis streams every API
+pod reads). Every method is synchronous and thread-safe: the detection routes run in
+the thread pool, and the recorder appends from a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    generation_id: str
+    tenant: str
+    vectors: np.ndarray = field(repr=False)  # float32 [pieces, dimension], unit rows
+    key_id: str | None  # None: generated without a watermark
+    created_at: float  # Unix seconds
+    expires_at: float  # Unix seconds: never returned, and deleted, from then on
+    text: str | None = field(default=None, repr=False)  # kept only when the operator opts in
+
+
+@dataclass(frozen=True)
+class Match:
+    generation_id: str
+    similarity: float  # the best cosine similarity over the record's pieces and the query's
+    key_id: str | None
+    created_at: float
+    text: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    matches: list[Match]  # most similar first, at most the limit asked
+    num_vectors: int  # the tenant's live vectors compared: N, for the significance
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be read or written now (Redis down); the message says why, without secrets."""
+
+
+class GenerationStore(Protocol):
+    def add(self, record: GenerationRecord) -> None:
+        """Keep ``record`` until its ``expires_at``; a second add of the same id is ignored."""
+
+    def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
+        """The ``limit`` records of ``tenant`` most similar to any row of ``vectors`` (float32
+        [pieces, dimension], unit rows), each once, expired and erased ones never."""
+
+    def erase(self, tenant: str, generation_id: str) -> bool:
+        """Delete the record everywhere; False when ``tenant`` has no such live record."""
+
+    def count(self, tenant: str) -> int:
+        """The tenant's live vectors."""
+
+    def close(self) -> None: ...
+
+
+class GenerationRecorder(Protocol):
+    """What records finished generations in the registry, off the request path (api/provenance/recorder.py)."""
+
+    def submit(self, tenant: str | None, generation_id: str, text: str, key_id: str | None) -> None:
+        """Queue a finished generation; ``tenant`` None: development mode. Never blocks or raises."""
+
+    def cancel(self, tenant: str | None, generation_id: str) -> bool:
+        """Erase a generation still waiting to be recorded; False when none is."""

@@ -1,0 +1,165 @@
+"""signet.registry.sqlite: the embedded registry on a real SQLite file in a temporary folder.
+
+Vectors come from fixed seeds; the waits for expiry are on the wall clock, with margins of
+0.1 s or more on either side of an expiry (no test depends on a machine being fast)."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signet.registry import sqlite as sqlite_module
+from signet.registry.sqlite import SqliteStore
+from signet.registry.store import GenerationRecord
+
+DIMENSION = 48
+
+
+def unit_rows(seed: int, count: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((count, DIMENSION)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def record(
+    generation_id: str,
+    vectors: np.ndarray,
+    tenant: str = "acme",
+    seconds: float = 3600.0,
+    key_id: str | None = "key-1",
+    text: str | None = None,
+) -> GenerationRecord:
+    now = time.time()
+    return GenerationRecord(generation_id, tenant, vectors, key_id, now, now + seconds, text)
+
+
+@pytest.fixture
+def path(tmp_path) -> Path:
+    return tmp_path / "cache" / "registry" / "generations.sqlite"
+
+
+@pytest.fixture
+def store(path):
+    store = SqliteStore(path, DIMENSION)
+    yield store
+    store.close()
+
+
+def ids(result) -> list[str]:
+    return [match.generation_id for match in result.matches]
+
+
+def test_a_record_is_found_by_its_pieces(store, path):
+    store.add(record("g1", unit_rows(1, 3), text="the text"))
+    store.add(record("g2", unit_rows(2, 2), key_id=None))
+    result = store.search("acme", unit_rows(1, 3)[1:2], 5)
+    assert ids(result) == ["g1", "g2"] and result.num_vectors == 5
+    best = result.matches[0]
+    assert best.similarity == pytest.approx(1.0, abs=1e-3) and best.key_id == "key-1" and best.text == "the text"
+    assert result.matches[1].key_id is None and result.matches[1].similarity < 0.9
+    assert ids(store.search("acme", unit_rows(2, 2), 1)) == ["g2"]
+    assert store.count("acme") == 5
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # and its parent folders were made
+
+
+def test_an_erased_record_is_gone_from_the_search_and_the_file(store, path):
+    """Before the erase the file holds the text and the vector bytes (so the check can see
+    them); after it neither the file nor its write-ahead log does."""
+    secret, vectors = "secret-4b1d9c-generated-text", unit_rows(3, 2)
+    store.add(record("g1", vectors, text=secret))
+    store.add(record("g2", unit_rows(4, 1)))
+    files = [path, path.with_name(path.name + "-wal")]
+    on_disk = b"".join(file.read_bytes() for file in files if file.exists())
+    assert secret.encode() in on_disk and vectors.astype("<f2").tobytes() in on_disk
+    assert store.erase("acme", "g1")
+    assert ids(store.search("acme", vectors, 5)) == ["g2"] and store.count("acme") == 1
+    assert not store.erase("acme", "g1") and not store.erase("acme", "never-there")
+    on_disk = b"".join(file.read_bytes() for file in files if file.exists())
+    assert secret.encode() not in on_disk and vectors[0].astype("<f2").tobytes() not in on_disk
+
+
+def test_an_expired_record_is_hidden_then_deleted(store, path, monkeypatch):
+    store.add(record("brief", unit_rows(5, 2), seconds=0.5))
+    store.add(record("lasting", unit_rows(6, 1)))
+    assert ids(store.search("acme", unit_rows(5, 1), 5)) == ["brief", "lasting"]
+    time.sleep(0.6)
+    assert ids(store.search("acme", unit_rows(5, 1), 5)) == ["lasting"] and store.count("acme") == 1
+    assert not store.erase("acme", "brief")  # expired: no live record, though its row was still there
+
+    store.add(record("brief-2", unit_rows(7, 1), seconds=0.2))
+    time.sleep(0.3)
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("SELECT count(*) FROM generations").fetchone()[0] == 2  # not purged: not due
+    monkeypatch.setattr(sqlite_module, "PURGE_INTERVAL_SECONDS", 0.0)
+    store.search("acme", unit_rows(6, 1), 1)
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("SELECT generation_id FROM generations").fetchall() == [("lasting",)]
+
+
+def test_an_expired_id_may_be_added_again_before_the_purge(store):
+    store.add(record("again", unit_rows(8, 1), seconds=0.2, key_id="old"))
+    time.sleep(0.3)
+    store.add(record("again", unit_rows(8, 1), key_id="new"))
+    assert [match.key_id for match in store.search("acme", unit_rows(8, 1), 5).matches] == ["new"]
+
+
+def test_a_reopened_store_sees_what_is_still_live(path):
+    first = SqliteStore(path, DIMENSION)
+    first.add(record("kept", unit_rows(9, 2), text="kept text"))
+    first.add(record("erased", unit_rows(10, 1)))
+    first.add(record("expiring", unit_rows(11, 1), seconds=0.3))
+    first.add(record("other tenant", unit_rows(12, 1), tenant="globex"))
+    assert first.erase("acme", "erased")
+    first.close()
+    time.sleep(0.4)
+    second = SqliteStore(path, DIMENSION)
+    try:
+        result = second.search("acme", np.vstack([unit_rows(9, 2), unit_rows(10, 1), unit_rows(11, 1)]), 10)
+        assert ids(result) == ["kept"] and result.num_vectors == 2 and result.matches[0].text == "kept text"
+        assert result.matches[0].similarity == pytest.approx(1.0, abs=1e-3)
+        assert second.count("globex") == 1
+    finally:
+        second.close()
+
+
+def test_tenants_never_see_each_others_records(store):
+    same = unit_rows(13, 2)
+    store.add(record("acme-1", same, tenant="acme"))
+    store.add(record("globex-1", same, tenant="globex"))
+    store.add(record("globex-2", unit_rows(14, 1), tenant="globex"))
+    assert ids(store.search("globex", same, 10)) == ["globex-1", "globex-2"]
+    assert ids(store.search("acme", same, 10)) == ["acme-1"]
+    assert ids(store.search("initech", same, 10)) == [] and store.count("initech") == 0
+    assert not store.erase("globex", "acme-1")
+    assert ids(store.search("acme", same, 10)) == ["acme-1"]
+
+
+def test_a_second_add_of_an_id_is_ignored(store, path):
+    store.search("acme", unit_rows(15, 1), 1)  # the tenant's index loaded: the add goes to it too
+    store.add(record("same", unit_rows(15, 1), key_id="first"))
+    store.add(record("same", unit_rows(16, 3), key_id="second", text="second"))
+    result = store.search("acme", unit_rows(15, 1), 5)
+    assert [(match.key_id, match.text) for match in result.matches] == [("first", None)]
+    assert result.num_vectors == 1 and store.count("acme") == 1
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("SELECT key_id, text FROM generations").fetchall() == [("first", None)]
+
+
+def test_texts_are_kept_only_when_given(store, path):
+    store.add(record("with", unit_rows(17, 1), text="kept"))
+    store.add(record("without", unit_rows(18, 1)))
+    found = {match.generation_id: match.text for match in store.search("acme", unit_rows(17, 1), 5).matches}
+    assert found == {"with": "kept", "without": None}
+    with sqlite3.connect(path) as reader:
+        stored = dict(reader.execute("SELECT generation_id, text FROM generations"))
+    assert stored == {"with": "kept", "without": None}
+
+
+def test_vectors_of_the_wrong_shape_are_refused(store):
+    with pytest.raises(ValueError):
+        store.add(record("bad", np.zeros((2, DIMENSION + 1), np.float32)))
+    assert store.count("acme") == 0
