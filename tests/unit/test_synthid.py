@@ -143,7 +143,11 @@ def test_tournament_equals_transformers_update_scores(depth):
     for row in range(3):
         probabilities = torch.softmax(scores[row], 0).numpy()
         ours = tournament_probabilities(probabilities, np.ascontiguousarray(g_values[row].numpy().T, np.float32))
-        np.testing.assert_allclose(ours, expected[row], rtol=1e-4, atol=1e-12)
+        # float32 rounding compounds once per layer: at depth 30, 6 of 5,000 probabilities
+        # differed from transformers' by up to 3.5e-4 relative (a run of 2026-12-05; other
+        # runs stayed under 1e-4), so the bound grows with the depth. A wrong tournament
+        # differs by orders of magnitude.
+        np.testing.assert_allclose(ours, expected[row], rtol=max(1e-4, 3e-5 * depth), atol=1e-12)
         assert ours.sum() == pytest.approx(1.0, abs=1e-5)
 
 
