@@ -1,6 +1,6 @@
 """The import graph of service/signet: no package's parts import each other in a cycle, and the
-lower layers (watermark and scoring, then engine, then queue and cache) never import the
-higher ones.
+lower layers (watermark, scoring and provenance, then engine, then queue, cache and
+registry) never import the higher ones.
 
 Read with the standard library's ``ast``, nothing imported: every import statement counts,
 also those inside functions and methods (a deferred import still ties the two modules
@@ -26,9 +26,11 @@ SERVICE = Path(__file__).resolve().parents[2] / "service"
 FORBIDDEN_LAYERS = {  # modules under the key import nothing under the values
     "signet.watermark": ("signet.engine", "signet.queue", "signet.cache", "signet.api"),
     "signet.scoring": ("signet.engine", "signet.queue", "signet.cache", "signet.api"),
-    "signet.engine": ("signet.queue", "signet.cache", "signet.api"),
+    "signet.provenance": ("signet.engine", "signet.queue", "signet.cache", "signet.registry", "signet.api"),
+    "signet.engine": ("signet.queue", "signet.cache", "signet.registry", "signet.api"),
     "signet.queue": ("signet.api",),
     "signet.cache": ("signet.api",),
+    "signet.registry": ("signet.api",),
 }
 MAX_CYCLES = 200  # per package: enough to read, bounded on a dense graph
 
