@@ -110,7 +110,7 @@ def test_an_erase_through_one_pod_hides_the_record_from_the_other_and_deletes_it
     assert pod_b.erase("acme", "gone")
     assert ids(pod_a.search("acme", vectors, 5)) == [stays] and pod_a.count("acme") == 1
     assert not pod_a.erase("acme", "gone") and not pod_b.erase("acme", "never-there")
-    assert not raw.exists(key) and add_entries(raw, pod_a, "acme", "gone") == []
+    assert raw.get(key) == registry_module.TOMBSTONE and add_entries(raw, pod_a, "acme", "gone") == []
     names = list(raw.scan_iter(match=f"{pod_a._link.namespace}:*"))
     assert names  # the streams and the other record
     for name in names:
@@ -125,8 +125,85 @@ def test_a_second_add_of_an_id_is_ignored(pod_a, pod_b, raw):
     assert [(match.key_id, match.text) for match in result.matches] == [("first", None)]
     assert result.matches[0].similarity == pytest.approx(1.0, abs=1e-3)  # the first's vector too
     assert result.num_vectors == 1 and pod_a.count("acme") == 1
-    assert len(add_entries(raw, pod_a, "acme", "same")) == 2  # both announced, one kept
+    assert len(add_entries(raw, pod_a, "acme", "same")) == 1  # the refused add wrote nothing
     assert pod_a.erase("acme", "same") and pod_b.count("acme") == 0
+
+
+def same_shard(store: RedisStore, generation_id: str, prefix: str) -> str:
+    """An id of another generation whose records and entries share ``generation_id``'s stream."""
+    shard = shard_of(generation_id, store.shards)
+    return next(f"{prefix}-{n}" for n in range(1000) if shard_of(f"{prefix}-{n}", store.shards) == shard)
+
+
+def test_an_erase_before_the_add_refuses_it_and_writes_no_entry(pod_a, pod_b, raw):
+    """A DELETE through pod B of a generation pod A has not recorded yet: B finds nothing
+    (False: the route answers 404), writes no stream entry (an erase of an unknown id, which
+    any API key may ask, must not grow a stream), and A's late add then writes nothing."""
+    stream = pod_a.stream_key("acme", shard_of("late", pod_a.shards))
+    pod_a.add(record(same_shard(pod_a, "late", "other"), unit_rows(20, 1)))  # the stream exists
+    assert raw.xlen(stream) == 1
+    assert not pod_b.erase("acme", "late")
+    key = pod_a.record_key("acme", "late")
+    assert raw.xlen(stream) == 1 and raw.get(key) == registry_module.TOMBSTONE
+    assert 599_000 < raw.pttl(key) <= 600_000  # TOMBSTONE_SECONDS
+    pod_a.add(record("late", unit_rows(21, 2), text="late text"))
+    assert raw.xlen(stream) == 1 and raw.get(key) == registry_module.TOMBSTONE  # nothing written
+    for pod in (pod_a, pod_b):
+        assert "late" not in ids(pod.search("acme", unit_rows(21, 2), 5)) and pod.count("acme") == 1
+    assert not pod_a.erase("acme", "late") and raw.xlen(stream) == 1 and raw.pttl(key) > 599_000
+
+
+def test_an_erased_record_cannot_be_added_again(pod_a, pod_b, raw):
+    """The tombstone of a record lasts its remaining lifetime when longer than TOMBSTONE_SECONDS:
+    a retried add of the record, however late, cannot bring it back."""
+    pod_a.add(record("erased", unit_rows(22, 1), seconds=3600.0))
+    stream = pod_a.stream_key("acme", shard_of("erased", pod_a.shards))
+    assert pod_b.erase("acme", "erased")
+    entries = raw.xrange(stream)
+    assert [fields[b"op"] for _, fields in entries] == [b"erase"]  # the add entry XDEL'd
+    key = pod_a.record_key("acme", "erased")
+    assert 3_500_000 < raw.pttl(key) <= 3_600_000
+    pod_a.add(record("erased", unit_rows(22, 1)))
+    pod_b.add(record("erased", unit_rows(22, 1)))
+    assert raw.xrange(stream) == entries and raw.get(key) == registry_module.TOMBSTONE
+    assert ids(pod_a.search("acme", unit_rows(22, 1), 5)) == [] and pod_b.count("acme") == 0
+
+
+def test_a_tombstone_expires_and_then_lets_the_id_in(pod_a, pod_b, raw, monkeypatch):
+    monkeypatch.setattr(registry_module, "TOMBSTONE_SECONDS", 0.5)
+    assert not pod_b.erase("acme", "g1")
+    pod_a.add(record("g1", unit_rows(23, 1)))
+    assert pod_b.count("acme") == 0
+    time.sleep(0.6)
+    assert not raw.exists(pod_a.record_key("acme", "g1"))  # Redis expired the tombstone itself
+    pod_a.add(record("g1", unit_rows(23, 1)))
+    assert ids(pod_b.search("acme", unit_rows(23, 1), 5)) == ["g1"]
+
+
+def test_a_mirror_skips_an_add_entry_whose_key_holds_a_tombstone(pod_a, pod_b, raw, caplog):
+    """An add entry the eraser's mirror had not read (written after its sync) is not XDEL'd:
+    another mirror reading it finds the tombstone, and skips the record without a warning."""
+    pod_a.add(record("raced", unit_rows(26, 1)))
+    raw.set(pod_a.record_key("acme", "raced"), registry_module.TOMBSTONE, keepttl=True)  # as such an erase leaves it
+    assert len(add_entries(raw, pod_a, "acme", "raced")) == 1
+    assert ids(pod_b.search("acme", unit_rows(26, 1), 5)) == [] and pod_b.count("acme") == 0
+    assert not [entry for entry in caplog.records if entry.name == registry_module.__name__]
+
+
+def test_an_erase_entry_trims_by_its_records_retention(pod_a, raw):
+    """An erase entry is written with MINID, the erased record's retention (1 s) before now: the
+    add entry of a record of 0.3 s, written 1.1 s earlier, goes with it."""
+    brief = record("brief", unit_rows(24, 1), seconds=0.3)
+    pod_a.add(brief)
+    time.sleep(0.6)
+    erased = same_shard(pod_a, "brief", "erased")
+    pod_a.add(record(erased, unit_rows(25, 1), seconds=1.0))  # MINID 0.4 s before brief: kept
+    assert len(add_entries(raw, pod_a, "acme", "brief")) == 1
+    assert pod_a.count("acme") == 1  # the mirror holds the record to erase (brief has expired)
+    time.sleep(max(0.0, brief.created_at + 1.1 - time.time()))
+    assert pod_a.erase("acme", erased)
+    stream = pod_a.stream_key("acme", shard_of("brief", pod_a.shards))
+    assert [fields[b"op"] for _, fields in raw.xrange(stream)] == [b"erase"]
 
 
 def test_an_expired_record_is_never_returned_and_a_later_add_trims_it(pod_a, pod_b, raw):
@@ -232,7 +309,9 @@ def test_pods_on_a_cluster_share_the_registry_spread_over_its_nodes(cluster):
         for number in range(40):
             pod_a.add(record(f"g{number:02d}", unit_rows(200 + number, 2)))
         assert pod_b.count("acme") == 80
-        assert pod_b.erase("acme", "g07")  # one MULTI on the record's and its stream's slot
+        assert pod_b.erase("acme", "g07")  # one script on the record's and its stream's slot
+        pod_a.add(record("g07", unit_rows(207, 2)))  # refused by its tombstone, in a script too
+        assert not pod_a.erase("acme", "never-there")
         assert ids(pod_a.search("acme", unit_rows(207, 1), 3))[0] != "g07"
         assert ids(pod_a.search("acme", unit_rows(208, 1), 1)) == ["g08"] and pod_a.count("acme") == 78
         held = {

@@ -134,6 +134,21 @@ def test_removed_records_are_gone():
     assert index.num_live_rows == sum(len(rows) for rows in vectors.values()) and len(index) == 19
 
 
+def test_removed_and_expired_rows_are_zeroed_at_once():
+    """Their bytes leave memory as they leave the index, not at a compaction (none happens here)."""
+    rng = np.random.default_rng(10)
+    index, vectors = filled(rng, 20)
+    index.add("brief", None, NOW, NOW + 60, unit_rows(rng, 2))
+    spans = {generation_id: index._spans[index._slots[generation_id]] for generation_id in ("gen-0003", "brief")}
+    assert index.remove("gen-0003") and index.drop_expired(NOW + 60) == 1
+    assert index._dead == sum(pieces for _, pieces in spans.values())  # still there: not compacted
+    for start, pieces in spans.values():
+        assert pieces and not index._rows[start : start + pieces].any()
+    kept = index._rows[: index._used]
+    assert not any((kept == row).all(axis=1).any() for row in vectors["gen-0003"].astype(np.float16))
+    assert found(index, vectors["gen-0004"][:1], 1)[0][0] == "gen-0004"  # the others untouched
+
+
 def test_compaction_keeps_the_results():
     """Removing most records compacts the rows (more than half dead); what is left is
     searched as before, and records added afterwards too."""

@@ -15,7 +15,7 @@ import pytest
 
 from signet.registry import sqlite as sqlite_module
 from signet.registry.sqlite import SqliteStore
-from signet.registry.store import GenerationRecord
+from signet.registry.store import GenerationRecord, StoreUnavailable
 
 DIMENSION = 48
 
@@ -163,3 +163,70 @@ def test_vectors_of_the_wrong_shape_are_refused(store):
     with pytest.raises(ValueError):
         store.add(record("bad", np.zeros((2, DIMENSION + 1), np.float32)))
     assert store.count("acme") == 0
+
+
+def rows(path: Path, table: str) -> list[tuple]:
+    with sqlite3.connect(path) as reader:
+        return reader.execute(f"SELECT * FROM {table}").fetchall()
+
+
+def test_an_erase_before_the_add_refuses_it(store, path):
+    """A DELETE of a generation not recorded yet finds nothing (False: the route answers 404),
+    and leaves a tombstone that refuses the late add for TOMBSTONE_SECONDS."""
+    before = time.time()
+    assert not store.erase("acme", "late")
+    [(tenant, generation_id, expires_at)] = rows(path, "tombstones")
+    assert (tenant, generation_id) == ("acme", "late") and before + 600 <= expires_at <= time.time() + 600
+    store.add(record("late", unit_rows(20, 2), text="late text"))
+    assert ids(store.search("acme", unit_rows(20, 2), 5)) == [] and store.count("acme") == 0
+    assert rows(path, "generations") == []
+    store.add(record("late", unit_rows(20, 2), tenant="globex"))  # another tenant's id is its own
+    assert ids(store.search("globex", unit_rows(20, 2), 5)) == ["late"]
+
+
+def test_an_erased_record_cannot_be_added_again(store, path):
+    """Its tombstone lasts as long as the record would have, when longer than TOMBSTONE_SECONDS."""
+    erased = record("erased", unit_rows(21, 1), seconds=3600.0)
+    store.add(erased)
+    assert store.erase("acme", "erased")
+    assert rows(path, "tombstones") == [("acme", "erased", erased.expires_at)]
+    store.add(record("erased", unit_rows(21, 1)))
+    assert ids(store.search("acme", unit_rows(21, 1), 5)) == [] and rows(path, "generations") == []
+    assert not store.erase("acme", "erased")  # a second erase does not shorten the tombstone
+    assert rows(path, "tombstones") == [("acme", "erased", erased.expires_at)]
+
+
+def test_a_tombstone_expires_then_lets_the_id_in_and_is_purged(store, path, monkeypatch):
+    monkeypatch.setattr(sqlite_module, "TOMBSTONE_SECONDS", 0.3)
+    assert not store.erase("acme", "g1")
+    store.add(record("g1", unit_rows(22, 1)))
+    assert store.count("acme") == 0
+    time.sleep(0.4)
+    store.add(record("g1", unit_rows(22, 1)))
+    assert ids(store.search("acme", unit_rows(22, 1), 5)) == ["g1"]
+    assert len(rows(path, "tombstones")) == 1  # expired, not purged: not due
+    monkeypatch.setattr(sqlite_module, "PURGE_INTERVAL_SECONDS", 0.0)
+    store.search("acme", unit_rows(22, 1), 1)
+    assert rows(path, "tombstones") == []
+
+
+def test_sqlite_errors_are_store_unavailable(store, path):
+    """A locked file (another process writing) and a closed store: StoreUnavailable (the routes
+    answer 503), naming the error's class and not the file."""
+    store.add(record("g1", unit_rows(23, 1)))
+    store._db.execute("PRAGMA busy_timeout = 0")  # fail at once, not after SQLite's 5 s wait
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        for call in (lambda: store.add(record("g2", unit_rows(24, 1))), lambda: store.erase("acme", "g1")):
+            with pytest.raises(StoreUnavailable) as refused:
+                call()
+            assert str(refused.value) == "the generation registry cannot be read or written: OperationalError"
+    finally:
+        holder.close()
+    assert ids(store.search("acme", unit_rows(23, 1), 5)) == ["g1"]  # nothing half done
+    store._db.close()
+    for call in (lambda: store.search("globex", unit_rows(23, 1), 5), lambda: store.count("initech")):
+        with pytest.raises(StoreUnavailable) as refused:
+            call()
+        assert "ProgrammingError" in str(refused.value) and str(path) not in str(refused.value)

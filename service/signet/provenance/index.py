@@ -35,8 +35,8 @@ class IndexedRecord:
 class VectorIndex:
     """Rows in one float16 matrix grown by doubling. A record's rows are contiguous and
     records lie in the order of their slots, so per-record maxima are a ``reduceat`` over
-    runs of equal owners. Removed rows are marked dead (owner -1) and squeezed out once
-    they are more than half of the matrix."""
+    runs of equal owners. Removed rows are zeroed, marked dead (owner -1) and squeezed out
+    once they are more than half of the matrix."""
 
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension
@@ -103,6 +103,9 @@ class VectorIndex:
             return False
         start, pieces = self._spans[slot]
         self._owner[start : start + pieces] = -1
+        # Zeroed now, not at the next compaction: an erased (or expired) record's vectors must
+        # leave memory with it, and a compaction may be a long way off.
+        self._rows[start : start + pieces] = 0
         self._records[slot] = None
         self._dead += pieces
         if self._dead * 2 > self._used:

@@ -12,13 +12,22 @@ and Redis frees it once every entry of its node (up to 4096 bytes) is gone; unti
 bytes stay in memory and in every RDB snapshot. Measured on Redis 7.0.15: of two records of 1
 or 2 pieces added in turn, the first's vector was still in DUMP and in the RDB file after its
 XDEL, for as long as the second lived (up to the retention); records of 3 pieces or more fill
-a node each, which XDEL frees. A record's own key goes at once with DEL or its expiry, so
-erasure and retention delete the vectors and the text. Stream entries hold ids, key ids and
-times only.
+a node each, which XDEL frees. A record's own value goes at once when its erasure overwrites
+it (with a tombstone, below) or it expires, so erasure and retention delete the vectors and
+the text. Stream entries hold ids, key ids and times only.
+
+Erasure leaves a tombstone (registry/store.py, TOMBSTONE_SECONDS): the record's key is SET to
+the empty string (a record's value never is: it holds one piece at least) for TOMBSTONE_SECONDS,
+or for the erased record's remaining lifetime if longer. An add writes only if the key does not
+exist, and its add entry only then (one script): so a generation erased through one pod before
+the pod that served it recorded it is never written. Mirrors skip an add whose key holds a
+tombstone. An erase entry is written only when a record was there to erase: an erase of an
+unknown id (any API key may ask one) leaves only the tombstone, which expires, and so cannot
+grow a stream that no add would trim.
 
 Keys: ``<namespace>:provenance:{<tenant digest>:<shard>}`` for a stream, and that followed by
 ``:<id digest>`` for its records. The braces put a stream and its records in one cluster slot
-(one MULTI writes both) and a tenant's shards in different slots, so they spread over the nodes.
+(one script writes both) and a tenant's shards in different slots, so they spread over the nodes.
 A record's shard, and so its keys, depend on the number of shards: a deployment that changes
 it no longer finds, nor erases, the records written before, until they expire.
 """
@@ -26,6 +35,7 @@ it no longer finds, nor erases, the records written before, until they expire.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import threading
@@ -35,10 +45,11 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+from redis.commands.core import Script
 
 from signet.provenance.index import VectorIndex
 from signet.redis_link import RedisLink, RedisUnavailable
-from signet.registry.store import GenerationRecord, Match, SearchResult, StoreUnavailable
+from signet.registry.store import TOMBSTONE_SECONDS, GenerationRecord, Match, SearchResult, StoreUnavailable
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -48,6 +59,49 @@ logger = logging.getLogger(__name__)
 SYNC_BATCH = 1000
 
 Entry = tuple[bytes, dict[bytes, bytes]]  # stream entry id, fields
+
+# A record's key holds this once the record is erased (or its id erased before its add).
+TOMBSTONE = b""
+
+# KEYS: the record's key, its stream. ARGV: the record's value, its expiry (PXAT), the stream's
+# MINID, then the add entry's fields and values. The entry is written only with the record: an
+# add refused (a live record or a tombstone holds the key) writes nothing. A script, not a MULTI,
+# since the XADD depends on the SET's reply. 1: written.
+_ADD_SCRIPT = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then
+    return 0
+end
+redis.call('XADD', KEYS[2], 'MINID', '=', ARGV[3], '*', unpack(ARGV, 4))
+return 1
+"""
+
+# KEYS: the record's key, its stream. ARGV: the tombstone's shortest lifetime (ms), the record's
+# add entry ('' when the mirror lacks it), the generation id, the erase entry's MINID (''
+# unknown). A record's value is never empty, so STRLEN tells a record (> 0) from a tombstone or
+# no key (0). The tombstone outlives whatever the key held (a record, or an earlier tombstone
+# of a longer one), and SET frees the record's bytes as DEL would. The erase entry is written
+# only for a record that was there. 1: a record was erased.
+_ERASE_SCRIPT = """
+local existed = redis.call('STRLEN', KEYS[1]) > 0
+local lifetime = tonumber(ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+if left > lifetime then
+    lifetime = left
+end
+redis.call('SET', KEYS[1], '', 'PX', lifetime)
+if ARGV[2] ~= '' then
+    redis.call('XDEL', KEYS[2], ARGV[2])
+end
+if not existed then
+    return 0
+end
+if ARGV[4] ~= '' then
+    redis.call('XADD', KEYS[2], 'MINID', '=', ARGV[4], '*', 'op', 'erase', 'id', ARGV[3])
+else
+    redis.call('XADD', KEYS[2], '*', 'op', 'erase', 'id', ARGV[3])
+end
+return 1
+"""
 
 
 def shard_of(generation_id: str, shards: int) -> int:
@@ -85,6 +139,7 @@ class RedisStore:
         self._link = link
         self._mirrors: dict[str, _Mirror] = {}
         self._mirrors_lock = threading.Lock()
+        self._scripts: dict[str, Script] = {}  # source -> redis-py Script, made at first use
 
     def stream_key(self, tenant: str, shard: int) -> str:
         return self._link.key("provenance", f"{{{_digest(tenant)}:{shard}}}")
@@ -93,9 +148,9 @@ class RedisStore:
         return f"{self.stream_key(tenant, shard_of(generation_id, self.shards))}:{_digest(generation_id)}"
 
     def add(self, record: GenerationRecord) -> None:
-        """One MULTI: the record's key, unless it exists (a second add is ignored), and an add
-        entry, written even then, so an add retried after a lost reply is still announced
-        (mirrors ignore an id they hold)."""
+        """One script: the record's key, unless it exists (a second add, or one of an erased
+        id, is ignored), and then only its add entry. Atomic, so an add retried after a lost
+        reply finds both written or neither."""
         now = time.time()
         if record.expires_at <= now:
             return  # nothing to keep
@@ -112,14 +167,8 @@ class RedisStore:
         stream = self.stream_key(record.tenant, shard_of(record.generation_id, self.shards))
         key = self.record_key(record.tenant, record.generation_id)
         trim = _trim_below(now, record.expires_at - record.created_at)
-
-        def write(client) -> None:
-            transaction = client.pipeline(transaction=True)
-            transaction.set(key, value, nx=True, pxat=math.ceil(record.expires_at * 1000))
-            transaction.xadd(stream, fields, minid=trim, approximate=False)
-            transaction.execute()
-
-        self._call(write)
+        arguments = [value, math.ceil(record.expires_at * 1000), trim, *itertools.chain.from_iterable(fields.items())]
+        self._call(lambda client: self._script(client, _ADD_SCRIPT)(keys=[key, stream], args=arguments, client=client))
 
     def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
         queries = np.asarray(vectors, np.float32)
@@ -136,10 +185,11 @@ class RedisStore:
         return SearchResult(matches, compared)
 
     def erase(self, tenant: str, generation_id: str) -> bool:
-        """One MULTI: DEL the record's key (its bytes are gone), XDEL its add entry, and an
-        erase entry for the other pods' mirrors. The erase entry is written even for an id
-        this mirror lacks: another pod's mirror may still hold a record whose add entry was
-        trimmed early (by a later add of a shorter retention) while its key lives on."""
+        """One script: a tombstone replaces the record's key (its bytes are gone), its add entry
+        is XDEL'd, and, when a record was there, an erase entry tells the other pods' mirrors.
+        Whether one was is the key's to say, not this mirror's: another pod's mirror may hold a
+        record this one lacks (its add entry written after this sync, or trimmed early by a
+        later add of a shorter retention while its key lives on)."""
         mirror = self._mirror(tenant)
         with mirror.lock:
             self._sync(tenant, mirror)
@@ -147,20 +197,17 @@ class RedisStore:
             record = mirror.index.get(generation_id)
             stream = self.stream_key(tenant, shard_of(generation_id, self.shards))
             key = self.record_key(tenant, generation_id)
-            # kept as long as the record would have been; unknown: not trimmed by this entry
-            trim = None if record is None else _trim_below(now, record.expires_at - record.created_at)
-
-            def write(client) -> int:
-                transaction = client.pipeline(transaction=True)
-                transaction.delete(key)
-                if record is not None and record.locator is not None:
-                    transaction.xdel(stream, record.locator)
-                transaction.xadd(stream, {"op": "erase", "id": generation_id}, minid=trim, approximate=False)
-                return transaction.execute()[0]
-
-            deleted = self._call(write)
+            # Entries are kept as long as the record would have been. Its retention is unknown only
+            # when this mirror lacks a record the key holds: then the entry trims nothing (there
+            # is at most one such entry per record, and later adds trim it).
+            trim = "" if record is None else _trim_below(now, record.expires_at - record.created_at)
+            locator = "" if record is None or record.locator is None else record.locator
+            arguments = [math.ceil(TOMBSTONE_SECONDS * 1000), locator, generation_id, trim]
+            erased = self._call(
+                lambda client: self._script(client, _ERASE_SCRIPT)(keys=[key, stream], args=arguments, client=client)
+            )
             mirror.index.remove(generation_id)
-        return bool(deleted) or (record is not None and record.expires_at > now)
+        return bool(erased) or (record is not None and record.expires_at > now)
 
     def count(self, tenant: str) -> int:
         mirror = self._mirror(tenant)
@@ -179,6 +226,15 @@ class RedisStore:
             if tenant not in self._mirrors:
                 self._mirrors[tenant] = _Mirror(VectorIndex(self.dimension), [None] * self.shards)
             return self._mirrors[tenant]
+
+    def _script(self, client, source: str) -> Script:
+        """The script, registered with the client at its first use (a cluster's client is made
+        then, RedisLink.sync); it sends EVALSHA, and SCRIPT LOAD when Redis lacks it. Its two
+        keys share a slot (the stream's hash tag), so it runs on a cluster too."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = client.register_script(source)  # threads racing make equal ones
+        return script
 
     def _call(self, operation: Callable[..., T]) -> T:
         try:
@@ -254,8 +310,8 @@ class RedisStore:
             mirror.last_ids[shard] = entries[-1][0]
 
     def _apply_add(self, index: VectorIndex, entry_id: bytes, fields: dict[bytes, bytes], value: bytes | None) -> None:
-        if value is None:
-            return  # erased or expired since it was written
+        if value is None or value == TOMBSTONE:
+            return  # erased (its key holds a tombstone) or expired since it was written
         pieces = int(fields[b"p"])
         size = pieces * self.dimension * 2
         if len(value) < size:

@@ -7,10 +7,17 @@ else can change it behind the indexes.
 Erasure and retention delete the bytes, not only hide them: rows go with DELETE under
 ``secure_delete`` (SQLite overwrites the freed content with zeros), and the write-ahead log,
 which still holds the old pages, is checkpointed and truncated after each erase and purge.
+
+An erase leaves a row in ``tombstones`` (registry/store.py, TOMBSTONE_SECONDS) that refuses a
+later add of the id until it expires; expired ones go with the expired records.
+
+Every sqlite3 error (disk full, a corrupt or locked file) becomes StoreUnavailable, which the
+routes answer with 503 and the recorder counts as ``failed``, not an error 500.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -20,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from signet.provenance.index import VectorIndex
-from signet.registry.store import GenerationRecord, Match, SearchResult
+from signet.registry.store import TOMBSTONE_SECONDS, GenerationRecord, Match, SearchResult, StoreUnavailable
 
 # Expired rows are deleted from the file at most this often (on an add or a search); the
 # indexes hide them from the moment they expire.
@@ -38,6 +45,19 @@ CREATE TABLE IF NOT EXISTS generations (
     PRIMARY KEY (tenant, generation_id)
 );
 CREATE INDEX IF NOT EXISTS generations_by_expiry ON generations (expires_at);
+CREATE TABLE IF NOT EXISTS tombstones (
+    tenant TEXT NOT NULL,
+    generation_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,  -- an add of the id is refused until then
+    PRIMARY KEY (tenant, generation_id)
+);
+CREATE INDEX IF NOT EXISTS tombstones_by_expiry ON tombstones (expires_at);
+"""
+
+# A second erase never shortens a tombstone (one left by a record erased with days to live).
+_TOMBSTONE = """
+INSERT INTO tombstones (tenant, generation_id, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (tenant, generation_id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)
 """
 
 # A second add of a live id is ignored; one of an expired id the purge has not reached yet
@@ -74,7 +94,13 @@ class SqliteStore:
         self._check_shape(vectors)
         blob = vectors.astype("<f2").tobytes()
         row = (record.tenant, record.generation_id, blob, record.key_id, record.created_at, record.expires_at)
-        with self._lock:
+        with self._lock, _unavailable_on_error():
+            tombstoned = self._db.execute(
+                "SELECT 1 FROM tombstones WHERE tenant = ? AND generation_id = ? AND expires_at > ?",
+                (record.tenant, record.generation_id, now),
+            ).fetchone()
+            if tombstoned:
+                return  # erased already (a DELETE that came before its recording): never written
             index = self._indexes.get(record.tenant)  # not loaded: its first use reads the row
             if index is not None:
                 index.drop_expired(now)  # an expired namesake leaves, so the replacement can enter
@@ -87,7 +113,7 @@ class SqliteStore:
 
     def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
         now = time.time()
-        with self._lock:
+        with self._lock, _unavailable_on_error():
             index = self._index(tenant, now)
             index.drop_expired(now)
             found, compared = index.search(np.asarray(vectors, np.float32), limit, now)
@@ -100,7 +126,15 @@ class SqliteStore:
 
     def erase(self, tenant: str, generation_id: str) -> bool:
         now = time.time()
-        with self._lock:
+        with self._lock, _unavailable_on_error():
+            # The tombstone first: a failure between the two statements leaves the record and
+            # its tombstone (the caller is answered 503 and retries), never a deleted record
+            # that a late add could bring back.
+            lived_until = self._db.execute(
+                "SELECT expires_at FROM generations WHERE tenant = ? AND generation_id = ?", (tenant, generation_id)
+            ).fetchone()
+            tombstone_until = max(now + TOMBSTONE_SECONDS, lived_until[0] if lived_until else now)
+            self._db.execute(_TOMBSTONE, (tenant, generation_id, tombstone_until))
             deleted = self._db.execute(
                 "DELETE FROM generations WHERE tenant = ? AND generation_id = ? RETURNING expires_at",
                 (tenant, generation_id),
@@ -109,11 +143,12 @@ class SqliteStore:
                 self._indexes[tenant].remove(generation_id)
             if deleted:
                 self._truncate_log()
+            self._purge_when_due(now)  # here too: erases alone (of unknown ids) add tombstones
         return bool(deleted) and deleted[0][0] > now
 
     def count(self, tenant: str) -> int:
         now = time.time()
-        with self._lock:
+        with self._lock, _unavailable_on_error():
             index = self._index(tenant, now)
             index.drop_expired(now)
             return index.num_live_rows
@@ -143,6 +178,7 @@ class SqliteStore:
         if time.monotonic() - self._last_purge < PURGE_INTERVAL_SECONDS:
             return
         self._last_purge = time.monotonic()
+        self._db.execute("DELETE FROM tombstones WHERE expires_at <= ?", (now,))  # ids and times only
         if self._db.execute("DELETE FROM generations WHERE expires_at <= ?", (now,)).rowcount:
             self._truncate_log()
 
@@ -154,3 +190,14 @@ class SqliteStore:
     def _check_shape(self, vectors: np.ndarray) -> None:
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension or len(vectors) == 0:
             raise ValueError(f"vectors must be [pieces >= 1, {self.dimension}], not {list(vectors.shape)}")
+
+
+@contextlib.contextmanager
+def _unavailable_on_error():
+    """sqlite3 errors (disk full, a corrupt or locked file, a closed store) become StoreUnavailable:
+    the registry cannot be used now, which callers answer with 503, not a bug's 500. The message
+    names the error's class only: SQLite's own words may name the file's path."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise StoreUnavailable(f"the generation registry cannot be read or written: {type(error).__name__}") from error

@@ -19,6 +19,14 @@ from typing import Protocol
 
 import numpy as np
 
+# How long an erase keeps a generation id from being added (a tombstone), from the erase on.
+# Why: a generation is recorded up to about a second after its response, by the recorder of
+# the API process that served it (api/provenance/recorder.py); in distributed mode its DELETE
+# may reach another process, whose recorder holds nothing to cancel, and the store nothing to
+# erase yet. The tombstone refuses the late add. The recorder never writes a record created
+# more than TOMBSTONE_SECONDS ago (it drops it, counted), so no add can outlive its tombstone.
+TOMBSTONE_SECONDS = 600.0
+
 
 @dataclass(frozen=True)
 class GenerationRecord:
@@ -52,14 +60,18 @@ class StoreUnavailable(Exception):
 
 class GenerationStore(Protocol):
     def add(self, record: GenerationRecord) -> None:
-        """Keep ``record`` until its ``expires_at``; a second add of the same id is ignored."""
+        """Keep ``record`` until its ``expires_at``; a second add of the same id is ignored, and
+        so is one of an id erased less than TOMBSTONE_SECONDS ago (or erased while it lived)."""
 
     def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
         """The ``limit`` records of ``tenant`` most similar to any row of ``vectors`` (float32
         [pieces, dimension], unit rows), each once, expired and erased ones never."""
 
     def erase(self, tenant: str, generation_id: str) -> bool:
-        """Delete the record everywhere; False when ``tenant`` has no such live record."""
+        """Delete the record everywhere; False when ``tenant`` has no such live record. Either way
+        the id is tombstoned: an add of it is ignored for TOMBSTONE_SECONDS, or, if a record
+        lived, for as long as that record would have lived if longer (a retried add cannot
+        bring it back)."""
 
     def count(self, tenant: str) -> int:
         """The tenant's live vectors."""
