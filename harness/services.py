@@ -138,7 +138,13 @@ def cores_per_worker(workers: int) -> list[str]:
 def keys_environment(folder: Path) -> dict[str, str]:
     keys_file = folder / "keys.json"
     keys_file.write_text(json.dumps(TEST_KEYS))
-    return {"SIGNET_KEYS_FILE": str(keys_file), "SIGNET_MAX_MODEL_LEN": "2048"}
+    # Each server records its generations in a registry of its own, not in the cache
+    # directory's, which would carry records from one test run into the next.
+    return {
+        "SIGNET_KEYS_FILE": str(keys_file),
+        "SIGNET_MAX_MODEL_LEN": "2048",
+        "SIGNET_PROVENANCE_PATH": str(folder / "registry.sqlite3"),
+    }
 
 
 @contextmanager

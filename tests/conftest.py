@@ -61,7 +61,7 @@ def test_keys_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def detection_state(test_keys_file):
+def detection_state(test_keys_file, tmp_path_factory):
     """The service's state with the real tokenizer and no engine: what a detection-only
     process holds. In-process tests of /detect use it without starting vLLM."""
     from signet.api.state import ServiceState
@@ -70,7 +70,9 @@ def detection_state(test_keys_file):
 
     # No detection budget: it would be shared by every test of the session (the false-positive
     # corpus alone is about 1M scored tokens). tests/api/test_detection_budget.py tests it.
-    settings = Settings(keys_file=test_keys_file, detect_token_budget=0)
+    # A registry of its own: the cache directory's would carry records between test runs.
+    registry = tmp_path_factory.mktemp("registry") / "registry.sqlite3"
+    settings = Settings(keys_file=test_keys_file, detect_token_budget=0, provenance_path=registry)
     return ServiceState.load(settings, prepare_embedded_model(settings.resolved_cache_dir), test_keys_file)
 
 

@@ -77,6 +77,17 @@ DETECT_CACHE_REQUESTS = Counter(
     "Lookups in the /detect result cache: hit, miss, or bypass (Redis unreachable: answered uncached).",
     ["result"],
 )
+PROVENANCE_RECORDS = Counter(
+    "signet_provenance_records_total",
+    "Finished generations handed to the generation registry, by outcome: recorded; dropped (the recording "
+    "queue was full); failed (the embedding model or the store failed).",
+    ["outcome"],
+)
+PROVENANCE_SEARCH_DURATION = Histogram(
+    "signet_provenance_search_seconds",
+    "Time to fingerprint a text and search the caller's registry (POST /detect with provenance: true).",
+    buckets=LATENCY_BUCKETS,
+)
 QUEUE_JOB_WAIT = Histogram(
     "signet_queue_job_wait_seconds",
     "Distributed mode: time from a job's entry into the queue to a worker starting it (as the "
@@ -130,6 +141,10 @@ def count_scored_tokens(counts: Iterable[tuple[str, int]]) -> None:
 
 def count_cache_lookup(result: str) -> None:
     DETECT_CACHE_REQUESTS.labels(result).inc()
+
+
+def count_provenance_records(outcome: str, count: int = 1) -> None:
+    PROVENANCE_RECORDS.labels(outcome).inc(count)
 
 
 def count_generated(tokens: int, watermarked: bool) -> None:

@@ -217,6 +217,38 @@ class Settings(BaseSettings):
     detect_cache_ttl_seconds: int = Field(
         default=3600, ge=0, le=30 * 86_400, description="How long a /detect result is cached; 0 turns the cache off."
     )
+    provenance: bool = Field(
+        default=True,
+        description="Record every generation (its sentence-embedding fingerprint, key id and time; never its text "
+        "unless SIGNET_PROVENANCE_STORE_TEXT) in the tenant's generation registry, for POST /detect with "
+        "provenance: true (docs/PROVENANCE.md).",
+    )
+    provenance_retention_days: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3650.0,
+        description="How long a generation stays in the registry, unless the tenant sets its own "
+        "provenance_retention_days.",
+    )
+    provenance_store_text: bool = Field(
+        default=False,
+        description="Also keep each generation's text, so the web page can show a match side by side "
+        "(docs/SECURITY.md).",
+    )
+    provenance_path: Path | None = Field(
+        default=None,
+        description="Embedded mode: the registry's SQLite file (default: "
+        "<SIGNET_CACHE_DIR>/provenance/registry.sqlite3).",
+    )
+    provenance_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Generations waiting to be fingerprinted and recorded; beyond it a generation is not "
+        "recorded (counted in signet_provenance_records_total{outcome=\"dropped\"}).",
+    )
+    provenance_shards: int = Field(
+        default=4, ge=1, le=64, description="Distributed mode: Redis streams per tenant (spread over a cluster)."
+    )
     detect_cache_entries: int = Field(
         default=10_000, ge=1, description="Results the in-memory cache of embedded mode holds."
     )
@@ -325,6 +357,12 @@ class Settings(BaseSettings):
     @property
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir.expanduser().resolve()
+
+    @property
+    def resolved_provenance_path(self) -> Path:
+        if self.provenance_path is not None:
+            return self.provenance_path.expanduser().resolve()
+        return self.resolved_cache_dir / "provenance" / "registry.sqlite3"
 
     @property
     def max_body_bytes(self) -> int:

@@ -14,6 +14,8 @@ File format::
         may_disable_watermark: false # POST /generate?watermark=false
         may_see_token_details: false # POST /detect with details: true (every token's green flag)
         may_send_token_ids: false    # POST /detect with token_ids instead of text
+        provenance_retention_days: 7 # how long its generations stay in the registry (default:
+                                     # SIGNET_PROVENANCE_RETENTION_DAYS)
         api_keys:
           - sha256: "<hex SHA-256 of the API key>"
             name: ci-bot             # a label for logs
@@ -61,6 +63,7 @@ class Tenant:
     # whole green list in one request (docs/SECURITY.md, the detection oracle).
     may_see_token_details: bool = False
     may_send_token_ids: bool = False
+    provenance_retention_days: float | None = None  # None: SIGNET_PROVENANCE_RETENTION_DAYS
 
     def may_use(self, key_id: str) -> bool:
         return self.key_ids is None or key_id in self.key_ids
@@ -104,6 +107,7 @@ class _TenantEntry(BaseModel):
     may_disable_watermark: bool = False
     may_see_token_details: bool = False
     may_send_token_ids: bool = False
+    provenance_retention_days: float | None = Field(default=None, gt=0.0, le=3650.0)
     api_keys: list[_ApiKeyEntry] = Field(default_factory=list)
 
     @field_validator("key_ids", mode="before")
@@ -185,6 +189,7 @@ class TenantRegistry:
                 entry.may_disable_watermark,
                 may_see_token_details=entry.may_see_token_details,
                 may_send_token_ids=entry.may_send_token_ids,
+                provenance_retention_days=entry.provenance_retention_days,
             )
             tenants.append(tenant)
             api_keys.update({key.sha256: ApiKey(key.name, tenant) for key in entry.api_keys})

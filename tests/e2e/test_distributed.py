@@ -9,6 +9,7 @@ stops it; everything else in the suite uses the shared test Redis.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import subprocess
 import time
@@ -190,6 +191,37 @@ def test_a_stream_through_the_queue_equals_the_whole_answer(cluster):
     assert len(chunks) > 1  # pieces, not one block at the end
     assert "".join(chunk.choices[0].text for chunk in chunks) == whole.choices[0].text
     assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+
+
+def _provenance_ids(url: str, text: str) -> list[str]:
+    body = {"text": text, "provenance": True, "alpha": 1e-3}
+    response = httpx.post(f"{url}/detect", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return [match["generation_id"] for match in response.json()["provenance"]["matches"]]
+
+
+def test_the_generation_registry_is_shared_by_the_api_processes(cluster):
+    """Generated through one API process, recorded in Redis, found and erased through the
+    other, and gone for the first: each pod mirrors the registry's log before it answers."""
+    generation = _generate(cluster.api.url, PROMPTS[3], seed=8, max_tokens=48).json()
+    generation_id = generation["generation_id"]
+    deadline = time.monotonic() + 30
+    while generation_id not in _provenance_ids(cluster.second_api.url, generation["text"]):
+        assert time.monotonic() < deadline, "the second API process never found the generation"
+        time.sleep(0.2)
+    assert generation_id in _provenance_ids(cluster.api.url, generation["text"])
+    assert len(_record_keys(cluster, generation_id)) == 1  # its fingerprint, in a key of its own
+    assert httpx.delete(f"{cluster.second_api.url}/generations/{generation_id}", timeout=30).status_code == 204
+    assert generation_id not in _provenance_ids(cluster.api.url, generation["text"])
+    assert httpx.delete(f"{cluster.api.url}/generations/{generation_id}", timeout=30).status_code == 404
+    # Its fingerprint is gone from Redis itself, not only hidden (the log keeps ids and times only).
+    assert _record_keys(cluster, generation_id) == []
+
+
+def _record_keys(cluster: Cluster, generation_id: str) -> list[bytes]:
+    """The registry's keys for one generation: named by the digest of its id (registry/redis.py)."""
+    digest = hashlib.sha256(generation_id.encode()).hexdigest()[:32]
+    return list(cluster.redis().scan_iter(f"{cluster.namespace}:provenance:*:{digest}"))
 
 
 def test_scores_gather_samples_and_logprobs_through_the_queue(cluster):

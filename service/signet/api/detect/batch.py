@@ -14,9 +14,11 @@ from signet.api.detect.protocol import DetectBatchItem, DetectBatchRequest, Dete
 from signet.api.detect.service import detect
 from signet.api.errors import ApiError, PayloadTooLarge, unknown_key_problem
 from signet.api.protocol import Problem
+from signet.api.provenance.search import MAX_BATCH_PROVENANCE_PIECES, query_pieces
 from signet.api.state import ServiceState
 from signet.api.validation import describe_validation_errors
 from signet.keys import UnknownKeyError
+from signet.provenance.fingerprint import PIECE_WORDS
 
 
 def detect_batch(state: ServiceState, request: DetectBatchRequest, caller: Caller) -> DetectBatchResponse:
@@ -29,6 +31,7 @@ def detect_batch(state: ServiceState, request: DetectBatchRequest, caller: Calle
     total = sum(_input_size(item) for item in items)
     if total > state.settings.max_batch_chars:
         raise PayloadTooLarge("items", total, state.settings.max_batch_chars)
+    _check_provenance_pieces(items)
     return DetectBatchResponse(results=[_detect_item(state, index, item, caller) for index, item in enumerate(items)])
 
 
@@ -37,6 +40,23 @@ def _input_size(item: object) -> int:
         return 0
     value = item.get("text") or item.get("token_ids") or ()
     return len(value) if isinstance(value, str | list) else 0
+
+
+def _check_provenance_pieces(items: list[object]) -> None:
+    """413 for a batch whose provenance searches would embed more than MAX_BATCH_PROVENANCE_PIECES
+    pieces: each is a forward pass of the embedding model, the cost that bounds the batch."""
+    searched = [
+        len(query_pieces(item["text"])[0])
+        for item in items
+        if isinstance(item, dict) and item.get("provenance") is True and isinstance(item.get("text"), str)
+    ]
+    if sum(searched) > MAX_BATCH_PROVENANCE_PIECES:
+        raise ApiError(
+            413,
+            f"items: the provenance searches of this batch need {sum(searched)} pieces of text embedded; at most "
+            f"{MAX_BATCH_PROVENANCE_PIECES} per request (a piece is up to {PIECE_WORDS} words): split the batch",
+            "items",
+        )
 
 
 def _detect_item(state: ServiceState, index: int, item: object, caller: Caller) -> DetectBatchItem:

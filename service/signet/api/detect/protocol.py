@@ -14,6 +14,7 @@ from signet.api.protocol import (
     first_bad_token_id,
     require_visible_text,
 )
+from signet.api.provenance.protocol import CombinedVerdict, ProvenanceReport
 from signet.settings import MAX_TEXT_CHARS_CEILING
 
 Verdict = Literal["watermarked", "not_watermarked", "insufficient_evidence"]
@@ -66,6 +67,11 @@ class DetectRequest(StrictModel):
         default=False,
         description="Report every token's span and score. A tenant needs may_see_token_details (else 403).",
     )
+    provenance: bool = Field(
+        default=False,
+        description="Also search the caller's generation registry for generations this text rewords (text only), "
+        "and combine that test with the watermark's (docs/PROVENANCE.md).",
+    )
 
     _text_visible = field_validator("text")(require_visible_text)
     _token_ids_valid = field_validator("token_ids", mode="before")(first_bad_token_id)
@@ -76,6 +82,8 @@ class DetectRequest(StrictModel):
             raise ValueError("give exactly one of text and token_ids")
         if self.key_id is not None and self.key_ids is not None:
             raise ValueError("give key_id or key_ids, not both")
+        if self.provenance and self.text is None:
+            raise ValueError("provenance compares meaning: give text, not token_ids")
         return self
 
 
@@ -160,7 +168,12 @@ class DetectResponse(KeyDetection):
     keys: list[KeyDetection] = Field(description="One entry per key, most significant first.")
     cached: bool = Field(
         description="Whether the result came from the cache (results for the same input, keys and options "
-        "are kept for a while); false when the cache is off or unreachable."
+        "are kept for a while); false when the cache is off or unreachable. The watermark test only: "
+        "provenance is searched anew for every request."
+    )
+    provenance: ProvenanceReport | None = Field(default=None, description="With provenance: true.")
+    combined: CombinedVerdict | None = Field(
+        default=None, description="With provenance: true: the watermark and provenance tests as one test at alpha."
     )
 
 

@@ -24,6 +24,7 @@ from signet.api.detect.protocol import (
 )
 from signet.api.errors import ApiError
 from signet.api.limits import check_text_size
+from signet.api.provenance.search import provenance_report, with_provenance
 from signet.api.state import ServiceState
 from signet.keys import WatermarkKey
 from signet.watermark.evidence import TokenEvidence
@@ -76,6 +77,14 @@ class KeyTest:
 
 
 def detect(state: ServiceState, request: DetectRequest, caller: Caller) -> DetectResponse:
+    response = _detect_watermark(state, request, caller)
+    if not request.provenance:
+        return response
+    # After the cache: a cached answer must not name a generation erased since.
+    return with_provenance(response, provenance_report(state, caller, request.text, request.alpha))
+
+
+def _detect_watermark(state: ServiceState, request: DetectRequest, caller: Caller) -> DetectResponse:
     authorize_detection(caller, token_ids=request.token_ids is not None, details=request.details)
     _check_input_size(state, request)
     # Refusals (unknown or forbidden keys, tokenizer mismatches) come before the cache is

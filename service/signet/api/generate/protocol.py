@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from signet.api.protocol import KEY_ID_FIELD, MethodScore, StrictModel, WatermarkInfo
+from signet.api.provenance.protocol import GENERATION_ID_FIELD
 from signet.settings import MAX_NEW_TOKENS_CEILING
 
 
@@ -78,6 +79,7 @@ class GenerateResponse(BaseModel):
     usage: Usage
     model: str
     watermark: WatermarkInfo
+    generation_id: str = GENERATION_ID_FIELD
     uncertainty: list[MethodScore] | None = Field(
         default=None,
         description="With uncertainty=true: scores from the answer's own logprobs (no extra forward pass); "
@@ -94,3 +96,6 @@ class GenerateChunk(BaseModel):
     usage: Usage | None = Field(default=None, description="Last piece only.")
     model: str | None = Field(default=None, description="Last piece only.")
     watermark: WatermarkInfo | None = Field(default=None, description="Last piece only.")
+    generation_id: str | None = Field(
+        default=None, description="Last piece only: the generation's id in the registry (as GenerateResponse's)."
+    )

@@ -45,6 +45,7 @@ async def generate(
         usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
         model=state.model_name,
         watermark=watermark_info(prepared.key),
+        generation_id=prepared.generation_id,
     )
 
 
@@ -58,4 +59,5 @@ async def generate_chunks(state: ServiceState, generation: StreamedGeneration) -
             chunk.usage = Usage(prompt_tokens=len(prepared.prompt_token_ids), completion_tokens=completion_tokens)
             chunk.model = state.model_name
             chunk.watermark = watermark_info(prepared.key)
+            chunk.generation_id = prepared.generation_id
         yield chunk

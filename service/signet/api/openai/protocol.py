@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from signet.api.protocol import KEY_ID_FIELD, StrictModel, WatermarkInfo
+from signet.api.provenance.protocol import GENERATION_ID_FIELD
 from signet.settings import MAX_NEW_TOKENS_CEILING
 
 
@@ -154,6 +155,7 @@ class SignetExtension(BaseModel):
 
     watermark: WatermarkInfo
     token_ids: list[int] = Field(description="The generated tokens (in a stream: this chunk's).")
+    generation_id: str = GENERATION_ID_FIELD
 
 
 def _response_id(prefix: str) -> str:

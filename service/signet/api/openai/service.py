@@ -89,7 +89,9 @@ async def completion(state: ServiceState, prepared: PreparedGeneration) -> Compl
         model=state.model_name,
         choices=[CompletionChoice(text=result.text, finish_reason=result.finish_reason)],
         usage=CompletionUsage.of(result.prompt_tokens, result.completion_tokens),
-        signet=SignetExtension(watermark=watermark_info(prepared.key), token_ids=result.token_ids),
+        signet=SignetExtension(
+            watermark=watermark_info(prepared.key), token_ids=result.token_ids, generation_id=prepared.generation_id
+        ),
     )
 
 
@@ -99,7 +101,9 @@ async def chat_completion(state: ServiceState, prepared: PreparedGeneration) -> 
         model=state.model_name,
         choices=[ChatChoice(message=ChatResponseMessage(content=result.text), finish_reason=result.finish_reason)],
         usage=CompletionUsage.of(result.prompt_tokens, result.completion_tokens),
-        signet=SignetExtension(watermark=watermark_info(prepared.key), token_ids=result.token_ids),
+        signet=SignetExtension(
+            watermark=watermark_info(prepared.key), token_ids=result.token_ids, generation_id=prepared.generation_id
+        ),
     )
 
 
@@ -115,7 +119,9 @@ async def completion_chunks(
         yield first.model_copy(
             update={
                 "choices": [CompletionChoice(text=delta.text, finish_reason=delta.finish_reason)],
-                "signet": SignetExtension(watermark=watermark, token_ids=delta.token_ids),
+                "signet": SignetExtension(
+                    watermark=watermark, token_ids=delta.token_ids, generation_id=prepared.generation_id
+                ),
             }
         )
     if include_usage:
@@ -139,7 +145,9 @@ async def chat_chunks(
         yield first.model_copy(
             update={
                 "choices": [ChatChunkChoice(delta=ChatDelta(content=delta.text), finish_reason=delta.finish_reason)],
-                "signet": SignetExtension(watermark=watermark, token_ids=delta.token_ids),
+                "signet": SignetExtension(
+                    watermark=watermark, token_ids=delta.token_ids, generation_id=prepared.generation_id
+                ),
             }
         )
     if include_usage:

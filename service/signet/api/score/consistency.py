@@ -12,6 +12,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from signet.api.auth import Caller, authorize_fixed_samples
+from signet.api.embedding import embed
 from signet.api.errors import ApiError
 from signet.api.generation import check_max_tokens, require_engine
 from signet.api.limits import check_text_size
@@ -23,7 +24,6 @@ from signet.api.score.engine_inputs import (
     check_fits,
     check_sequences,
     draw_samples,
-    embed,
     encode,
     encode_text,
 )

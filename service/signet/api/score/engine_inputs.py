@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from signet import metrics
@@ -19,7 +18,7 @@ from signet.api.errors import ApiError
 from signet.api.generation import engine_problem
 from signet.api.score.protocol import Cost
 from signet.api.state import ServiceState
-from signet.engine.model_store import ModelError, encode_prompt
+from signet.engine.model_store import encode_prompt
 from signet.engine.protocol import (
     MAX_LOGPROBS,
     Completion,
@@ -193,20 +192,3 @@ async def draw_samples(
     """``count`` answers in one request, each with its tokens' logprobs (logprobs=0: no top list)."""
     options = SamplingOptions(max_tokens=max_tokens, temperature=temperature, seed=seed, n=count, logprobs=0)
     return await ask(state, meter, prompt_ids, options)
-
-
-_embedder_lock = asyncio.Lock()
-
-
-async def embed(state: ServiceState, texts: list[str]) -> np.ndarray:
-    """Unit-length all-MiniLM-L6-v2 embeddings; the model loads on first use (about a second)."""
-    if state.embedder is None:
-        async with _embedder_lock:
-            if state.embedder is None:
-                from signet.engine.embeddings import SentenceEmbedder
-
-                try:
-                    state.embedder = await run_in_threadpool(SentenceEmbedder.load)
-                except (ModelError, OSError, ImportError) as error:  # ImportError: an image without torch
-                    raise ApiError(503, f"embedding similarity is unavailable: {error}") from error
-    return await run_in_threadpool(state.embedder.embed, texts)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from signet.api.answer_scores import FREE_METHODS, logprob_scores, pmi_score
 from signet.api.auth import Caller, authorize_fixed_samples
+from signet.api.embedding import embed
 from signet.api.errors import ApiError
 from signet.api.generation import check_max_tokens, check_prompt_size, require_engine
 from signet.api.limits import check_text_size
@@ -21,7 +22,6 @@ from signet.api.score.engine_inputs import (
     check_fits,
     check_sequences,
     draw_samples,
-    embed,
     encode,
     encode_text,
     generate_answer,

@@ -1,0 +1,59 @@
+"""What ``POST /detect`` reports with ``provenance: true``, and the shape of the generation ids."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+GENERATION_ID_PATTERN = r"^gen-[0-9a-f]{32}$"
+GENERATION_ID_FIELD = Field(
+    description="This generation's id in the tenant's generation registry: POST /detect with provenance: true "
+    "names it when a text rewords it; DELETE /generations/{generation_id} erases it.",
+    examples=["gen-6f1c0d5e2b7a4c8e9d3f1a2b3c4d5e6f"],
+)
+
+
+class ProvenanceMatch(BaseModel):
+    generation_id: str
+    similarity: float = Field(description="Cosine similarity of the closest pieces (all-MiniLM-L6-v2), -1 to 1.")
+    p_value: float = Field(
+        description="How often text unrelated to every record would match this well in a registry this size: "
+        "min(1, comparisons * P(one unrelated pair is this similar)), the union bound over every comparison."
+    )
+    key_id: str | None = Field(description="The key it was watermarked with; null for an unwatermarked one.")
+    created_at: float = Field(description="When it was generated (Unix seconds).")
+    text: str | None = Field(
+        default=None,
+        description="The generation's text, only where the operator keeps texts (SIGNET_PROVENANCE_STORE_TEXT).",
+    )
+
+
+class ProvenanceReport(BaseModel):
+    verdict: Literal["match", "no_match", "insufficient_evidence"] = Field(
+        description="match: the best p_value is below alpha (this test alone; combined tests each at alpha / 2); "
+        "insufficient_evidence: the text has under 40 words, too little to tell a rewording from a stock phrase "
+        "(its matches are still listed; p_value is 1)."
+    )
+    p_value: float = Field(
+        description="The best match's p_value; 1.0 when the registry is empty or the text too short for a verdict."
+    )
+    matches: list[ProvenanceMatch] = Field(description="The closest generations of the caller's tenant, best first.")
+    num_vectors: int = Field(
+        description="Stored vectors of the caller's registry compared against (N): one per piece of each generation."
+    )
+    num_pieces: int = Field(description="Pieces of the text compared (q): the union bound counts q * N comparisons.")
+    truncated: bool = Field(
+        description="The text had more pieces than are searched (8): 8 spread evenly over it were searched."
+    )
+
+
+class CombinedVerdict(BaseModel):
+    verdict: Literal["generated_here", "not_found"] = Field(
+        description="generated_here: the watermark test or the provenance test rejects at alpha / 2 (Bonferroni over "
+        "the two, so the family-wise false-positive rate stays at most alpha)."
+    )
+    p_value: float = Field(description="min(1, 2 * min(watermark corrected_p_value, provenance p_value)).")
+    decided_by: Literal["watermark", "provenance", "both"] | None = Field(
+        description="Which evidence rejected; null when neither did."
+    )

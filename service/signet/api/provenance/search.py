@@ -1,0 +1,100 @@
+"""Provenance for ``/detect``: find the caller's generations that a text rewords."""
+
+from __future__ import annotations
+
+import time
+from typing import TypeVar
+
+import numpy as np
+
+from signet import metrics
+from signet.api.auth import Caller
+from signet.api.embedding import embed_now
+from signet.api.errors import ApiError
+from signet.api.provenance.protocol import CombinedVerdict, ProvenanceMatch, ProvenanceReport
+from signet.api.provenance.recorder import registry_tenant
+from signet.api.state import ServiceState
+from signet.provenance.fingerprint import MIN_PIECE_WORDS, pieces
+from signet.provenance.significance import combine, p_value
+from signet.registry.store import GenerationStore, StoreUnavailable
+
+R = TypeVar("R")  # a DetectResponse: api/detect imports this module, not the reverse
+MATCHES_REPORTED = 5
+# A text is searched by at most 8 of its pieces (about 960 words; a longer text by 8 spread
+# evenly over it, its first and last included, so a rewording cannot hide behind a long
+# preamble), and a batch embeds at most 64 pieces in all: each piece is a forward pass of
+# the embedding model (up to 256 word pieces: about 40 ms of two cores here), so one
+# request costs at most about 2.5 s of CPU.
+MAX_QUERY_PIECES = 8
+# Below this many words a text is searched and its matches shown, but it gets no verdict:
+# a sentence or two is too little meaning to tell a rewording from a shared stock phrase.
+MIN_QUERY_WORDS = MIN_PIECE_WORDS
+MAX_BATCH_PROVENANCE_PIECES = 64
+
+
+def require_store(state: ServiceState, status: int = 422, field: str | None = "provenance") -> GenerationStore:
+    if state.generation_store is None:
+        raise ApiError(status, "the generation registry is off here (SIGNET_PROVENANCE=false)", field)
+    return state.generation_store
+
+
+def query_pieces(text: str) -> tuple[list[str], bool]:
+    """The pieces of ``text`` that are searched, and whether some were left out."""
+    found = pieces(text, max_pieces=len(text))
+    if len(found) <= MAX_QUERY_PIECES:
+        return found, False
+    chosen = np.linspace(0, len(found) - 1, MAX_QUERY_PIECES).round().astype(int)
+    return [found[index] for index in chosen], True
+
+
+def provenance_report(state: ServiceState, caller: Caller, text: str, alpha: float) -> ProvenanceReport:
+    """The caller's generations closest to ``text``, each with the p-value of so close a match
+    among every comparison made (provenance/significance.py). Runs in the calling thread."""
+    store = require_store(state)
+    started = time.perf_counter()
+    searched, truncated = query_pieces(text)
+    vectors = embed_now(state, searched)
+    try:
+        result = store.search(registry_tenant(caller.queue_tenant), vectors, MATCHES_REPORTED)
+    except StoreUnavailable as error:
+        raise ApiError(503, f"provenance: {error}", "provenance", headers={"Retry-After": "1"}) from error
+    comparisons = len(searched) * result.num_vectors
+    matches = [
+        ProvenanceMatch(
+            generation_id=match.generation_id,
+            similarity=match.similarity,
+            p_value=p_value(match.similarity, comparisons),
+            key_id=match.key_id,
+            created_at=match.created_at,
+            text=match.text,
+        )
+        for match in result.matches
+    ]
+    best = matches[0].p_value if matches else 1.0
+    metrics.PROVENANCE_SEARCH_DURATION.observe(time.perf_counter() - started)
+    verdict = "match" if best < alpha else "no_match"
+    if len(text.split()) < MIN_QUERY_WORDS:
+        verdict, best = "insufficient_evidence", 1.0
+    return ProvenanceReport(
+        verdict=verdict,
+        p_value=best,
+        matches=matches,
+        num_vectors=result.num_vectors,
+        num_pieces=len(searched),
+        truncated=truncated,
+    )
+
+
+def with_provenance(response: R, report: ProvenanceReport) -> R:
+    """A detection ``response`` (DetectResponse) with the provenance report and the combined test.
+
+    The watermark's evidence is its best key's corrected p-value; a key without enough
+    evidence was not tested, so it counts as 1."""
+    watermark_p_value = 1.0 if response.verdict == "insufficient_evidence" else response.corrected_p_value
+    test = combine(watermark_p_value, report.p_value, response.alpha)
+    combined = CombinedVerdict(
+        verdict="not_found" if test.decided_by is None else "generated_here",
+        p_value=test.p_value,
+        decided_by=test.decided_by,
+    )
+    return response.model_copy(update={"provenance": report, "combined": combined})

@@ -1,0 +1,252 @@
+"""Provenance in-process: POST /detect with provenance: true finds a rewording of the
+caller's own generation, never another tenant's, never an erased or expired one; DELETE
+/generations/{id} erases; bad requests get their problem.
+
+Records are written to a real SQLite registry with real all-MiniLM-L6-v2 fingerprints (as
+the recorder writes them; tests/api/test_provenance_recorder.py tests the recorder), so
+the similarities and p-values are the service's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from signet.api.app import create_app
+from signet.api.embedding import embed_now
+from signet.api.provenance.recorder import DEVELOPMENT_TENANT
+from signet.provenance.fingerprint import pieces
+from signet.registry.sqlite import SqliteStore
+from signet.registry.store import GenerationRecord
+from signet.tenants import TenantRegistry, api_key_digest
+
+KEY_A = "sk-signet-test-provenance-a-61d0e2"
+KEY_B = "sk-signet-test-provenance-b-7c4f19"
+TENANTS = {
+    "tenants": [
+        {"tenant": "alpha", "key_ids": "*", "api_keys": [{"sha256": api_key_digest(KEY_A), "name": "a"}]},
+        {"tenant": "beta", "key_ids": "*", "api_keys": [{"sha256": api_key_digest(KEY_B), "name": "b"}]},
+    ]
+}
+GENERATED = {
+    "gen-" + "a" * 32: (
+        "Regular exercise strengthens the heart and lungs. It also improves sleep and lifts your mood. "
+        "Even a brisk twenty-minute walk each day lowers the risk of diabetes and high blood pressure. "
+        "Start slowly, choose an activity you enjoy, and build the habit over a few weeks."
+    ),
+    "gen-" + "b" * 32: (
+        "The lighthouse keeper climbed the spiral stairs every evening to light the lamp. Storms rattled "
+        "the windows, but the beam never failed. Sailors far out at sea trusted that steady light to "
+        "guide them past the rocks and safely into the harbour."
+    ),
+}
+# The first generation, reworded: sentences reordered, most words changed, meaning kept.
+REWORDED = (
+    "Begin gently, pick a sport you like, and make it routine over several weeks. Working out "
+    "regularly makes your heart and lungs stronger, helps you sleep better and raises your spirits. "
+    "A quick daily walk of twenty minutes already cuts the chance of diabetes and hypertension."
+)
+UNRELATED = (
+    "The compiler reads each source file, builds a syntax tree, checks the types of every expression "
+    "and then emits machine code for the target architecture, linking the object files at the end. "
+    "Warnings are printed as it goes, and an error stops the build before anything is written."
+)
+ALPHA = 1e-3
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def record(generation_id: str, tenant: str, text: str, expires_in: float = 3600.0, keep_text: bool = False):
+    now = time.time()
+    return GenerationRecord(
+        generation_id=generation_id,
+        tenant=tenant,
+        vectors=embed_now(STATE, pieces(text)),
+        key_id=None,
+        created_at=now,
+        expires_at=now + expires_in,
+        text=text if keep_text else None,
+    )
+
+
+STATE = None  # the module's state, set by the fixture (record() embeds with its embedder)
+
+
+@pytest.fixture(scope="module")
+def state(detection_state, tmp_path_factory):
+    global STATE
+    folder = tmp_path_factory.mktemp("provenance")
+    (folder / "tenants.yaml").write_text(yaml.safe_dump(TENANTS))
+    tenants = TenantRegistry.load(folder / "tenants.yaml", detection_state.keys.key_ids)
+    store = SqliteStore(folder / "registry.sqlite3", 384)
+    STATE = dataclasses.replace(detection_state, tenants=tenants, rate_limiter=None, generation_store=store)
+    for generation_id, text in GENERATED.items():
+        store.add(record(generation_id, "alpha", text))
+    yield STATE
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def client(state):
+    with TestClient(create_app(state)) as session:
+        yield session
+
+
+def detect(client, text: str, key: str = KEY_A, **options):
+    body = {"text": text, "provenance": True, "alpha": ALPHA, **options}
+    response = client.post("/detect", json=body, headers=bearer(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_rewording_of_the_tenants_generation_is_found(client):
+    body = detect(client, REWORDED)
+    report = body["provenance"]
+    best = report["matches"][0]
+    assert best["generation_id"] == "gen-" + "a" * 32
+    assert best["similarity"] > 0.7 and best["p_value"] < ALPHA
+    assert report["verdict"] == "match" and report["p_value"] == best["p_value"]
+    assert report["num_vectors"] == 2 and report["num_pieces"] == 1 and report["truncated"] is False
+    # Unwatermarked text: only the provenance test can reject, and the answer says so.
+    assert body["verdict"] != "watermarked"
+    assert body["combined"] == {"verdict": "generated_here", "p_value": 2 * best["p_value"], "decided_by": "provenance"}
+    assert best["text"] is None  # texts are not kept unless the operator opts in
+
+
+def test_unrelated_text_matches_nothing(client):
+    body = detect(client, UNRELATED)
+    assert body["provenance"]["verdict"] == "no_match" and body["provenance"]["p_value"] == 1.0
+    assert body["combined"]["verdict"] == "not_found" and body["combined"]["decided_by"] is None
+
+
+def test_a_text_too_short_for_a_verdict_lists_its_matches_without_one(client):
+    body = detect(client, "Regular exercise strengthens the heart and lungs.")
+    report = body["provenance"]
+    assert report["verdict"] == "insufficient_evidence" and report["p_value"] == 1.0
+    assert report["matches"][0]["generation_id"] == "gen-" + "a" * 32  # shown, not decided on
+    assert body["combined"]["decided_by"] is None
+
+
+def test_another_tenant_never_sees_the_generations(client):
+    body = detect(client, GENERATED["gen-" + "a" * 32], key=KEY_B)
+    assert body["provenance"]["matches"] == [] and body["provenance"]["num_vectors"] == 0
+    assert body["provenance"]["verdict"] == "no_match"
+    # nor can it erase them: the same 404 as for an id that does not exist
+    response = client.delete("/generations/gen-" + "a" * 32, headers=bearer(KEY_B))
+    assert response.status_code == 404 and response.json()["field"] == "generation_id"
+
+
+def test_an_erased_generation_is_never_returned_again(client, state):
+    generation_id = "gen-" + "c" * 32
+    text = "Bees dance to tell the hive where the flowers are. The angle of the dance points toward the sun."
+    state.generation_store.add(record(generation_id, "alpha", text))
+    assert detect(client, text)["provenance"]["matches"][0]["generation_id"] == generation_id
+    assert client.delete(f"/generations/{generation_id}", headers=bearer(KEY_A)).status_code == 204
+    # the watermark part of this answer is cached; the provenance part never is
+    after = detect(client, text)
+    assert generation_id not in [match["generation_id"] for match in after["provenance"]["matches"]]
+    assert client.delete(f"/generations/{generation_id}", headers=bearer(KEY_A)).status_code == 404
+
+
+def test_an_expired_generation_is_never_returned(client, state):
+    text = "Volcanoes form where magma rises through cracks in the crust and erupts as lava and ash."
+    state.generation_store.add(record("gen-" + "d" * 32, "alpha", text, expires_in=-1.0))
+    ids = [match["generation_id"] for match in detect(client, text)["provenance"]["matches"]]
+    assert "gen-" + "d" * 32 not in ids
+
+
+def test_texts_are_shown_only_where_the_operator_keeps_them(client, state):
+    text = "Glaciers carve deep valleys as they slide downhill, grinding the rock beneath them into fine silt."
+    state.generation_store.add(record("gen-" + "e" * 32, "beta", text, keep_text=True))
+    assert detect(client, text, key=KEY_B)["provenance"]["matches"][0]["text"] == text
+
+
+def test_development_mode_has_a_registry_of_its_own(detection_state, tmp_path):
+    store = SqliteStore(tmp_path / "registry.sqlite3", 384)
+    state = dataclasses.replace(detection_state, tenants=None, rate_limiter=None, generation_store=store)
+    store.add(record("gen-" + "f" * 32, DEVELOPMENT_TENANT, UNRELATED))
+    store.add(record("gen-" + "0" * 32, "alpha", REWORDED))
+    with TestClient(create_app(state)) as session:
+        body = detect(session, UNRELATED, key="unused")
+    assert [match["generation_id"] for match in body["provenance"]["matches"]] == ["gen-" + "f" * 32]
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"token_ids": [1, 2, 3], "provenance": True}, 422, None),
+        ({"text": "x", "provenance": "yes"}, 422, "provenance"),
+    ],
+)
+def test_bad_provenance_requests(client, body, status, field):
+    response = client.post("/detect", json=body, headers=bearer(KEY_A))
+    assert response.status_code == status, response.text
+    assert response.json().get("field") == field
+    if body.get("token_ids"):
+        assert "give text, not token_ids" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("generation_id", ["gen-123", "gen-" + "A" * 32, "x" * 36])
+def test_a_malformed_generation_id_is_refused(client, generation_id):
+    response = client.delete(f"/generations/{generation_id}", headers=bearer(KEY_A))
+    assert response.status_code == 422 and response.json()["field"] == "generation_id"
+
+
+def test_erasing_needs_an_api_key(client):
+    assert client.delete("/generations/gen-" + "a" * 32).status_code == 401
+
+
+def test_a_batch_searches_each_item_and_bounds_the_pieces(client):
+    items = [{"text": REWORDED, "provenance": True}, {"text": UNRELATED}, {"token_ids": [5], "provenance": True}]
+    response = client.post("/detect/batch", json={"items": items}, headers=bearer(KEY_A))
+    results = response.json()["results"]
+    assert results[0]["result"]["provenance"]["matches"][0]["generation_id"] == "gen-" + "a" * 32
+    assert results[1]["result"]["provenance"] is None
+    assert results[2]["status"] == 422
+    long_text = "This sentence has exactly eight words in it. " * 120  # 960 words: 8 pieces
+    too_many = [{"text": long_text, "provenance": True}] * 9  # 72 pieces > 64
+    response = client.post("/detect/batch", json={"items": too_many}, headers=bearer(KEY_A))
+    assert response.status_code == 413 and "72 pieces" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("where", ["start", "end"])
+def test_a_long_text_is_searched_by_pieces_spread_over_it(client, where):
+    """A rewording after a long preamble is still searched: the last piece always is."""
+    filler = "This sentence has exactly eight words in it. " * 150
+    long_text = f"{REWORDED} {filler}" if where == "start" else f"{filler}{REWORDED}"
+    report = detect(client, long_text)["provenance"]
+    assert report["num_pieces"] == 8 and report["truncated"] is True
+    assert report["matches"][0]["generation_id"] == "gen-" + "a" * 32
+
+
+def test_provenance_off_is_a_clear_answer(detection_state):
+    state = dataclasses.replace(detection_state, tenants=None, rate_limiter=None, generation_store=None)
+    with TestClient(create_app(state)) as session:
+        response = session.post("/detect", json={"text": UNRELATED, "provenance": True})
+        assert response.status_code == 422 and "SIGNET_PROVENANCE=false" in response.json()["detail"]
+        assert response.json()["field"] == "provenance"
+        response = session.delete("/generations/gen-" + "a" * 32)
+        assert response.status_code == 404 and "SIGNET_PROVENANCE=false" in response.json()["detail"]
+
+
+def test_a_process_without_torch_refuses_to_start_with_the_registry_on(monkeypatch, detection_state):
+    """The slim API image (WITH_EMBEDDINGS=false) has no torch: with SIGNET_PROVENANCE on it
+    stops at start-up with one line saying what to do, instead of failing every record."""
+    import importlib.util
+
+    from signet.api import state as state_module
+    from signet.engine.model_store import ModelError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "torch" else real(name, *rest))
+    settings = detection_state.settings.model_copy(update={"provenance": True})
+    with pytest.raises(ModelError, match="WITH_EMBEDDINGS=true .* or set SIGNET_PROVENANCE=false"):
+        state_module._generation_store(settings, None)
+    assert state_module._generation_store(settings.model_copy(update={"provenance": False}), None) is None
