@@ -7,7 +7,9 @@ and docs/img/ui-generate.png."""
 
 from __future__ import annotations
 
+import json
 import re
+import time
 
 import pytest
 
@@ -258,6 +260,157 @@ def test_tabs_work_from_the_keyboard_with_visible_focus(page):
              .filter(e => e.labels.length === 0).map(e => e.id)"""
     )
     assert unlabelled == []
+
+
+# ---------------------------------------------------------------- provenance
+
+# Generations are recorded off the request path (api/provenance/recorder.py): embedding one
+# takes well under a second, but this machine's two cores may be busy with the engine.
+RECORDED_TIMEOUT_S = 30.0
+
+
+def _provenance(client, text: str) -> dict:
+    """The API's own /detect answer with provenance, as the page asks for it."""
+    body = {"text": text, "windows": True, "alpha": 1e-4, "details": True, "provenance": True}
+    response = client.post("/detect", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _matched_ids(result: dict) -> list[str]:
+    return [match["generation_id"] for match in result["provenance"]["matches"]]
+
+
+def _wait_until_recorded(client, generation_id: str, text: str) -> dict:
+    """Polls /detect until the registry names ``generation_id`` for ``text``; its last answer."""
+    deadline = time.monotonic() + RECORDED_TIMEOUT_S
+    while True:
+        result = _provenance(client, text)
+        if generation_id in _matched_ids(result):
+            return result
+        assert time.monotonic() < deadline, f"{generation_id} not recorded in {RECORDED_TIMEOUT_S} s: {result}"
+        time.sleep(0.25)
+
+
+def _recorded_generation(client, seed: int) -> tuple[str, str]:
+    """A short generation of the API's, once the registry holds it: its id and text."""
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 48, "seed": seed}
+    response = client.post("/generate", params={"watermark": "true"}, json=body)
+    assert response.status_code == 200, response.text
+    generation = response.json()
+    assert re.fullmatch(r"gen-[0-9a-f]{32}", generation["generation_id"]), generation["generation_id"]
+    _wait_until_recorded(client, generation["generation_id"], generation["text"])
+    return generation["generation_id"], generation["text"]
+
+
+def _match_row(page, generation_id: str):
+    return page.locator(f'#provenance-matches tbody tr[data-generation-id="{generation_id}"]')
+
+
+def test_provenance_finds_a_text_generated_through_the_page(page, client):
+    page.click("#tab-generate")
+    page.fill("#generate-prompt", PROMPT)
+    page.fill("#generate-max-tokens", "48")
+    page.fill("#generate-seed", "17")
+    page.click("#generate-submit")
+    page.wait_for_selector("#generate-result .badge, #generate-error:not([hidden])", timeout=GENERATE_TIMEOUT_MS)
+    assert page.is_hidden("#generate-error"), page.inner_text("#generate-error")
+    generation_id = page.text_content("#generate-generation-id code")
+    key_id = re.search(r"watermarked with key (\S+) \(", page.inner_text("#generate-result .generation-meta")).group(1)
+    assert re.fullmatch(r"gen-[0-9a-f]{32}", generation_id), generation_id
+    generated = page.text_content("#generate-result .tokens")
+    _wait_until_recorded(client, generation_id, generated)
+
+    page.click("#generate-result button.secondary")  # to the Detect tab, with the text
+    assert page.is_checked("#detect-provenance")  # searched by default
+    _detect(page, generated)
+    assert page.is_hidden("#detect-error"), page.inner_text("#detect-error")
+    first = page.locator("#provenance-matches tbody tr").first
+    assert first.get_attribute("data-generation-id") == generation_id
+    cells = first.locator("td").all_inner_texts()
+    assert cells[0] == generation_id
+    assert re.fullmatch(r"\d\.\d{3}", cells[1]) and float(cells[1]) > 0.99, cells  # the very same text
+    assert re.fullmatch(r"(\d\.\de[+-]\d+|< 1e-300)", cells[2]), cells
+    assert cells[3] == key_id, cells
+    assert re.search(r"\d", cells[4]), cells  # a local date and time
+    # The session's server keeps no generation texts: the similarity alone, no side-by-side view.
+    assert page.is_visible("#provenance-similarity-only")
+    assert generation_id in page.inner_text("#provenance-similarity-only")
+    assert page.locator("#provenance-side-by-side").count() == 0
+    verdict = page.inner_text("#provenance-verdict")
+    assert verdict.startswith("Generated here — decided by"), verdict
+    assert page.get_attribute("#provenance .pill", "data-verdict") == "generated_here"
+
+
+def test_provenance_shows_a_kept_generation_text_side_by_side(page, client):
+    """The best match beside the caller's text. This stands in for a server run with
+    SIGNET_PROVENANCE_STORE_TEXT=true, which would need a second engine start: the page's
+    /detect is answered with a real answer of the session's server whose best match is given
+    the text such a server would have kept."""
+    generation_id, text = _recorded_generation(client, seed=29)
+    result = _provenance(client, text)
+    best = result["provenance"]["matches"][0]
+    assert best["generation_id"] == generation_id and best["text"] is None  # this server keeps none
+    kept = "The keeper climbed the stairs at dusk.\nA bottle lay on the rocks below: <b>not markup</b>."
+    best["text"] = kept
+    sent: list[dict] = []
+
+    def answer(route):
+        sent.append(route.request.post_data_json)
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(result))
+
+    page.route("**/detect", answer)
+    _detect(page, text)
+    assert sent and sent[0]["provenance"] is True
+    view = page.locator("#provenance-side-by-side")
+    assert view.is_visible()
+    assert view.locator(".side-yours h4").inner_text() == "Your text"
+    assert view.locator(".side-yours .passage").text_content() == text
+    assert view.locator(".side-generation h4").inner_text() == f"Generation {generation_id}"
+    assert view.locator(".side-generation .passage").text_content() == kept
+    assert view.locator("b").count() == 0
+    assert page.locator("#provenance-similarity-only").count() == 0
+
+
+def test_provenance_unchecked_is_not_searched(page, human_text):
+    sent: list[dict] = []
+
+    def record(route):
+        sent.append(route.request.post_data_json)
+        route.continue_()
+
+    page.route("**/detect", record)
+    page.uncheck("#detect-provenance")
+    _detect(page, human_text)
+    assert _verdict(page) == "not_watermarked"
+    assert sent and "provenance" not in sent[0]
+    assert page.locator("#provenance").count() == 0
+
+
+def test_provenance_match_is_erased_from_its_row(page, client):
+    generation_id, text = _recorded_generation(client, seed=31)
+    stale = _provenance(client, text)  # for the second half: an answer from before the erasure
+    _detect(page, text)
+    row = _match_row(page, generation_id)
+    assert row.count() == 1
+    row.get_by_role("button", name=f"Erase {generation_id}").click()
+    row.wait_for(state="detached")
+    assert "erased" in page.inner_text("#provenance-erase-status")
+    assert generation_id not in _matched_ids(_provenance(client, text))  # a real DELETE
+
+    # A result shown from before the erasure (another tab's, say): its Erase gets the
+    # service's 404, shown with the problem's detail, and the row stays.
+    page.route(
+        "**/detect", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(stale))
+    )
+    _detect(page, text)
+    row = _match_row(page, generation_id)
+    row.get_by_role("button", name=f"Erase {generation_id}").click()
+    page.wait_for_selector("#provenance-erase-status.failed")
+    message = page.inner_text("#provenance-erase-status")
+    expected = f"Could not erase {generation_id}: 404 Not Found: no generation {generation_id} in this tenant's"
+    assert message.startswith(expected), message
+    assert row.count() == 1 and not row.get_by_role("button").is_disabled()
 
 
 # WCAG contrast of each element's own text against the first opaque background behind it.

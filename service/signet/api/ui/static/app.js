@@ -95,17 +95,24 @@ class ApiProblem extends Error {
 
 /** POST a JSON body to the API; resolves to the JSON answer or throws an ApiProblem with a readable message. */
 async function callApi(path, body) {
-  const headers = { "content-type": "application/json", accept: "application/json" };
+  return requestApi("POST", path, body);
+}
+
+/** One request to the API, with the user's key; the JSON answer, null for 204, or an ApiProblem. */
+async function requestApi(method, path, body = undefined) {
+  const headers = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
   const apiKey = $("api-key").value.trim();
   if (apiKey) headers["X-API-Key"] = apiKey;
   let response;
   try {
     // Relative: the API is served next to this page (under the same prefix, if any).
-    response = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (error) {
     const origin = new URL(".", document.baseURI).href;
     throw new ApiProblem(`Cannot reach the Signet service at ${origin} (${error.message}).`);
   }
+  if (response.status === 204) return null;
   if (response.ok) return response.json();
   const problem = await response.clone().json().catch(() => null);
   throw new ApiProblem(await problemMessage(response), response.status, problem?.field ?? null);
@@ -118,6 +125,20 @@ async function detectWithDetails(body) {
   } catch (problem) {
     if (!(problem instanceof ApiProblem && problem.status === 403 && problem.field === "details")) throw problem;
     return callApi("detect", { ...body, details: false });
+  }
+}
+
+/** Detection that also searches the caller's generations when ``body.provenance``; a service whose
+ * registry is off (422 on "provenance") gets the watermark test alone, and the answer says why. */
+async function detectWithProvenance(body) {
+  try {
+    return await detectWithDetails(body);
+  } catch (problem) {
+    if (!(body.provenance && problem instanceof ApiProblem && problem.status === 422 && problem.field === "provenance")) {
+      throw problem;
+    }
+    const result = await detectWithDetails({ ...body, provenance: false });
+    return { ...result, provenanceUnavailable: problem.message };
   }
 }
 
@@ -263,6 +284,11 @@ function renderDetection(container, result, text, alpha) {
   if (window) parts.push(h("p", { class: "window-note" }, windowNote(window)));
   parts.push(statistics(result, alpha));
   if (result.keys && result.keys.length > 1) parts.push(keysTable(result.keys));
+  if (result.provenance) parts.push(provenanceSection(result, text, alpha));
+  if (result.provenanceUnavailable) {
+    parts.push(h("p", { class: "hint", id: "provenance-unavailable" },
+      `Provenance was not searched; the watermark test alone is shown. The service said: ${result.provenanceUnavailable}`));
+  }
   if (result.tokens && text !== null) {
     parts.push(h("h3", {}, "Tokens"), tokenLegend(result), tokenView(text, result));
   }
@@ -307,6 +333,111 @@ function keysTable(keys) {
     h("tbody", {}, keys.map((key) => h("tr", {},
       h("td", {}, key.key_id), h("td", {}, key.scheme), h("td", {}, VERDICT_LABELS[key.verdict]),
       h("td", { class: "number" }, formatP(key.p_value)), h("td", { class: "number" }, formatP(key.corrected_p_value))))));
+}
+
+// ---------------------------------------------------------------- provenance
+
+const DECIDED_BY = {
+  watermark: "the watermark",
+  provenance: "provenance (a close match among this tenant's generations)",
+  both: "both the watermark and provenance",
+};
+
+function plural(count, one, many) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+/** Scientific notation throughout, so the matches' p-values line up: 3.2e-41, 1.0e+0. */
+function formatScientific(p) {
+  return p === 0 ? "< 1e-300" : p.toExponential(1);
+}
+
+/** Unix seconds as the reader's local date and time. */
+function localTime(seconds) {
+  const date = new Date(seconds * 1000);
+  return h("time", { datetime: date.toISOString() }, date.toLocaleString());
+}
+
+/** The provenance answer: the combined verdict, the closest generations (each erasable) and the best one beside
+ * the text where the operator keeps generation texts. */
+function provenanceSection(result, text, alpha) {
+  const report = result.provenance;
+  const combined = result.combined;
+  const found = combined.verdict === "generated_here";
+  const headline = found ? `Generated here — decided by ${DECIDED_BY[combined.decided_by]}.`
+    : `Not found among this tenant's ${plural(report.num_vectors, "recorded piece", "recorded pieces")}.`;
+  const comparison = found ? "below" : "not below";
+  const reason = `The smaller of the watermark's and provenance's p-values, doubled (each test at α/2), is ` +
+    `${formatP(combined.p_value)}, ${comparison} α = ${formatAlpha(alpha)}. ` +
+    `${plural(report.num_pieces, "piece", "pieces")} of the text searched against ${plural(report.num_vectors, "recorded piece", "recorded pieces")}` +
+    `${report.truncated ? " (a long text: only its first pieces)" : ""}.`;
+  const parts = [
+    h("h3", {}, "Provenance"),
+    h("div", { class: "verdict-row" },
+      // Not .badge and .explanation: those name the watermark's verdict, which callers (and tests) select.
+      h("span", { class: `pill pill-${combined.verdict}`, "data-verdict": combined.verdict }, found ? "Generated here" : "Not found"),
+      h("p", { class: "combined-explanation", id: "provenance-verdict" }, h("strong", {}, headline), " ", reason)),
+  ];
+  if (report.matches.length) {
+    const status = h("p", { class: "erase-status", id: "provenance-erase-status", role: "status" });
+    const best = bestMatchView(report.matches[0], text);
+    parts.push(matchesTable(report.matches, status, best), status, best);
+  }
+  return h("section", { class: "provenance", id: "provenance", "aria-label": "Provenance" }, parts);
+}
+
+function matchesTable(matches, status, best) {
+  const body = h("tbody", {});
+  const table = h("table", { class: "data", id: "provenance-matches" },
+    h("caption", {}, "This tenant's closest generations, best first"),
+    h("thead", {}, h("tr", {}, ["generation", "similarity", "p-value", "key", "created", ""].map((name) => h("th", { scope: "col" }, name)))),
+    body);
+  matches.forEach((match, index) => {
+    const erase = h("button", { type: "button", class: "secondary small", "aria-label": `Erase ${match.generation_id}` }, "Erase");
+    const row = h("tr", { "data-generation-id": match.generation_id },
+      h("td", {}, h("code", {}, match.generation_id)),
+      h("td", { class: "number" }, match.similarity.toFixed(3)),
+      h("td", { class: "number" }, formatScientific(match.p_value)),
+      h("td", {}, match.key_id ?? "unwatermarked"),
+      h("td", {}, localTime(match.created_at)),
+      h("td", {}, erase));
+    erase.addEventListener("click", () => eraseGeneration(match.generation_id, { row, erase, status, table, best: index === 0 ? best : null }));
+    body.append(row);
+  });
+  return table;
+}
+
+/** DELETE /generations/{id}: on 204 the row goes (and the best match's view with it); a problem is shown as the service put it. */
+async function eraseGeneration(generationId, { row, erase, status, table, best }) {
+  erase.disabled = true;
+  status.classList.remove("failed");
+  status.textContent = `Erasing ${generationId}…`;
+  try {
+    await requestApi("DELETE", `generations/${encodeURIComponent(generationId)}`);
+  } catch (problem) {
+    erase.disabled = false;
+    status.classList.add("failed");
+    status.textContent = `Could not erase ${generationId}: ${problem instanceof ApiProblem ? problem.message : problem}`;
+    return;
+  }
+  row.remove();
+  best?.remove();
+  if (!table.tBodies[0].rows.length) table.remove();
+  status.textContent = `${generationId} erased: it is no longer in this tenant's registry (detect again for a fresh search).`;
+}
+
+/** The best match beside the text, where the operator keeps texts; else its similarity alone. */
+function bestMatchView(match, text) {
+  if (match.text === null || match.text === undefined) {
+    return h("p", { class: "hint", id: "provenance-similarity-only" },
+      `The closest generation, ${match.generation_id}, has a similarity of ${match.similarity.toFixed(3)} to your text ` +
+      `(p = ${formatScientific(match.p_value)}). This operator does not keep generation texts, so it cannot be shown beside yours.`);
+  }
+  const column = (className, heading, passage) => h("div", { class: `side ${className}` },
+    h("h4", {}, heading), h("div", { class: "passage", role: "region", tabindex: 0, "aria-label": heading }, passage));
+  return h("div", { class: "side-by-side", id: "provenance-side-by-side" },
+    column("side-yours", "Your text", text ?? ""),
+    column("side-generation", `Generation ${match.generation_id}`, match.text));
 }
 
 function tokenLegend(result) {
@@ -502,8 +633,9 @@ async function detect(event) {
   const body = { text, windows: $("detect-windows").checked, alpha };
   if ($("detect-all-keys").checked) body.key_ids = "all";
   else if (optionalText("detect-key-id")) body.key_id = optionalText("detect-key-id");
+  if ($("detect-provenance").checked) body.provenance = true; // the form's input is always text
   await whileBusy("detect", "Detecting…", async () => {
-    const result = await detectWithDetails(body);
+    const result = await detectWithProvenance(body);
     renderDetection($("detect-result"), result, text, alpha);
   });
 }
@@ -557,8 +689,16 @@ async function generate(event) {
     });
     const detectionView = h("div", { class: "detection" });
     renderDetection(detectionView, detection, generation.text, alpha);
-    container.replaceChildren(meta, detectionView, h("div", { class: "actions" }, send));
+    const parts = [meta, detectionView, generationIdLine(generation.generation_id), h("div", { class: "actions" }, send)];
+    container.replaceChildren(...parts.filter((part) => part !== null));
   });
+}
+
+/** The generation's id in the registry (a streamed generation carries it on its last chunk). */
+function generationIdLine(generationId) {
+  if (!generationId) return null;
+  return h("p", { class: "hint", id: "generate-generation-id" }, "Generation id: ", h("code", {}, generationId),
+    ". Detect with provenance finds this text, or a rewording of it, by this id; its Erase button removes it.");
 }
 
 // ---------------------------------------------------------------- Scores tab
