@@ -414,3 +414,23 @@ async def test_a_user_without_a_needed_command_gets_503_naming_the_acl_not_a_500
     assert all(password not in refused.value.detail for password in PASSWORDS.values())
     cache = RedisDetectionCache(link_as("signet-worker"), ttl_seconds=60)
     assert cache.get("a-digest") is None  # the cache is bypassed, /detect still answers
+
+
+@pytest.mark.asyncio
+async def test_the_generation_registry_works_as_the_api_user(link_as):
+    """The example's signet-api rules allow everything the registry does: its two scripts
+    (add, erase), the log reads and the record reads, over TLS."""
+    import time
+
+    import numpy as np
+
+    from signet.registry.redis import RedisStore
+    from signet.registry.store import GenerationRecord
+
+    store, other_pod = RedisStore(link_as("signet-api"), 4), RedisStore(link_as("signet-api"), 4)
+    vector = np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)
+    now = time.time()
+    store.add(GenerationRecord("gen-" + "7" * 32, "acl-tenant", vector, "main", now, now + 60))
+    assert other_pod.search("acl-tenant", vector, 1).matches[0].generation_id == "gen-" + "7" * 32
+    assert other_pod.erase("acl-tenant", "gen-" + "7" * 32)
+    assert store.search("acl-tenant", vector, 1).matches == []
