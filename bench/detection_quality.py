@@ -191,13 +191,15 @@ def prompts(count: int) -> list[str]:
     return [grid[index % len(grid)] for index in range(count)]
 
 
-async def generate_all(engine, tokenizer, texts: list[str], tokens: int, key_id: str | None, **sampling):
+async def generate_all(
+    engine, tokenizer, texts: list[str], tokens: int, key_id: str | None, seed_offset: int = 0, **sampling
+):
     from signet.engine.model_store import encode_prompt
     from signet.engine.protocol import SamplingOptions
 
     async def one(index: int, prompt: str):
         prompt_ids = encode_prompt(tokenizer, turns=[{"role": "user", "content": prompt}])
-        options = SamplingOptions(max_tokens=tokens, seed=index, **sampling)
+        options = SamplingOptions(max_tokens=tokens, seed=seed_offset + index, **sampling)
         return await engine.generate(prompt_ids, options, key_id)
 
     semaphore = asyncio.Semaphore(16)

@@ -1,0 +1,131 @@
+"""The generation registry at 10,000, 100,000 and 1,000,000 records: ingest throughput,
+query latency (p50, p99) and memory per record, for both stores.
+
+    .venv/bin/python -m bench.provenance_scale [--sizes 10000,100000,1000000] [--queries 100]
+
+Synthetic vectors: random unit vectors of all-MiniLM-L6-v2's 384 dimensions, one piece
+per record, and queries of 2 pieces (a 120-to-240-word text). Search is exact, so its
+cost does not depend on what the vectors hold; real fingerprints would time the same.
+
+- *embedded*: a SqliteStore in a temporary folder, one ``add`` per record (as the recorder
+  writes). Its first search loads the tenant's index from the file ("cold"); then
+  ``--queries`` searches are timed one by one (a quarter as many at 1,000,000 records).
+- *distributed*: a RedisStore on a private ``redis-server`` (harness.redis_servers), one
+  ``add`` per record (one MULTI round trip each). A second RedisStore, another pod, reads
+  the whole log on its first search ("cold"); then the timed searches, each of which first
+  asks Redis for new entries (one round trip per shard).
+
+Memory: the process's resident set before and after the cold search (the index), per
+record; the SQLite file's size per record; Redis's ``used_memory`` per record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from harness.redis_servers import running_redis
+from signet.provenance.fingerprint import FINGERPRINT_DIMENSION
+from signet.redis_link import RedisLink
+from signet.registry.redis import RedisStore
+from signet.registry.sqlite import SqliteStore
+from signet.registry.store import GenerationRecord, GenerationStore
+
+TENANT = "bench"
+YEAR = 365 * 86_400.0
+BATCH = 10_000  # vectors drawn at a time
+
+
+def unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
+    vectors = rng.standard_normal((count, FINGERPRINT_DIMENSION), dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def resident_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def ingest(store: GenerationStore, size: int, rng: np.random.Generator) -> float:
+    """Records per second."""
+    now = time.time()
+    began = time.perf_counter()
+    for start in range(0, size, BATCH):
+        vectors = unit_vectors(rng, min(BATCH, size - start))
+        for offset, vector in enumerate(vectors):
+            record = GenerationRecord(f"gen-{start + offset:032x}", TENANT, vector[None, :], None, now, now + YEAR)
+            store.add(record)
+    return size / (time.perf_counter() - began)
+
+
+def timed_searches(reader: GenerationStore, size: int, queries: int, rng: np.random.Generator) -> str:
+    resident = resident_bytes()
+    began = time.perf_counter()
+    result = reader.search(TENANT, unit_vectors(rng, 2), 5)
+    cold = time.perf_counter() - began
+    assert result.num_vectors == size, (result.num_vectors, size)
+    index_bytes = (resident_bytes() - resident) / size
+    latencies = []
+    for _ in range(queries if size < 1_000_000 else max(1, queries // 4)):
+        query = unit_vectors(rng, 2)
+        began = time.perf_counter()
+        reader.search(TENANT, query, 5)
+        latencies.append(time.perf_counter() - began)
+    p50, p99 = np.quantile(latencies, [0.5, 0.99]) * 1000
+    return f"{cold:.1f} s | {p50:.1f} | {p99:.1f} | {index_bytes:.0f}"
+
+
+def embedded(size: int, queries: int, rng: np.random.Generator) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "registry.sqlite3"
+        writer = SqliteStore(path, FINGERPRINT_DIMENSION)
+        rate = ingest(writer, size, rng)
+        writer.close()
+        file_bytes = sum(part.stat().st_size for part in Path(folder).iterdir()) / size
+        reader = SqliteStore(path, FINGERPRINT_DIMENSION)  # a restart: the index is read from the file
+        row = timed_searches(reader, size, queries, rng)
+        reader.close()
+    return f"| embedded (SQLite) | {size:,} | {rate:,.0f} | {row} | {file_bytes:.0f} (file) |"
+
+
+def distributed(size: int, queries: int, rng: np.random.Generator) -> str:
+    with tempfile.TemporaryDirectory() as folder, running_redis(Path(folder)) as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        writer_link, reader_link = RedisLink(url, "bench", 10.0), RedisLink(url, "bench", 10.0)
+        used = _used_memory(writer_link)
+        rate = ingest(RedisStore(writer_link, FINGERPRINT_DIMENSION), size, rng)
+        redis_bytes = (_used_memory(writer_link) - used) / size
+        row = timed_searches(RedisStore(reader_link, FINGERPRINT_DIMENSION), size, queries, rng)
+    return f"| distributed (Redis) | {size:,} | {rate:,.0f} | {row} | {redis_bytes:.0f} (Redis) |"
+
+
+def _used_memory(link: RedisLink) -> int:
+    return int(link.call(lambda client: client.info("memory"))["used_memory"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--stores", default="embedded,distributed")
+    arguments = parser.parse_args()
+    runs: dict[str, Callable[[int, int, np.random.Generator], str]] = {"embedded": embedded, "distributed": distributed}
+    print(
+        "| store | records | ingest (records/s) | cold first search | p50 ms | p99 ms "
+        "| index bytes/record (pod) | stored bytes/record |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for size in (int(value) for value in arguments.sizes.split(",")):
+        for name in arguments.stores.split(","):
+            print(runs[name](size, arguments.queries, np.random.default_rng(size)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
