@@ -214,8 +214,9 @@ def test_the_generation_registry_is_shared_by_the_api_processes(cluster):
     assert httpx.delete(f"{cluster.second_api.url}/generations/{generation_id}", timeout=30).status_code == 204
     assert generation_id not in _provenance_ids(cluster.api.url, generation["text"])
     assert httpx.delete(f"{cluster.api.url}/generations/{generation_id}", timeout=30).status_code == 404
-    # Its fingerprint is gone from Redis itself, not only hidden (the log keeps ids and times only).
-    assert _record_keys(cluster, generation_id) == []
+    # Its fingerprint is gone from Redis itself, not only hidden: its key now holds the empty
+    # tombstone that refuses a late add of the id (the log keeps ids and times only).
+    assert [cluster.redis().get(key) for key in _record_keys(cluster, generation_id)] == [b""]
 
 
 def _record_keys(cluster: Cluster, generation_id: str) -> list[bytes]:
