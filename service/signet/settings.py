@@ -244,7 +244,7 @@ class Settings(BaseSettings):
         default=1000,
         ge=1,
         description="Generations waiting to be fingerprinted and recorded; beyond it a generation is not "
-        "recorded (counted in signet_provenance_records_total{outcome=\"dropped\"}).",
+        'recorded (counted in signet_provenance_records_total{outcome="dropped"}).',
     )
     provenance_shards: int = Field(
         default=4, ge=1, le=64, description="Distributed mode: Redis streams per tenant (spread over a cluster)."
