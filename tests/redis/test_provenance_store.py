@@ -7,11 +7,11 @@ margin; Redis expires a record's key at its PXAT by its own clock, the same mach
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import redis
 
@@ -21,26 +21,14 @@ from harness.services import redis_test_url
 from signet.redis_link import RedisLink
 from signet.registry import redis as registry_module
 from signet.registry.redis import RedisStore, shard_of
-from signet.registry.store import GenerationRecord, StoreUnavailable
+from signet.registry.store import StoreUnavailable
+from tests.registry_records import record
+from tests.registry_records import unit_rows as shared_unit_rows
 
 DIMENSION = 384
 
 
-def unit_rows(seed: int, count: int) -> np.ndarray:
-    rows = np.random.default_rng(seed).standard_normal((count, DIMENSION)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def record(
-    generation_id: str,
-    vectors: np.ndarray,
-    tenant: str = "acme",
-    seconds: float = 3600.0,
-    key_id: str | None = "key-1",
-    text: str | None = None,
-) -> GenerationRecord:
-    now = time.time()
-    return GenerationRecord(generation_id, tenant, vectors, key_id, now, now + seconds, text)
+unit_rows = functools.partial(shared_unit_rows, dimension=DIMENSION)
 
 
 def ids(result) -> list[str]:

@@ -5,6 +5,7 @@ Vectors come from fixed seeds; the waits for expiry are on the wall clock, with 
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import stat
 import time
@@ -15,26 +16,14 @@ import pytest
 
 from signet.registry import sqlite as sqlite_module
 from signet.registry.sqlite import SqliteStore
-from signet.registry.store import GenerationRecord, StoreUnavailable
+from signet.registry.store import StoreUnavailable
+from tests.registry_records import record
+from tests.registry_records import unit_rows as shared_unit_rows
 
 DIMENSION = 48
 
 
-def unit_rows(seed: int, count: int) -> np.ndarray:
-    rows = np.random.default_rng(seed).standard_normal((count, DIMENSION)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def record(
-    generation_id: str,
-    vectors: np.ndarray,
-    tenant: str = "acme",
-    seconds: float = 3600.0,
-    key_id: str | None = "key-1",
-    text: str | None = None,
-) -> GenerationRecord:
-    now = time.time()
-    return GenerationRecord(generation_id, tenant, vectors, key_id, now, now + seconds, text)
+unit_rows = functools.partial(shared_unit_rows, dimension=DIMENSION)
 
 
 @pytest.fixture
