@@ -79,7 +79,8 @@ def test_pieces_cut_at_sentence_ends_within_the_word_limit():
 
 
 def test_a_sentence_longer_than_a_piece_is_cut_and_pieces_are_capped():
-    assert [len(piece.split()) for piece in pieces("word " * 25, piece_words=10)] == [10, 15]
+    assert [len(piece.split()) for piece in pieces("word " * 25, piece_words=10)] == [10, 10, 5]
+    assert [len(piece.split()) for piece in pieces("word " * 21, piece_words=10)] == [10, 11]
     assert len(pieces("word. " * 1000, piece_words=2, max_pieces=7)) == 7
     assert pieces("  \n ") == []
 
@@ -91,6 +92,19 @@ def test_a_short_closing_sentence_is_not_a_piece_of_its_own():
     assert [len(piece.split()) for piece in found] == [141]  # 120 + 12 + 9, one piece
     found = pieces(body[: len(body) // 2 * 2] + " " + body)
     assert all(len(piece.split()) >= MIN_PIECE_WORDS for piece in found)
+
+
+def test_a_short_sentence_anywhere_is_topped_up_not_a_piece_of_its_own():
+    """A short sentence before a long run without sentence ends (a code block, a list) was a
+    piece of 4 words, outside the null's domain: a stock opening matched at similarity 1."""
+    code = "\n".join(f"x{index} = compute(x{index - 1}, step={index})" for index in range(1, 90))
+    found = pieces("Here is the code:\n\n" + code)  # 4 + 356 words
+    assert [len(piece.split()) for piece in found] == [120, 120, 120]
+    assert found[0].startswith("Here is the code: x1 = compute(x0,")
+    text = "Thanks for asking. " + "and then some more " * 40 + ". Done."  # 3 words, then 162
+    found = pieces(text)
+    assert [len(piece.split()) for piece in found] == [120, 45]
+    assert " ".join(found).split() == text.split()
 
 
 def test_pieces_take_linear_time_on_one_unbroken_sentence():

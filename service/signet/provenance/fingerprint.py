@@ -14,10 +14,12 @@ import re
 # all-MiniLM-L6-v2's vectors: the registry's stores are sized by it before the model loads.
 FINGERPRINT_DIMENSION = 384
 PIECE_WORDS = 120
-# A piece shorter than this is joined to the one before it (so a piece has at most 159
-# words, about 210 word pieces, still under the model's 256). A short closing sentence on
-# its own ("Let me know if you have any other questions!") is boilerplate: as a piece of its
-# own it matched another text's closing line at similarity 0.87, a false match.
+# No piece is shorter than this, wherever it falls: a short sentence is topped up with the
+# words that follow it, and a short last piece is joined to the one before (so a piece has at
+# most 159 words, about 210 word pieces, still under the model's 256). A short sentence on
+# its own ("Let me know if you have any other questions!", "Here is the code:") is
+# boilerplate, outside the null's domain (fitted on paragraphs of 100-600 characters): as a
+# piece of its own it matched another text's closing line at similarity 0.87, a false match.
 MIN_PIECE_WORDS = 40
 # A text is fingerprinted by its first MAX_PIECES pieces (about 3,800 words): the cost of
 # recording a generation is bounded by MAX_PIECES forward passes of the embedding model.
@@ -27,9 +29,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 
 
 def pieces(text: str, piece_words: int = PIECE_WORDS, max_pieces: int = MAX_PIECES) -> list[str]:
-    """``text`` in pieces of whole sentences, each at most ``piece_words`` words (a longer
-    sentence is cut at ``piece_words``), a short last one joined to the one before; at most
-    ``max_pieces`` of them, from the start. Linear in the text's length."""
+    """``text`` in pieces of whole sentences, each at most ``piece_words`` words; at most
+    ``max_pieces`` of them, from the start. A sentence that does not fit ends the piece
+    before it, unless that piece is still short (under a third of ``piece_words``, at most
+    MIN_PIECE_WORDS): then it is cut, and its first words fill the piece. A short last piece
+    is joined to the one before. Linear in the text's length."""
+    shortest = min(MIN_PIECE_WORDS, piece_words // 3)
     found: list[list[str]] = []
     current: list[str] = []
     for sentence in _SENTENCE_END.split(text):
@@ -37,7 +42,7 @@ def pieces(text: str, piece_words: int = PIECE_WORDS, max_pieces: int = MAX_PIEC
         start = 0
         while start < len(words) and len(found) <= max_pieces:
             room = piece_words - len(current)
-            if room == 0 or (current and len(words) - start > room):
+            if room == 0 or (len(current) >= shortest and len(words) - start > room):
                 found.append(current)
                 current = []
                 continue
@@ -47,6 +52,6 @@ def pieces(text: str, piece_words: int = PIECE_WORDS, max_pieces: int = MAX_PIEC
             break
     if current:
         found.append(current)
-    if len(found) > 1 and len(found[-1]) < min(MIN_PIECE_WORDS, piece_words):
+    if len(found) > 1 and len(found[-1]) < shortest:
         found[-2:] = [found[-2] + found[-1]]
     return [" ".join(words) for words in found[:max_pieces]]
