@@ -18,7 +18,7 @@ from signet.api.provenance.recorder import DEVELOPMENT_TENANT, Recorder
 from signet.provenance.fingerprint import pieces
 from signet.registry.redis import RedisStore
 from signet.registry.sqlite import SqliteStore
-from signet.registry.store import TOMBSTONE_SECONDS, StoreUnavailable
+from signet.registry.store import WRITE_DEADLINE_SECONDS, StoreUnavailable
 
 TEXTS = {
     "gen-" + "1" * 32: "Owls hunt at night. Their soft feathers let them fly without a sound.",
@@ -129,9 +129,9 @@ def test_an_unreachable_store_fails_each_record_and_the_recorder_goes_on(detecti
     assert outcomes("failed") - before == 2
 
 
-def test_a_generation_older_than_a_tombstone_is_dropped(detection_state, tmp_path, monkeypatch):
-    """A record created more than TOMBSTONE_SECONDS ago could outlive the tombstone of a DELETE
-    that reached another API process: it is dropped, and counted so."""
+def test_a_generation_near_a_tombstones_age_is_dropped(detection_state, tmp_path, monkeypatch):
+    """A record created more than WRITE_DEADLINE_SECONDS ago could outlive the tombstone of a
+    DELETE that reached another API process: it is dropped, and counted so."""
     store = SqliteStore(tmp_path / "registry.sqlite3", 384)
     state = state_with(detection_state, store)
     (old, text), (new, other) = list(TEXTS.items())[:2]
@@ -139,9 +139,9 @@ def test_a_generation_older_than_a_tombstone_is_dropped(detection_state, tmp_pat
 
     async def run() -> None:
         recorder = Recorder(state)
-        with monkeypatch.context() as patched:  # submitted TOMBSTONE_SECONDS and 1 s ago
+        with monkeypatch.context() as patched:  # submitted WRITE_DEADLINE_SECONDS and 1 s ago
             patched.setattr(
-                recorder_module, "time", types.SimpleNamespace(time=lambda: time.time() - TOMBSTONE_SECONDS - 1)
+                recorder_module, "time", types.SimpleNamespace(time=lambda: time.time() - WRITE_DEADLINE_SECONDS - 1)
             )
             recorder.submit(None, old, text, None)
         recorder.submit(None, new, other, None)

@@ -24,8 +24,11 @@ import numpy as np
 # the API process that served it (api/provenance/recorder.py); in distributed mode its DELETE
 # may reach another process, whose recorder holds nothing to cancel, and the store nothing to
 # erase yet. The tombstone refuses the late add. The recorder never writes a record created
-# more than TOMBSTONE_SECONDS ago (it drops it, counted), so no add can outlive its tombstone.
+# more than WRITE_DEADLINE_SECONDS ago (it drops it, counted), so no add can outlive its
+# tombstone: the minute between them covers the write itself (a Redis call may take its
+# timeout, a thread may be paused) after the recorder's check.
 TOMBSTONE_SECONDS = 600.0
+WRITE_DEADLINE_SECONDS = TOMBSTONE_SECONDS - 60.0
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ what has queued (up to ``BATCH`` at a time), fingerprints the texts in the threa
 one call to the embedding model, and writes the records there too.
 
 What can be lost, and is counted (``signet_provenance_records_total{outcome}``): a
-generation that finds the queue full, or waited more than TOMBSTONE_SECONDS to be written
+generation that finds the queue full, or waited more than WRITE_DEADLINE_SECONDS to be written
 (``dropped``), one whose write fails because the store is unreachable (``failed``), and
 those still queued when the process is killed (``SIGTERM`` drains the queue for up to
 ``DRAIN_SECONDS`` first).
@@ -28,7 +28,7 @@ from signet.api.embedding import embed_now
 from signet.api.errors import ApiError
 from signet.api.state import ServiceState
 from signet.provenance.fingerprint import pieces
-from signet.registry.store import TOMBSTONE_SECONDS, GenerationRecord, StoreUnavailable
+from signet.registry.store import WRITE_DEADLINE_SECONDS, GenerationRecord, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +137,10 @@ class Recorder:
                 if self._pending.get((pending.tenant, pending.generation_id)):
                     continue  # erased before it was written: never written
             # A DELETE that reached another API process left a tombstone that refuses this
-            # add for TOMBSTONE_SECONDS only (registry/store.py): a record older than that
-            # might come back after its erasure, so it is never written.
+            # add for TOMBSTONE_SECONDS only (registry/store.py): a record that old might come
+            # back after its erasure, so one past WRITE_DEADLINE_SECONDS is never written.
             age = time.time() - pending.created_at
-            if age > TOMBSTONE_SECONDS:
+            if age > WRITE_DEADLINE_SECONDS:
                 metrics.count_provenance_records("dropped")
                 logger.warning("generation %s not recorded: it waited %.0f s to be written", pending.generation_id, age)
                 continue
