@@ -309,3 +309,28 @@ def test_pods_on_a_cluster_share_the_registry_spread_over_its_nodes(cluster):
     finally:
         for link in links:
             closed(link)
+
+
+def test_a_full_redis_refuses_for_now_and_the_store_says_so(tmp_path: Path):
+    """A Redis at its maxmemory (noeviction, as deployed) refuses writes with OOM: an erase then
+    must be retried, so it is StoreUnavailable (a 503), not a bug's 500; reads still work."""
+    with running_redis(tmp_path) as port:
+        link = RedisLink(f"redis://127.0.0.1:{port}/0", "signet-test-full", timeout_seconds=2.0)
+        client = redis.Redis(port=port)
+        try:
+            store = RedisStore(link, DIMENSION)
+            store.add(record("g1", unit_rows(18, 1)))
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", 1)  # every write is now over the limit
+            with pytest.raises(StoreUnavailable) as refused:
+                store.erase("acme", "g1")
+            assert "refused the command for now (OutOfMemoryError)" in str(refused.value)
+            with pytest.raises(StoreUnavailable):
+                store.add(record("g2", unit_rows(19, 1)))
+            assert ids(store.search("acme", unit_rows(18, 1), 5)) == ["g1"]
+            client.config_set("maxmemory", 0)
+            assert store.erase("acme", "g1")
+            assert ids(store.search("acme", unit_rows(18, 1), 5)) == []
+        finally:
+            client.close()
+            closed(link)

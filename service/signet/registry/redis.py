@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+import redis.exceptions
 from redis.commands.core import Script
 
 from signet.provenance.index import VectorIndex
@@ -52,6 +53,16 @@ from signet.redis_link import RedisLink, RedisUnavailable
 from signet.registry.store import TOMBSTONE_SECONDS, GenerationRecord, Match, SearchResult, StoreUnavailable
 
 T = TypeVar("T")
+# Refusals of a Redis that is up: full under its maxmemory (noeviction, the deployment's
+# setting), a replica during a failover, a cluster moving or losing slots. An erasure met by
+# one must be retried, so it is a 503 with Retry-After, not a 500.
+_REFUSED_FOR_NOW = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+)
 logger = logging.getLogger(__name__)
 
 # Entries read per stream and round trip. An add entry is about 150 bytes, but each one's
@@ -241,6 +252,10 @@ class RedisStore:
             return self._link.call(operation)
         except RedisUnavailable as error:  # its message names the cause only, never the URL
             raise StoreUnavailable(f"the generation registry is unreachable: {error}") from error
+        except _REFUSED_FOR_NOW as error:  # Redis is up but cannot take the command at the moment
+            raise StoreUnavailable(
+                f"the generation registry refused the command for now ({type(error).__name__})"
+            ) from error
 
     def _sync(self, tenant: str, mirror: _Mirror) -> None:
         """Apply every entry written since the mirror's last read, in order: two round trips
