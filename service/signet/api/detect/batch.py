@@ -14,11 +14,10 @@ from signet.api.detect.protocol import DetectBatchItem, DetectBatchRequest, Dete
 from signet.api.detect.service import detect
 from signet.api.errors import ApiError, PayloadTooLarge, unknown_key_problem
 from signet.api.protocol import Problem
-from signet.api.provenance.search import MAX_BATCH_PROVENANCE_PIECES, query_pieces
+from signet.api.provenance.search import MAX_BATCH_PROVENANCE_SEARCHES
 from signet.api.state import ServiceState
 from signet.api.validation import describe_validation_errors
 from signet.keys import UnknownKeyError
-from signet.provenance.fingerprint import PIECE_WORDS
 
 
 def detect_batch(state: ServiceState, request: DetectBatchRequest, caller: Caller) -> DetectBatchResponse:
@@ -31,7 +30,7 @@ def detect_batch(state: ServiceState, request: DetectBatchRequest, caller: Calle
     total = sum(_input_size(item) for item in items)
     if total > state.settings.max_batch_chars:
         raise PayloadTooLarge("items", total, state.settings.max_batch_chars)
-    _check_provenance_pieces(items)
+    _check_provenance_searches(items)
     return DetectBatchResponse(results=[_detect_item(state, index, item, caller) for index, item in enumerate(items)])
 
 
@@ -42,19 +41,16 @@ def _input_size(item: object) -> int:
     return len(value) if isinstance(value, str | list) else 0
 
 
-def _check_provenance_pieces(items: list[object]) -> None:
-    """413 for a batch whose provenance searches would embed more than MAX_BATCH_PROVENANCE_PIECES
-    pieces: each is a forward pass of the embedding model, the cost that bounds the batch."""
-    searched = [
-        len(query_pieces(item["text"])[0])
-        for item in items
-        if isinstance(item, dict) and item.get("provenance") is True and isinstance(item.get("text"), str)
-    ]
-    if sum(searched) > MAX_BATCH_PROVENANCE_PIECES:
+def _check_provenance_searches(items: list[object]) -> None:
+    """413 for a batch that would scan the registry more than MAX_BATCH_PROVENANCE_SEARCHES
+    times: each search costs a scan of the tenant's registry and up to MAX_QUERY_PIECES
+    forward passes of the embedding model, the costs that bound the batch."""
+    searches = sum(1 for item in items if isinstance(item, dict) and item.get("provenance") is True)
+    if searches > MAX_BATCH_PROVENANCE_SEARCHES:
         raise ApiError(
             413,
-            f"items: the provenance searches of this batch need {sum(searched)} pieces of text embedded; at most "
-            f"{MAX_BATCH_PROVENANCE_PIECES} per request (a piece is up to {PIECE_WORDS} words): split the batch",
+            f"items: {searches} items ask for provenance, and each searches the whole registry; at most "
+            f"{MAX_BATCH_PROVENANCE_SEARCHES} per request: split the batch",
             "items",
         )
 
