@@ -334,3 +334,20 @@ def test_a_full_redis_refuses_for_now_and_the_store_says_so(tmp_path: Path):
         finally:
             client.close()
             closed(link)
+
+
+def test_an_idle_mirror_is_forgotten_with_the_erased_vectors_it_held(pod_a, pod_b, monkeypatch):
+    """Pod B mirrored acme, then acme's record was erased through pod A; B never searches acme
+    again. At B's next call, after MIRROR_IDLE_SECONDS, acme's mirror and its vectors are gone,
+    and a later search of acme reads its log anew."""
+    pod_a.add(record("g1", unit_rows(27, 2)))
+    assert ids(pod_b.search("acme", unit_rows(27, 2), 5)) == ["g1"]
+    assert pod_b.resident_vectors() == 2
+    assert pod_a.erase("acme", "g1")
+    monkeypatch.setattr(registry_module, "MIRROR_IDLE_SECONDS", 0.2)
+    time.sleep(0.3)
+    pod_b.count("globex")  # another tenant's call
+    assert pod_b.resident_vectors() == 0
+    pod_a.add(record("g2", unit_rows(28, 1)))
+    assert ids(pod_b.search("acme", unit_rows(28, 1), 5)) == ["g2"]
+    assert pod_b.resident_vectors() == 1

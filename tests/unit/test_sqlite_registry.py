@@ -219,3 +219,17 @@ def test_sqlite_errors_are_store_unavailable(store, path):
         with pytest.raises(StoreUnavailable) as refused:
             call()
         assert "ProgrammingError" in str(refused.value) and str(path) not in str(refused.value)
+
+
+def test_a_purge_takes_every_tenants_expired_vectors_out_of_memory(store, monkeypatch):
+    """An expired record's vectors leave memory at the next purge, whichever tenant's call runs
+    it, not only at a search of its own tenant (which may never come)."""
+    store.add(record("brief", unit_rows(25, 2), seconds=0.2))
+    store.add(record("other", unit_rows(26, 1), tenant="globex"))
+    assert store.count("acme") == 2 and store.count("globex") == 1  # both loaded
+    assert store.resident_vectors() == 3
+    time.sleep(0.3)
+    assert store.resident_vectors() == 3  # not purged: not due
+    monkeypatch.setattr(sqlite_module, "PURGE_INTERVAL_SECONDS", 0.0)
+    store.search("globex", unit_rows(26, 1), 1)
+    assert store.resident_vectors() == 1

@@ -134,11 +134,19 @@ def _trim_below(now: float, retention_seconds: float) -> str:
     return str(max(0, int((now - retention_seconds) * 1000)))
 
 
+# A tenant's mirror unused this long is forgotten at the store's next call: its memory goes,
+# and so do the vectors of records erased through other pods or expired since, which only a
+# sync or a search of that tenant would have removed. Its next use reads the tenant's log
+# again (two round trips per SYNC_BATCH entries per shard).
+MIRROR_IDLE_SECONDS = 300.0
+
+
 @dataclass
 class _Mirror:
     index: VectorIndex
     last_ids: list[bytes | None]  # per shard: the last entry read
     lock: threading.Lock = field(default_factory=threading.Lock)
+    last_used: float = field(default_factory=time.monotonic)
 
 
 class RedisStore:
@@ -232,11 +240,24 @@ class RedisStore:
         with self._mirrors_lock:
             self._mirrors.clear()
 
-    def _mirror(self, tenant: str) -> _Mirror:
+    def resident_vectors(self) -> int:
         with self._mirrors_lock:
-            if tenant not in self._mirrors:
-                self._mirrors[tenant] = _Mirror(VectorIndex(self.dimension), [None] * self.shards)
-            return self._mirrors[tenant]
+            mirrors = list(self._mirrors.values())
+        return sum(mirror.index.num_live_rows for mirror in mirrors)
+
+    def _mirror(self, tenant: str) -> _Mirror:
+        """The tenant's mirror, made empty at its first use; mirrors idle for MIRROR_IDLE_SECONDS
+        are forgotten (a thread still using one keeps its own reference)."""
+        now = time.monotonic()
+        with self._mirrors_lock:
+            idle = [name for name, mirror in self._mirrors.items() if now - mirror.last_used > MIRROR_IDLE_SECONDS]
+            for name in idle:
+                del self._mirrors[name]
+            mirror = self._mirrors.get(tenant)
+            if mirror is None:
+                mirror = self._mirrors[tenant] = _Mirror(VectorIndex(self.dimension), [None] * self.shards)
+            mirror.last_used = now
+            return mirror
 
     def _script(self, client, source: str) -> Script:
         """The script, registered with the client at its first use (a cluster's client is made

@@ -174,10 +174,16 @@ class SqliteStore:
             self._indexes[tenant] = index
         return index
 
+    def resident_vectors(self) -> int:
+        with self._lock:
+            return sum(index.num_live_rows for index in self._indexes.values())
+
     def _purge_when_due(self, now: float) -> None:
         if time.monotonic() - self._last_purge < PURGE_INTERVAL_SECONDS:
             return
         self._last_purge = time.monotonic()
+        for index in self._indexes.values():  # every tenant's, not only the caller's: their bytes go too
+            index.drop_expired(now)
         self._db.execute("DELETE FROM tombstones WHERE expires_at <= ?", (now,))  # ids and times only
         if self._db.execute("DELETE FROM generations WHERE expires_at <= ?", (now,)).rowcount:
             self._truncate_log()

@@ -79,6 +79,9 @@ class GenerationStore(Protocol):
     def count(self, tenant: str) -> int:
         """The tenant's live vectors."""
 
+    def resident_vectors(self) -> int:
+        """The live vectors this process holds in memory, all tenants together."""
+
     def close(self) -> None: ...
 
 
