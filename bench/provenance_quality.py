@@ -81,6 +81,7 @@ def record(state, store: SqliteStore, generation_id: str, text: str, key_id: str
 
 SIZES = (1_000, 10_000)  # registry sizes the p-value of the true match is also computed for
 AT_SIZE: dict[str, list[tuple[float, float, int]]] = {}  # rewording -> (watermark p, similarity, pieces)
+HUMAN: list[tuple[float, float, int]] = []  # each human text's (watermark p, best similarity, pieces)
 
 
 def judge(
@@ -91,10 +92,12 @@ def judge(
     report = response.provenance
     best = report.matches[0] if report.matches else None
     found = best is not None and report.verdict == "match"
+    watermark_p = 1.0 if response.verdict == "insufficient_evidence" else response.corrected_p_value
+    if label == "human":
+        HUMAN.append((watermark_p, best.similarity if best else 0.0, report.num_pieces))
     if generation_id is not None:
         found = found and best.generation_id == generation_id
         own = [match.similarity for match in report.matches if match.generation_id == generation_id]
-        watermark_p = 1.0 if response.verdict == "insufficient_evidence" else response.corrected_p_value
         AT_SIZE.setdefault(label, []).append((watermark_p, own[0] if own else 0.0, report.num_pieces))
     return response.watermarked, found, response.combined.verdict == "generated_here", best.similarity if best else 0.0
 
@@ -209,7 +212,7 @@ def granularity_rows(state, key_id: str, texts: list[str], rewordings: dict[str,
 def false_positives(state) -> None:
     texts = [text for group in corpus_texts().values() for text in group]
     for key_id in KEY_IDS:
-        outcomes = [judge(state, text, key_id, None) for text in texts]
+        outcomes = [judge(state, text, key_id, None, "human") for text in texts]
         flagged = [sum(outcome[index] for outcome in outcomes) for index in range(3)]
         print(
             f"| {key_id} | {len(texts)} | {flagged[0]} | {flagged[1]} | {flagged[2]} | "
@@ -223,13 +226,20 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--skip-human", action="store_true", help="leave out the human texts' table (4 minutes here)")
+    parser.add_argument("--texts", type=Path, help="take the texts from an earlier run's --save file")
+    parser.add_argument(
+        "--save", type=Path, help="write the texts and each rewording's (watermark p, similarity, pieces) here, as JSON"
+    )
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         keys_file = Path(folder) / "keys.json"
         keys_file.write_text(json.dumps(KEYS))
         state, model_dir = make_state(keys_file)
         began = time.perf_counter()
-        made = asyncio.run(generate_texts(state, model_dir, keys_file, arguments.generations, arguments.tokens))
+        if arguments.texts:  # an earlier run's --save: the same texts, without the engine
+            made = json.loads(arguments.texts.read_text())["texts"]
+        else:
+            made = asyncio.run(generate_texts(state, model_dir, keys_file, arguments.generations, arguments.tokens))
         print(
             f"{arguments.generations} generations, paraphrases and other samples in {time.perf_counter() - began:.0f} s"
         )
@@ -258,6 +268,8 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|")
         print("\n".join(GRANULARITY))
+        if arguments.save:
+            arguments.save.write_text(json.dumps({"texts": made, "outcomes": AT_SIZE, "human": HUMAN}, indent=1))
 
 
 if __name__ == "__main__":
