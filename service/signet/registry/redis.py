@@ -137,8 +137,9 @@ def _trim_below(now: float, retention_seconds: float) -> str:
 # A tenant's mirror unused this long is forgotten at the store's next call: its memory goes,
 # and so do the vectors of records erased through other pods or expired since, which only a
 # sync or a search of that tenant would have removed. Its next use reads the tenant's log
-# again (two round trips per SYNC_BATCH entries per shard).
-MIRROR_IDLE_SECONDS = 300.0
+# again: 3.9 s at 100,000 records, 43 s at a million (bench/provenance_scale.py), so not
+# every few minutes.
+MIRROR_IDLE_SECONDS = 3600.0
 
 
 @dataclass
