@@ -29,9 +29,9 @@ MAX_QUERY_PIECES = 8
 # a sentence or two is too little meaning to tell a rewording from a shared stock phrase.
 MIN_QUERY_WORDS = MIN_PIECE_WORDS
 # Each item that asks for provenance scans the tenant's whole registry once, at a cost that
-# grows with the registry, not with the item (about 0.5 s per 200,000 vectors here, most of
-# it converting float16 rows): a batch may ask for at most 8 scans, as 8 requests would, and
-# so embeds at most 64 pieces (about 2.5 s of CPU).
+# grows with the registry, not with the item (1.1 s at a million vectors here, most of it
+# converting float16 rows: bench/provenance_scale.py): a batch may ask for at most 8 scans,
+# as 8 requests would, and so embeds at most 64 pieces (about 2.5 s of CPU).
 MAX_BATCH_PROVENANCE_SEARCHES = 8
 
 
