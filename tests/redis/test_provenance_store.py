@@ -346,7 +346,7 @@ def test_an_idle_mirror_is_forgotten_with_the_erased_vectors_it_held(pod_a, pod_
     assert pod_a.erase("acme", "g1")
     monkeypatch.setattr(registry_module, "MIRROR_IDLE_SECONDS", 0.2)
     time.sleep(0.3)
-    pod_b.count("globex")  # another tenant's call
+    pod_b.add(record("g9", unit_rows(29, 1), tenant="globex"))  # another tenant's call, an add
     assert pod_b.resident_vectors() == 0
     pod_a.add(record("g2", unit_rows(28, 1)))
     assert ids(pod_b.search("acme", unit_rows(28, 1), 5)) == ["g2"]

@@ -229,6 +229,7 @@ def test_a_purge_takes_every_tenants_expired_vectors_out_of_memory(store, monkey
     assert store.count("acme") == 2 and store.count("globex") == 1  # both loaded
     assert store.resident_vectors() == 3
     time.sleep(0.3)
+    store.search("globex", unit_rows(26, 1), 1)
     assert store.resident_vectors() == 3  # not purged: not due
     monkeypatch.setattr(sqlite_module, "PURGE_INTERVAL_SECONDS", 0.0)
     store.search("globex", unit_rows(26, 1), 1)

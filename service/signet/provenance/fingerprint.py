@@ -34,7 +34,7 @@ def pieces(text: str, piece_words: int = PIECE_WORDS, max_pieces: int = MAX_PIEC
     before it, unless that piece is still short (under a third of ``piece_words``, at most
     MIN_PIECE_WORDS): then it is cut, and its first words fill the piece. A short last piece
     is joined to the one before. Linear in the text's length."""
-    shortest = min(MIN_PIECE_WORDS, piece_words // 3)
+    shortest = max(1, min(MIN_PIECE_WORDS, piece_words // 3))  # never an empty piece
     found: list[list[str]] = []
     current: list[str] = []
     for sentence in _SENTENCE_END.split(text):

@@ -60,8 +60,7 @@ _REFUSED_FOR_NOW = (
     redis.exceptions.OutOfMemoryError,
     redis.exceptions.ReadOnlyError,
     redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.MasterDownError,
+    redis.exceptions.ClusterDownError,  # MasterDownError among them
 )
 logger = logging.getLogger(__name__)
 
@@ -184,6 +183,7 @@ class RedisStore:
             fields["k"] = record.key_id
         if record.text is not None:
             fields["x"] = "1"
+        self._forget_idle(time.monotonic())
         stream = self.stream_key(record.tenant, shard_of(record.generation_id, self.shards))
         key = self.record_key(record.tenant, record.generation_id)
         trim = _trim_below(now, record.expires_at - record.created_at)
@@ -248,17 +248,24 @@ class RedisStore:
 
     def _mirror(self, tenant: str) -> _Mirror:
         """The tenant's mirror, made empty at its first use; mirrors idle for MIRROR_IDLE_SECONDS
-        are forgotten (a thread still using one keeps its own reference)."""
+        are forgotten first."""
         now = time.monotonic()
+        self._forget_idle(now)
         with self._mirrors_lock:
-            idle = [name for name, mirror in self._mirrors.items() if now - mirror.last_used > MIRROR_IDLE_SECONDS]
-            for name in idle:
-                del self._mirrors[name]
             mirror = self._mirrors.get(tenant)
             if mirror is None:
                 mirror = self._mirrors[tenant] = _Mirror(VectorIndex(self.dimension), [None] * self.shards)
             mirror.last_used = now
             return mirror
+
+    def _forget_idle(self, now: float) -> None:
+        """Forget the mirrors unused for MIRROR_IDLE_SECONDS (a thread still using one keeps its
+        own reference): every call runs this, adds included, so a pod that only records still
+        lets them go."""
+        with self._mirrors_lock:
+            idle = [name for name, mirror in self._mirrors.items() if now - mirror.last_used > MIRROR_IDLE_SECONDS]
+            for name in idle:
+                del self._mirrors[name]
 
     def _script(self, client, source: str) -> Script:
         """The script, registered with the client at its first use (a cluster's client is made

@@ -45,7 +45,11 @@ def _check_provenance_searches(items: list[object]) -> None:
     """413 for a batch that would scan the registry more than MAX_BATCH_PROVENANCE_SEARCHES
     times: each search costs a scan of the tenant's registry and up to MAX_QUERY_PIECES
     forward passes of the embedding model, the costs that bound the batch."""
-    searches = sum(1 for item in items if isinstance(item, dict) and item.get("provenance") is True)
+    searches = sum(
+        1
+        for item in items
+        if isinstance(item, dict) and item.get("provenance") is True and isinstance(item.get("text"), str)
+    )  # an item without text is refused on its own (422), searching nothing
     if searches > MAX_BATCH_PROVENANCE_SEARCHES:
         raise ApiError(
             413,
