@@ -61,8 +61,11 @@ class Settings(BaseSettings):
         description="Open connections (idle keep-alive ones included) or running requests above which a new "
         "request gets 503.",
     )
+    # Above the idle time of common clients' pools (httpx 5 s, aiohttp 15 s): at uvicorn's 5 s,
+    # equal to httpx's, a client now and then sent a request on a connection the server was
+    # closing at that moment, and got "Server disconnected without sending a response".
     keep_alive_seconds: int = Field(
-        default=5, ge=1, le=3600, description="An idle keep-alive connection is closed after this long."
+        default=20, ge=1, le=3600, description="An idle keep-alive connection is closed after this long."
     )
     header_timeout_seconds: float = Field(
         default=10.0,

@@ -205,6 +205,19 @@ def test_a_kept_alive_connection_has_the_same_deadline_for_its_next_request(addr
     assert answer.status == 408 and answer.elapsed < 1.0 + SLACK_SECONDS
 
 
+def test_an_idle_connection_outlives_an_httpx_pool_s_keep_alive(address):
+    """httpx keeps an idle connection for 5 s and then reuses it. A server that closed it at
+    the same 5 s (uvicorn's default, and ours until 2026-12-06) now and then closed it just as
+    a request was sent on it: "Server disconnected without sending a response"."""
+    idle = httpx.Limits().keepalive_expiry + 1.0
+    with connect(address) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_answer(sock, time.monotonic()).status == 200
+        time.sleep(idle)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert _recv(sock).startswith(b"HTTP/1.1 200 "), f"the server closed a connection idle for {idle} s"
+
+
 def test_headers_over_the_limit_get_431(address):
     with connect(address) as sock:
         started = time.monotonic()
