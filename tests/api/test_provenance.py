@@ -20,6 +20,7 @@ from signet.api.app import create_app
 from signet.api.embedding import embed_now
 from signet.api.provenance.recorder import DEVELOPMENT_TENANT
 from signet.provenance.fingerprint import pieces
+from signet.provenance.significance import smallest_p_value
 from signet.registry.sqlite import SqliteStore
 from signet.registry.store import GenerationRecord
 from signet.tenants import TenantRegistry, api_key_digest
@@ -113,6 +114,7 @@ def test_a_rewording_of_the_tenants_generation_is_found(client):
     assert best["similarity"] > 0.7 and best["p_value"] < ALPHA
     assert report["verdict"] == "match" and report["p_value"] == best["p_value"]
     assert report["num_vectors"] == 2 and report["num_pieces"] == 1 and report["truncated"] is False
+    assert report["smallest_p_value"] == smallest_p_value(1 * 2)  # a copy against 2 vectors: the test can decide
     # Unwatermarked text: only the provenance test can reject, and the answer says so.
     assert body["verdict"] != "watermarked"
     assert body["combined"] == {"verdict": "generated_here", "p_value": 2 * best["p_value"], "decided_by": "provenance"}
@@ -130,7 +132,17 @@ def test_a_text_too_short_for_a_verdict_lists_its_matches_without_one(client):
     report = body["provenance"]
     assert report["verdict"] == "insufficient_evidence" and report["p_value"] == 1.0
     assert report["matches"][0]["generation_id"] == "gen-" + "a" * 32  # shown, not decided on
+    assert report["smallest_p_value"] == 1.0
     assert body["combined"]["decided_by"] is None
+
+
+def test_a_registry_that_cannot_decide_leaves_all_of_alpha_to_the_watermark(client):
+    """Another tenant's registry is empty: no similarity could reject, so the combined test is
+    the watermark's own, its p-value not doubled."""
+    body = detect(client, GENERATED["gen-" + "a" * 32], key=KEY_B)
+    assert body["provenance"]["smallest_p_value"] == 1.0
+    assert body["combined"]["p_value"] == body["corrected_p_value"]
+    assert body["combined"]["decided_by"] == ("watermark" if body["corrected_p_value"] < ALPHA else None)
 
 
 def test_another_tenant_never_sees_the_generations(client):

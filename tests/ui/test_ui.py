@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from signet.provenance.significance import smallest_p_value
 from tests.ui.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.engine
@@ -370,6 +371,28 @@ def test_provenance_shows_a_kept_generation_text_side_by_side(page, client):
     assert view.locator(".side-generation .passage").text_content() == kept
     assert view.locator("b").count() == 0
     assert page.locator("#provenance-similarity-only").count() == 0
+
+
+def test_provenance_says_when_the_watermark_was_tested_alone(page, client, human_text):
+    """A text too short for a provenance verdict (a real answer), and a registry too large for
+    any match to reach alpha / 2 (a real answer given the smallest_p_value of a registry of
+    100,000 vectors: filling the session's registry that far would take minutes)."""
+    short = " ".join(human_text.split()[:20])
+    _detect(page, short)
+    assert page.inner_text("#provenance-verdict").startswith("Not found"), page.inner_text("#provenance-verdict")
+    assert "too short for a provenance verdict, so the watermark is tested alone" in page.inner_text(
+        "#provenance-verdict"
+    )
+
+    result = _provenance(client, human_text)
+    assert result["provenance"]["smallest_p_value"] < 5e-5  # the session's registry is small
+    result["provenance"]["smallest_p_value"] = smallest_p_value(result["provenance"]["num_pieces"] * 100_000)
+    page.route(
+        "**/detect", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(result))
+    )
+    _detect(page, human_text)
+    verdict = page.inner_text("#provenance-verdict")
+    assert "Not even a copy could reach α/2 in a registry this size" in verdict, verdict
 
 
 def test_provenance_unchecked_is_not_searched(page, human_text):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from signet.provenance.fingerprint import MAX_PIECES, MIN_PIECE_WORDS, pieces
-from signet.provenance.significance import CALIBRATED_NULL, SimilarityNull, combine, p_value
+from signet.provenance.significance import CALIBRATED_NULL, SimilarityNull, combine, p_value, smallest_p_value
 
 NULL = SimilarityNull(threshold=0.6, tail_fraction=1e-4, shape=0.0, scale=0.04)
 
@@ -60,14 +60,30 @@ def test_the_calibrated_null_is_conservative_in_form():
     [(1e-9, 0.5, "watermark"), (0.5, 1e-9, "provenance"), (1e-9, 1e-9, "both"), (0.5, 0.5, None)],
 )
 def test_combined_test_names_the_evidence_that_rejected(watermark, provenance, decided_by):
-    test = combine(watermark, provenance, alpha=1e-3)
+    test = combine(watermark, provenance, 1e-12, alpha=1e-3)
     assert test.decided_by == decided_by
     assert test.p_value == min(1.0, 2 * min(watermark, provenance))
 
 
 def test_each_test_gets_half_of_alpha():
-    assert combine(6e-4, 1.0, alpha=1e-3).decided_by is None  # below alpha, not below alpha / 2
-    assert combine(4e-4, 1.0, alpha=1e-3).decided_by == "watermark"
+    assert combine(6e-4, 1.0, 1e-12, alpha=1e-3).decided_by is None  # below alpha, not below alpha / 2
+    assert combine(4e-4, 1.0, 1e-12, alpha=1e-3).decided_by == "watermark"
+
+
+def test_a_provenance_test_that_cannot_reject_leaves_all_of_alpha_to_the_watermark():
+    # 2 pieces against 100,000 vectors: even a copy gets p = 1.1e-3, not below alpha / 2
+    smallest = smallest_p_value(2 * 100_000)
+    assert 5e-4 < smallest == p_value(1.0, 2 * 100_000)
+    test = combine(6e-4, smallest, smallest, alpha=1e-3)
+    assert test.decided_by == "watermark" and test.p_value == 6e-4
+    assert combine(1.2e-3, smallest, smallest, alpha=1e-3).decided_by is None
+    # 2 pieces against 10,000 vectors: a copy would reject, so each test keeps half
+    assert 2 * smallest_p_value(2 * 10_000) < 1e-3
+    assert combine(6e-4, 1.0, smallest_p_value(2 * 10_000), alpha=1e-3).decided_by is None
+
+
+def test_a_similarity_over_1_from_rounding_counts_as_a_copy():
+    assert p_value(1.0005, 1000) == p_value(1.0, 1000) == smallest_p_value(1000)
 
 
 def test_pieces_cut_at_sentence_ends_within_the_word_limit():

@@ -38,6 +38,11 @@ class ProvenanceReport(BaseModel):
     p_value: float = Field(
         description="The best match's p_value; 1.0 when the registry is empty or the text too short for a verdict."
     )
+    smallest_p_value: float = Field(
+        description="The smallest p_value this search could have given: a copy (similarity 1) against num_vectors "
+        "with num_pieces; 1.0 when the text is too short for a verdict. When it is not below alpha / 2 the registry "
+        "cannot decide, and the combined test gives the whole of alpha to the watermark."
+    )
     matches: list[ProvenanceMatch] = Field(description="The closest generations of the caller's tenant, best first.")
     num_vectors: int = Field(
         description="Stored vectors of the caller's registry compared against (N): one per piece of each generation."
@@ -51,9 +56,13 @@ class ProvenanceReport(BaseModel):
 class CombinedVerdict(BaseModel):
     verdict: Literal["generated_here", "not_found"] = Field(
         description="generated_here: the watermark test or the provenance test rejects at alpha / 2 (Bonferroni over "
-        "the two, so the family-wise false-positive rate stays at most alpha)."
+        "the two, so the family-wise false-positive rate stays at most alpha); or, when the provenance test cannot "
+        "reject (its smallest_p_value is not below alpha / 2), the watermark test rejects at alpha."
     )
-    p_value: float = Field(description="min(1, 2 * min(watermark corrected_p_value, provenance p_value)).")
+    p_value: float = Field(
+        description="min(1, 2 * min(watermark corrected_p_value, provenance p_value)); the watermark's "
+        "corrected_p_value alone when the provenance test cannot reject."
+    )
     decided_by: Literal["watermark", "provenance", "both"] | None = Field(
         description="Which evidence rejected; null when neither did."
     )

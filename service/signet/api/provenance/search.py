@@ -15,7 +15,7 @@ from signet.api.provenance.protocol import CombinedVerdict, ProvenanceMatch, Pro
 from signet.api.provenance.recorder import registry_tenant
 from signet.api.state import ServiceState
 from signet.provenance.fingerprint import MIN_PIECE_WORDS, pieces
-from signet.provenance.significance import combine, p_value
+from signet.provenance.significance import combine, p_value, smallest_p_value
 from signet.registry.store import GenerationStore, StoreUnavailable
 
 R = TypeVar("R")  # a DetectResponse: api/detect imports this module, not the reverse
@@ -76,11 +76,13 @@ def provenance_report(state: ServiceState, caller: Caller, text: str, alpha: flo
     best = matches[0].p_value if matches else 1.0
     metrics.PROVENANCE_SEARCH_DURATION.observe(time.perf_counter() - started)
     verdict = "match" if best < alpha else "no_match"
+    smallest = smallest_p_value(comparisons)
     if len(text.split()) < MIN_QUERY_WORDS:
-        verdict, best = "insufficient_evidence", 1.0
+        verdict, best, smallest = "insufficient_evidence", 1.0, 1.0
     return ProvenanceReport(
         verdict=verdict,
         p_value=best,
+        smallest_p_value=smallest,
         matches=matches,
         num_vectors=result.num_vectors,
         num_pieces=len(searched),
@@ -94,7 +96,7 @@ def with_provenance(response: R, report: ProvenanceReport) -> R:
     The watermark's evidence is its best key's corrected p-value; a key without enough
     evidence was not tested, so it counts as 1."""
     watermark_p_value = 1.0 if response.verdict == "insufficient_evidence" else response.corrected_p_value
-    test = combine(watermark_p_value, report.p_value, response.alpha)
+    test = combine(watermark_p_value, report.p_value, report.smallest_p_value, response.alpha)
     combined = CombinedVerdict(
         verdict="not_found" if test.decided_by is None else "generated_here",
         p_value=test.p_value,
