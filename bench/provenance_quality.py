@@ -18,7 +18,8 @@ both combined; false positives on human text against a registry of 100,000 recor
 4. Each rewording goes through the service's own ``detect`` with ``provenance: true`` at
    alpha = 1e-3 (the /detect code path). Counted: the watermark alone (its verdict at
    alpha), the registry alone (its best match is the right generation, p < alpha), and
-   combined (``combined.verdict``: each test at alpha / 2).
+   combined (``combined.verdict``: each test at alpha / 2, or the watermark at alpha where
+   the registry cannot decide).
 5. The 430 human texts of tests/data/corpus the same way: any flag is a false positive.
    And the hardest null offline: ``--generations`` unwatermarked answers of the model to the
    same prompts, other samples (other seeds), never recorded: same topic, same model, but
@@ -53,7 +54,7 @@ from signet.api.detect.service import detect
 from signet.api.embedding import embed_now
 from signet.api.provenance.recorder import DEVELOPMENT_TENANT
 from signet.provenance.fingerprint import FINGERPRINT_DIMENSION, pieces
-from signet.provenance.significance import p_value
+from signet.provenance.significance import combine, p_value, smallest_p_value
 from signet.registry.sqlite import SqliteStore
 from signet.registry.store import GenerationRecord
 
@@ -98,18 +99,24 @@ def judge(
     if generation_id is not None:
         found = found and best.generation_id == generation_id
         own = [match.similarity for match in report.matches if match.generation_id == generation_id]
-        AT_SIZE.setdefault(label, []).append((watermark_p, own[0] if own else 0.0, report.num_pieces))
+        decides = report.verdict != "insufficient_evidence"
+        AT_SIZE.setdefault(label, []).append((watermark_p, own[0] if own else 0.0, report.num_pieces, decides))
     return response.watermarked, found, response.combined.verdict == "generated_here", best.similarity if best else 0.0
 
 
 def size_rows() -> list[str]:
     """Registry and combined rates had the registry held N vectors: the true match's p-value
-    is min(1, q N exceedance(s)) at that N, from the same similarity."""
+    is min(1, q N exceedance(s)) at that N, from the same similarity, combined as /detect
+    combines them at that N."""
     rows = []
     for label, outcomes in AT_SIZE.items():
         for size in SIZES:
-            registry = [p_value(s, q * size) < ALPHA for _, s, q in outcomes]
-            combined = [2 * min(w, p_value(s, q * size)) < ALPHA for w, s, q in outcomes]
+            registry = [decides and p_value(s, q * size) < ALPHA for _, s, q, decides in outcomes]
+            combined = [
+                combine(w, p_value(s, q * size), smallest_p_value(q * size) if decides else 1.0, ALPHA).decided_by
+                is not None
+                for w, s, q, decides in outcomes
+            ]
             rows.append(f"| {label} | {size:,} | {np.mean(registry):.2f} | {np.mean(combined):.2f} |")
     return rows
 

@@ -93,7 +93,7 @@ def combine(
     watermark_p_value: float, provenance_p_value: float, provenance_smallest_p_value: float, alpha: float
 ) -> CombinedTest:
     if 2.0 * provenance_smallest_p_value >= alpha:
-        return CombinedTest(watermark_p_value, "watermark" if watermark_p_value < alpha else None)
+        return CombinedTest(min(1.0, watermark_p_value), "watermark" if watermark_p_value < alpha else None)
     rejects_watermark = 2.0 * watermark_p_value < alpha
     rejects_provenance = 2.0 * provenance_p_value < alpha
     decided_by: Evidence | None = None
