@@ -1,6 +1,7 @@
 """/generate throughput with the generation registry recording, against without.
 
     .venv/bin/python -m bench.provenance_overhead [--rounds 6] [--concurrency 8] [--tokens 128]
+        [--distributed] [--steady SECONDS]
 
 Two ``signet serve`` processes on the embedded model, one with ``SIGNET_PROVENANCE=true``
 (every generation fingerprinted by all-MiniLM-L6-v2 and written to its SQLite registry)
@@ -26,8 +27,12 @@ Two ratios are printed. "When recorded" ends each round of the recording server 
 registry holds the round: the honest one in embedded mode, where the recorder shares the
 engine's cores. "When answered" ends it at its last response: what callers see when the
 recorder does not share the engine's cores (``--distributed``); the recorder's lag after the
-last response is printed beside it (rounds here wait for it, so steady load, where it would
-work through one round while the engine makes the next, is not run).
+last response is printed beside it (a round waits for it before the next begins).
+
+``--steady SECONDS`` replaces each round by that long of steady load: every client sends one
+/generate after another until the time is up, so the recorder works while the engine does,
+as under real traffic. It prints how many generations were not yet recorded at the window's
+last response; a recorder that keeps up leaves about one batch.
 """
 
 from __future__ import annotations
@@ -91,7 +96,46 @@ def round_of(client: httpx.Client, concurrency: int, tokens: int, seed: int, rec
     to_record = sum(nonblank for _, nonblank in answers)
     while recording and recorded(client) < before + to_record:
         time.sleep(0.05)  # each /metrics is rendered by the server: polled every 10 ms, it cost the server CPU
-    return Round(sum(count for count, _ in answers), answered, time.perf_counter() - began)
+    return Round(sum(count for count, _ in answers), answered, time.perf_counter() - began, len(answers))
+
+
+def window_of(client: httpx.Client, concurrency: int, tokens: int, seconds: float, seed: int, recording: bool) -> Round:
+    """Steady load: ``concurrency`` clients each sending one /generate after another for
+    ``seconds``; it ends at the last response, and (recording) once the registry holds all."""
+    before = recorded(client) if recording else 0.0
+    began = time.perf_counter()
+    deadline = began + seconds
+
+    def client_loop(index: int) -> tuple[int, int, int]:
+        count = nonblank = sent = 0
+        while time.perf_counter() < deadline:
+            body = {
+                "prompt": PROMPTS[index % len(PROMPTS)],
+                "max_tokens": tokens,
+                "seed": seed * 100_000 + index * 1000 + sent,
+            }
+            sent += 1
+            response = client.post("/generate", json=body)
+            response.raise_for_status()
+            answer = response.json()
+            count += answer["usage"]["completion_tokens"]
+            nonblank += bool(answer["text"].strip())
+        return count, nonblank, sent
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(client_loop, range(concurrency)))
+    answered = time.perf_counter() - began
+    to_record = sum(nonblank for _, nonblank, _ in results)
+    if recording:
+        print(f"  at the last response {to_record - (recorded(client) - before):.0f} of {to_record} not yet recorded")
+    while recording and recorded(client) < before + to_record:
+        time.sleep(0.05)
+    return Round(
+        sum(count for count, _, _ in results),
+        answered,
+        time.perf_counter() - began,
+        sum(sent for _, _, sent in results),
+    )
 
 
 @dataclass
@@ -99,6 +143,7 @@ class Round:
     tokens: int  # completion tokens of all its generations
     answered: float  # seconds until the last response
     recorded: float  # seconds until the registry held every generation (= answered without recording)
+    generations: int
 
 
 @contextmanager
@@ -166,6 +211,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--distributed", action="store_true", help="a worker and two API processes on Redis")
+    parser.add_argument(
+        "--steady",
+        type=float,
+        metavar="SECONDS",
+        help="rounds of steady load this long instead of one request a client",
+    )
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         servers = distributed_servers if arguments.distributed else embedded_servers
@@ -174,13 +225,18 @@ def main() -> None:
                 os.sched_setaffinity(0, {int(cpu) for cpu in cores_per_worker(2)[0].split(",")})
             processes = {"on": psutil.Process(on_server.process.pid), "off": psutil.Process(off_server.process.pid)}
             rounds, cpu = measure(
-                on_server.url, off_server.url, processes, arguments.rounds, arguments.concurrency, arguments.tokens
+                on_server.url,
+                off_server.url,
+                processes,
+                arguments.rounds,
+                arguments.concurrency,
+                arguments.tokens,
+                arguments.steady,
             )
     report(rounds)
-    generations = arguments.rounds * arguments.concurrency
     print(
         f"CPU of each server's own process (not its children) per generation: "
-        f"on {cpu['on'] / generations:.3f} s, off {cpu['off'] / generations:.3f} s"
+        f"on {cpu['on']:.3f} s, off {cpu['off']:.3f} s"
     )
 
 
@@ -190,10 +246,16 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 def measure(
-    on_url: str, off_url: str, processes: dict[str, psutil.Process], rounds: int, concurrency: int, tokens: int
+    on_url: str,
+    off_url: str,
+    processes: dict[str, psutil.Process],
+    rounds: int,
+    concurrency: int,
+    tokens: int,
+    steady: float | None,
 ) -> tuple[dict[str, list[Round]], dict[str, float]]:
-    """Alternating rounds on both servers (which goes first alternates too): the rounds, and
-    the CPU seconds each server's process spent in them."""
+    """Alternating rounds on both servers (which goes first alternates too): the rounds, the
+    CPU seconds each server's process spent in them per generation."""
     with (
         httpx.Client(base_url=on_url, timeout=600) as on,
         httpx.Client(base_url=off_url, timeout=600) as off,
@@ -208,14 +270,21 @@ def measure(
         for number in range(rounds):
             order = [("on", on), ("off", off)] if number % 2 == 0 else [("off", off), ("on", on)]
             for name, client in order:
-                done[name].append(round_of(client, concurrency, tokens, number + 1, recording=name == "on"))
+                if steady:
+                    done[name].append(window_of(client, concurrency, tokens, steady, number + 1, name == "on"))
+                else:
+                    done[name].append(round_of(client, concurrency, tokens, number + 1, recording=name == "on"))
                 last = done[name][-1]
                 print(
                     f"round {number + 1} {name}: {last.tokens} tokens, answered in {last.answered:.1f} s, "
                     f"recorded in {last.recorded:.1f} s",
                     flush=True,
                 )
-    return done, {name: cpu_seconds(process) - before[name] for name, process in processes.items()}
+    cpu = {
+        name: (cpu_seconds(process) - before[name]) / sum(item.generations for item in done[name])
+        for name, process in processes.items()
+    }
+    return done, cpu
 
 
 def report(rounds: dict[str, list[Round]]) -> None:
