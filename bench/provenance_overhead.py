@@ -54,13 +54,11 @@ import psutil
 from harness.services import (
     RunningServer,
     cores_per_worker,
-    free_port,
     fresh_redis_namespace,
     keys_environment,
     redis_test_url,
     running_signet_server,
     signet_process,
-    wait_until_ready,
 )
 
 PROMPTS = [
@@ -77,25 +75,34 @@ def recorded(client: httpx.Client) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def generate(client: httpx.Client, prompt: str, tokens: int, seed: int) -> tuple[int, bool]:
+    """One /generate: (completion tokens, whether the text is nonblank). A blank answer has
+    nothing to fingerprint: the recorder skips it, uncounted."""
+    response = client.post("/generate", json={"prompt": prompt, "max_tokens": tokens, "seed": seed})
+    response.raise_for_status()
+    answer = response.json()
+    return answer["usage"]["completion_tokens"], bool(answer["text"].strip())
+
+
+def wait_until_recorded(client: httpx.Client, count: float) -> None:
+    while recorded(client) < count:
+        time.sleep(0.05)  # each /metrics is rendered by the server: polled every 10 ms, it cost the server CPU
+
+
 def round_of(client: httpx.Client, concurrency: int, tokens: int, seed: int, recording: bool) -> Round:
     """One round; for the recording server it ends only once its registry holds the round."""
     before = recorded(client) if recording else 0.0
     began = time.perf_counter()
-
-    def one(index: int) -> tuple[int, bool]:
-        body = {"prompt": PROMPTS[index % len(PROMPTS)], "max_tokens": tokens, "seed": seed * 100 + index}
-        response = client.post("/generate", json=body)
-        response.raise_for_status()
-        answer = response.json()
-        return answer["usage"]["completion_tokens"], bool(answer["text"].strip())
-
     with ThreadPoolExecutor(concurrency) as pool:
-        answers = list(pool.map(one, range(concurrency)))
+        answers = list(
+            pool.map(
+                lambda index: generate(client, PROMPTS[index % len(PROMPTS)], tokens, seed * 100 + index),
+                range(concurrency),
+            )
+        )
     answered = time.perf_counter() - began
-    # A blank answer has nothing to fingerprint: the recorder skips it, uncounted.
-    to_record = sum(nonblank for _, nonblank in answers)
-    while recording and recorded(client) < before + to_record:
-        time.sleep(0.05)  # each /metrics is rendered by the server: polled every 10 ms, it cost the server CPU
+    if recording:
+        wait_until_recorded(client, before + sum(nonblank for _, nonblank in answers))
     return Round(sum(count for count, _ in answers), answered, time.perf_counter() - began, len(answers))
 
 
@@ -109,17 +116,12 @@ def window_of(client: httpx.Client, concurrency: int, tokens: int, seconds: floa
     def client_loop(index: int) -> tuple[int, int, int]:
         count = nonblank = sent = 0
         while time.perf_counter() < deadline:
-            body = {
-                "prompt": PROMPTS[index % len(PROMPTS)],
-                "max_tokens": tokens,
-                "seed": seed * 100_000 + index * 1000 + sent,
-            }
+            made, has_text = generate(
+                client, PROMPTS[index % len(PROMPTS)], tokens, seed * 100_000 + index * 1000 + sent
+            )
             sent += 1
-            response = client.post("/generate", json=body)
-            response.raise_for_status()
-            answer = response.json()
-            count += answer["usage"]["completion_tokens"]
-            nonblank += bool(answer["text"].strip())
+            count += made
+            nonblank += has_text
         return count, nonblank, sent
 
     with ThreadPoolExecutor(concurrency) as pool:
@@ -128,8 +130,7 @@ def window_of(client: httpx.Client, concurrency: int, tokens: int, seconds: floa
     to_record = sum(nonblank for _, nonblank, _ in results)
     if recording:
         print(f"  at the last response {to_record - (recorded(client) - before):.0f} of {to_record} not yet recorded")
-    while recording and recorded(client) < before + to_record:
-        time.sleep(0.05)
+        wait_until_recorded(client, before + to_record)
     return Round(
         sum(count for count, _, _ in results),
         answered,
@@ -181,26 +182,17 @@ def distributed_servers(folder: Path) -> Iterator[tuple[RunningServer, RunningSe
         servers = []
         for name, recording in (("on", "true"), ("off", "false")):
             (folder / name).mkdir()
-            port = free_port()
-            process = stack.enter_context(
-                signet_process(
-                    "serve",
-                    folder / name / "server.log",
-                    prefix=("taskset", "-c", api_cpus),
-                    **keys_environment(folder / name),
-                    **queue,
-                    SIGNET_PORT=str(port),
-                    SIGNET_PROVENANCE=recording,
-                )
+            pinned = ("taskset", "-c", api_cpus)
+            servers.append(
+                stack.enter_context(running_signet_server(folder / name, pinned, **queue, SIGNET_PROVENANCE=recording))
             )
-            server = RunningServer(f"http://127.0.0.1:{port}", folder / name / "server.log", process)
-            wait_until_ready(server)
-            servers.append(server)
         deadline = time.monotonic() + 300
         while httpx.get(f"{servers[0].url}/readyz").json().get("workers") != 1:
             if time.monotonic() > deadline:
                 raise SystemExit(f"no worker joined in 300 s:\n{(folder / 'worker.log').read_text()[-3000:]}")
             time.sleep(1)
+        # This script's client threads share the APIs' cores, not the worker's.
+        os.sched_setaffinity(0, {int(cpu) for cpu in api_cpus.split(",")})
         print(f"worker on CPUs {worker_cpus}; both APIs and this script on CPUs {api_cpus}", flush=True)
         yield servers[0], servers[1]
 
@@ -221,8 +213,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         servers = distributed_servers if arguments.distributed else embedded_servers
         with servers(Path(folder)) as (on_server, off_server):
-            if arguments.distributed:  # this script's threads share the APIs' cores, not the worker's
-                os.sched_setaffinity(0, {int(cpu) for cpu in cores_per_worker(2)[0].split(",")})
             processes = {"on": psutil.Process(on_server.process.pid), "off": psutil.Process(off_server.process.pid)}
             rounds, cpu = measure(
                 on_server.url,

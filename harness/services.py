@@ -148,12 +148,13 @@ def keys_environment(folder: Path) -> dict[str, str]:
 
 
 @contextmanager
-def running_signet_server(folder: Path, **environment: str) -> Iterator[RunningServer]:
-    """``signet serve`` with the test keys, until ready; stopped after."""
+def running_signet_server(folder: Path, prefix: Sequence[str] = (), **environment: str) -> Iterator[RunningServer]:
+    """``signet serve`` with the test keys, until ready; stopped after. ``prefix`` as for
+    ``signet_process`` (``taskset -c 0``: bench/provenance_overhead.py)."""
     port = free_port()
     log_path = folder / "server.log"
     environment = {**keys_environment(folder), "SIGNET_PORT": str(port), **environment}
-    with signet_process("serve", log_path, **environment) as process:
+    with signet_process("serve", log_path, prefix, **environment) as process:
         server = RunningServer(f"http://127.0.0.1:{port}", log_path, process)
         wait_until_ready(server)
         yield server
