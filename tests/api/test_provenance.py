@@ -117,7 +117,12 @@ def test_a_rewording_of_the_tenants_generation_is_found(client):
     assert report["smallest_p_value"] == smallest_p_value(1 * 2)  # a copy against 2 vectors: the test can decide
     # Unwatermarked text: only the provenance test can reject, and the answer says so.
     assert body["verdict"] != "watermarked"
-    assert body["combined"] == {"verdict": "generated_here", "p_value": 2 * best["p_value"], "decided_by": "provenance"}
+    assert body["combined"] == {
+        "verdict": "generated_here",
+        "p_value": 2 * best["p_value"],
+        "decided_by": "provenance",
+        "rule": "both_at_half_alpha",
+    }
     assert best["text"] is None  # texts are not kept unless the operator opts in
 
 
@@ -133,7 +138,7 @@ def test_a_text_too_short_for_a_verdict_lists_its_matches_without_one(client):
     assert report["verdict"] == "insufficient_evidence" and report["p_value"] == 1.0
     assert report["matches"][0]["generation_id"] == "gen-" + "a" * 32  # shown, not decided on
     assert report["smallest_p_value"] == 1.0
-    assert body["combined"]["decided_by"] is None
+    assert body["combined"]["decided_by"] is None and body["combined"]["rule"] == "watermark_at_alpha"
 
 
 def test_a_registry_that_cannot_decide_leaves_all_of_alpha_to_the_watermark(client):
@@ -143,6 +148,7 @@ def test_a_registry_that_cannot_decide_leaves_all_of_alpha_to_the_watermark(clie
     assert body["provenance"]["smallest_p_value"] == 1.0
     assert body["combined"]["p_value"] == body["corrected_p_value"]
     assert body["combined"]["decided_by"] == ("watermark" if body["corrected_p_value"] < ALPHA else None)
+    assert body["combined"]["rule"] == "watermark_at_alpha"
 
 
 def test_another_tenant_never_sees_the_generations(client):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from signet.provenance.significance import smallest_p_value
+from signet.provenance.significance import combine, smallest_p_value
 from tests.ui.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.engine
@@ -386,7 +386,14 @@ def test_provenance_says_when_the_watermark_was_tested_alone(page, client, human
 
     result = _provenance(client, human_text)
     assert result["provenance"]["smallest_p_value"] < 5e-5  # the session's registry is small
-    result["provenance"]["smallest_p_value"] = smallest_p_value(result["provenance"]["num_pieces"] * 100_000)
+    report = result["provenance"]
+    report["smallest_p_value"] = smallest_p_value(report["num_pieces"] * 100_000)
+    # The combined part as the server computes it for that registry (combined.rule drives the page).
+    watermark_p_value = 1.0 if result["verdict"] == "insufficient_evidence" else result["corrected_p_value"]
+    test = combine(watermark_p_value, report["p_value"], report["smallest_p_value"], result["alpha"])
+    assert test.rule == "watermark_at_alpha"
+    verdict = "not_found" if test.decided_by is None else "generated_here"
+    result["combined"] = {"verdict": verdict, "p_value": test.p_value, "decided_by": test.decided_by, "rule": test.rule}
     page.route(
         "**/detect", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(result))
     )

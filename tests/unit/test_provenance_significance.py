@@ -61,7 +61,7 @@ def test_the_calibrated_null_is_conservative_in_form():
 )
 def test_combined_test_names_the_evidence_that_rejected(watermark, provenance, decided_by):
     test = combine(watermark, provenance, 1e-12, alpha=1e-3)
-    assert test.decided_by == decided_by
+    assert test.decided_by == decided_by and test.rule == "both_at_half_alpha"
     assert test.p_value == min(1.0, 2 * min(watermark, provenance))
 
 
@@ -75,11 +75,12 @@ def test_a_provenance_test_that_cannot_reject_leaves_all_of_alpha_to_the_waterma
     smallest = smallest_p_value(2 * 100_000)
     assert 5e-4 < smallest == p_value(1.0, 2 * 100_000)
     test = combine(6e-4, smallest, smallest, alpha=1e-3)
-    assert test.decided_by == "watermark" and test.p_value == 6e-4
+    assert test.decided_by == "watermark" and test.p_value == 6e-4 and test.rule == "watermark_at_alpha"
     assert combine(1.2e-3, smallest, smallest, alpha=1e-3).decided_by is None
     # 2 pieces against 10,000 vectors: a copy would reject, so each test keeps half
     assert 2 * smallest_p_value(2 * 10_000) < 1e-3
-    assert combine(6e-4, 1.0, smallest_p_value(2 * 10_000), alpha=1e-3).decided_by is None
+    test = combine(6e-4, 1.0, smallest_p_value(2 * 10_000), alpha=1e-3)
+    assert test.decided_by is None and test.rule == "both_at_half_alpha"
 
 
 def test_a_similarity_over_1_from_rounding_counts_as_a_copy():

@@ -67,6 +67,9 @@ def smallest_p_value(num_comparisons: int, null: SimilarityNull = CALIBRATED_NUL
 
 
 Evidence = Literal["watermark", "provenance", "both"]
+# Which levels the two tests had: alpha / 2 each, or the whole of alpha for the watermark
+# because the registry could not decide (CombinedTest).
+Rule = Literal["both_at_half_alpha", "watermark_at_alpha"]
 
 
 @dataclass(frozen=True)
@@ -87,13 +90,15 @@ class CombinedTest:
 
     p_value: float
     decided_by: Evidence | None
+    rule: Rule
 
 
 def combine(
     watermark_p_value: float, provenance_p_value: float, provenance_smallest_p_value: float, alpha: float
 ) -> CombinedTest:
     if 2.0 * provenance_smallest_p_value >= alpha:
-        return CombinedTest(min(1.0, watermark_p_value), "watermark" if watermark_p_value < alpha else None)
+        decided = "watermark" if watermark_p_value < alpha else None
+        return CombinedTest(min(1.0, watermark_p_value), decided, "watermark_at_alpha")
     rejects_watermark = 2.0 * watermark_p_value < alpha
     rejects_provenance = 2.0 * provenance_p_value < alpha
     decided_by: Evidence | None = None
@@ -103,4 +108,4 @@ def combine(
         decided_by = "watermark"
     elif rejects_provenance:
         decided_by = "provenance"
-    return CombinedTest(min(1.0, 2.0 * min(watermark_p_value, provenance_p_value)), decided_by)
+    return CombinedTest(min(1.0, 2.0 * min(watermark_p_value, provenance_p_value)), decided_by, "both_at_half_alpha")

@@ -66,3 +66,8 @@ class CombinedVerdict(BaseModel):
     decided_by: Literal["watermark", "provenance", "both"] | None = Field(
         description="Which evidence rejected; null when neither did."
     )
+    rule: Literal["both_at_half_alpha", "watermark_at_alpha"] = Field(
+        description="both_at_half_alpha: each test at alpha / 2. watermark_at_alpha: the provenance test could not "
+        "reject (the text too short for a verdict, or its smallest_p_value not below alpha / 2), so the watermark "
+        "had the whole of alpha. Which applies depends only on the text's length and the registry's size."
+    )

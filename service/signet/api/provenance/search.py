@@ -101,5 +101,6 @@ def with_provenance(response: R, report: ProvenanceReport) -> R:
         verdict="not_found" if test.decided_by is None else "generated_here",
         p_value=test.p_value,
         decided_by=test.decided_by,
+        rule=test.rule,
     )
     return response.model_copy(update={"provenance": report, "combined": combined})

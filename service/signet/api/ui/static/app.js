@@ -367,11 +367,11 @@ function provenanceSection(result, text, alpha) {
   const headline = found ? `Generated here — decided by ${DECIDED_BY[combined.decided_by]}.`
     : `Not found among this tenant's ${plural(report.num_vectors, "recorded piece", "recorded pieces")}.`;
   const comparison = found ? "below" : "not below";
-  // The server gives the watermark all of α when no match could reach α/2 (docs/PROVENANCE.md).
+  // combined.rule says which levels the server used (docs/PROVENANCE.md); only the reason is told here.
   let test = "The smaller of the watermark's and provenance's p-values, doubled (each test at α/2), is ";
   if (report.verdict === "insufficient_evidence") {
     test = "The text is too short for a provenance verdict, so the watermark is tested alone: its p-value is ";
-  } else if (2 * report.smallest_p_value >= alpha) {
+  } else if (combined.rule === "watermark_at_alpha") {
     test = "Not even a copy could reach α/2 in a registry this size, so the watermark is tested alone: its p-value is ";
   }
   const reason = `${test}${formatP(combined.p_value)}, ${comparison} α = ${formatAlpha(alpha)}. ` +
