@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from signet.provenance.significance import Evidence, Rule
+
 GENERATION_ID_PATTERN = r"^gen-[0-9a-f]{32}$"
 GENERATION_ID_FIELD = Field(
     description="This generation's id in the tenant's generation registry: POST /detect with provenance: true "
@@ -63,11 +65,11 @@ class CombinedVerdict(BaseModel):
         description="min(1, 2 * min(watermark corrected_p_value, provenance p_value)); the watermark's "
         "corrected_p_value alone when the provenance test cannot reject."
     )
-    decided_by: Literal["watermark", "provenance", "both"] | None = Field(
+    decided_by: Evidence | None = Field(
         description="Which evidence rejected; null when neither did."
     )
-    rule: Literal["both_at_half_alpha", "watermark_at_alpha"] = Field(
+    rule: Rule = Field(
         description="both_at_half_alpha: each test at alpha / 2. watermark_at_alpha: the provenance test could not "
         "reject (the text too short for a verdict, or its smallest_p_value not below alpha / 2), so the watermark "
-        "had the whole of alpha. Which applies depends only on the text's length and the registry's size."
+        "had the whole of alpha. Which applies depends only on the text's length, the registry's size and alpha."
     )
