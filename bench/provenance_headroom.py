@@ -6,8 +6,8 @@ paraphrase, and what else it would flag there: three kinds of evidence, threshol
 The goal is a combined rate of 0.90 after the served model's paraphrase. In the combined
 test the watermark has alpha / 2 (5e-4 at alpha = 1e-3) whenever the registry can decide,
 and finds some of the paraphrases; the registry must find enough of the others. For each
-kind of evidence the bench finds the **bar**, the lowest score it must flag at for the
-combined rate to reach 0.90, and counts what else scores at or above that bar:
+kind of evidence the bench finds the **bar**, the highest score such that flagging every text
+at or above it brings the combined rate to 0.90, and counts what else scores at or above it:
 
 - *near-copy*: word 5-grams the text shares with the generation (the issue's MinHash
   option measures the same overlap);
@@ -16,22 +16,31 @@ combined rate to reach 0.90, and counts what else scores at or above that bar:
   paragraphs (sublinear tf, smoothed idf: scikit-learn's TfidfVectorizer formula, written
   out with scipy because scikit-learn is not in the lock and this is its one use).
 
-What else, all of it rewordings of no record:
+What else, all of it rewordings of no record, each text scored by its best record:
 
-- the model's other answers to the same prompts (other seeds, never recorded), against the
-  generations of that prompt: same topic, same model (bench/provenance_quality.py's hardest
-  null offline);
+- the model's other answers to the same prompts (other seeds, never recorded), against all the
+  generations: same topics, same model (bench/provenance_quality.py's hardest null offline);
 - the 430 human texts of tests/data/corpus, against the generations;
-- documentation against 100,000 documentation records (the registry's null): for rare words
-  measured, the 2,000 calibration paragraphs (pairs of different families, as
-  bench/provenance_calibration.py pairs them) and the human texts against the store; for
-  meaning from the fitted null (signet/provenance/significance.py), the chance that a query of
-  one piece has some record at or above the bar, 1 - exp(-N exceedance(bar)), since embedding
-  the fillers takes 40 minutes.
+- documentation against 100,000 documentation records (the registry's null): for near-copies
+  and rare words measured, the 2,000 calibration paragraphs against the stored fillers of other
+  families (as bench/provenance_calibration.py pairs them), and the human texts (the pieces
+  /detect searches) against those not of their own family; for meaning from the fitted null
+  (signet/provenance/significance.py), the chance that a query of one piece has some record
+  at or above the bar, 1 - exp(-N exceedance(bar)), records taken as independent, since
+  embedding the fillers takes 40 minutes.
+
+Then rare words as a test: a null fitted on the rare-word cosines of every pair of a stored
+filler paragraph (as the query) and a piece of ``--null-generations`` further generations (half
+on the bench's prose prompts, half explaining a command, crate or package named after a filler
+family), a generalised Pareto tail above the 1 - 1e-4 quantile, and the union bound for a
+registry of 100,000 records (signet/provenance/significance.py's p_value): the paraphrases found,
+alone and with the watermark, and the same-prompt answers, human texts and calibration
+paragraphs flagged against all the generations.
 
 Texts come from the engine (bench/provenance_quality.py's generate_texts: ``--generations``
 ``kgw-lefthash`` completions of 200 tokens, their paraphrases, other answers), or from an
-earlier ``--save`` of this bench or of bench/provenance_quality.py (``--texts``).
+earlier ``--save`` of this bench or of bench/provenance_quality.py (``--texts``; the null
+section runs when the file has ``null`` generations).
 """
 
 from __future__ import annotations
@@ -48,16 +57,18 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse
+import scipy.stats
 
-from bench.detection_quality import KEYS, corpus_texts, make_state, prompts
+from bench.detection_quality import CORPUS, KEYS, make_state, prompts
 from bench.provenance_calibration import split
 from bench.provenance_corpus import family, load_fillers
 from bench.provenance_quality import ALPHA, KEY_IDS, best_similarities, generate_texts
 from signet.api.auth import DEVELOPMENT_CALLER
 from signet.api.detect.protocol import DetectRequest
 from signet.api.detect.service import detect
+from signet.api.provenance.search import query_pieces
 from signet.provenance.fingerprint import pieces
-from signet.provenance.significance import CALIBRATED_NULL
+from signet.provenance.significance import CALIBRATED_NULL, SimilarityNull, p_value
 
 GOAL = 0.90
 STORE_RECORDS = 100_000
@@ -132,18 +143,18 @@ def watermark_p_values(state, texts: list[str]) -> np.ndarray:
     return np.array(values)
 
 
-def same_prompt_best(scores: np.ndarray, count: int) -> np.ndarray:
-    """Each other answer's best score against the generations made for the same prompt."""
-    asked = prompts(count)
-    return np.array([max(scores[i, j] for j in range(count) if asked[j] == asked[i]) for i in range(count)])
+def human_texts() -> tuple[list[str], list[str]]:
+    """tests/data/corpus's texts (as bench.detection_quality.corpus_texts) and their families."""
+    rows = [json.loads(line) for name in ("human.jsonl", "repetitive.jsonl") for line in (CORPUS / name).open()]
+    return [row["text"] for row in rows], [family(row["source"].split("#")[0]) for row in rows]
 
 
 def documentation_rows(
-    score: Callable[[list[str], list[str]], np.ndarray], fillers: list[dict], human: list[str]
+    score: Callable[[list[str], list[str]], np.ndarray], fillers: list[dict], human: list[str], kin: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each calibration paragraph's best score against the 100,000 stored fillers of other
-    families, and each human text's (its first 8 pieces, as /detect reads it) against all of them.
-    ``score(queries, records)``: [queries, records], one piece each."""
+    families, and each human text's (the pieces /detect searches) against those not of its
+    own family (``kin``). ``score(queries, records)``: [queries, records], one piece each."""
     stored, queries = split(fillers)
     records = [fillers[index]["text"] for index in stored]
     families = np.array([family(fillers[index]["source"]) for index in stored])
@@ -153,7 +164,9 @@ def documentation_rows(
         scores = score([fillers[index]["text"] for index in chunk], records)
         for row, index in enumerate(chunk):
             calibration.append(scores[row][families != family(fillers[index]["source"])].max())
-    people = [score(pieces(text, max_pieces=8), records).max() for text in human]
+    people = [
+        score(query_pieces(text)[0], records)[:, families != own].max() for text, own in zip(human, kin, strict=True)
+    ]
     return np.array(calibration), np.array(people)
 
 
@@ -183,9 +196,92 @@ class SharedNgrams:
         return counts
 
 
+def null_prompts(count: int, fillers: list[dict]) -> list[str]:
+    """Prompts for the records a null of text against generations is fitted on: half the bench's
+    prose prompts (other seeds), half technical ones, one per filler family (a man page's
+    command, a Rust documentation folder, a package), so that documentation queries meet
+    generations on their own topics."""
+    names: list[str] = []
+    for index in split(fillers)[0]:  # the store's order: a fixed shuffle, all kinds mixed
+        kind = family(fillers[index]["source"])
+        name = re.split(r"[:/]", kind.rstrip("/"))[-1]
+        if kind.startswith("man:"):
+            named = f"the {name} command"
+        elif kind.startswith("rust:"):
+            named = f"the Rust {name} documentation"
+        else:
+            named = f"the {name} package"
+        if named not in names:
+            names.append(named)
+    technical = [f"Explain what {name} is and how it is used, with examples." for name in names[: count - count // 2]]
+    return prompts(100) * (count // 2 // 100) + prompts(count // 2 % 100) + technical
+
+
+def generation_null(rare: RareWords, documents: list[str], generations: list[str]) -> tuple[SimilarityNull, str]:
+    """Rare-word cosines of every (documentation paragraph, generation piece) pair, and their
+    tail above the 1 - 1e-4 quantile as a generalised Pareto (shape kept as fitted: above 0 it
+    is heavier than exponential), with the fit against the pairs at a few levels."""
+    records = rare.matrix([piece for text in generations for piece in pieces(text)]).T.tocsc()
+    high, total = [], 0
+    for start in range(0, len(documents), 5000):
+        scores = (rare.matrix(documents[start : start + 5000]) @ records).toarray()
+        total += scores.size
+        high.append(scores[scores > 0.1])
+    tail = np.sort(np.concatenate(high))[::-1]
+    threshold = float(tail[int(total * 1e-4)])
+    shape, _, scale = scipy.stats.genpareto.fit(tail[tail > threshold] - threshold, floc=0)
+    null = SimilarityNull(threshold=threshold, tail_fraction=1e-4, shape=float(shape), scale=float(scale))
+    levels = [
+        f"P(S >= {level}) {np.sum(tail >= level) / total:.2e} (fit {null.exceedance(level):.2e})"
+        for level in (0.3, 0.35, 0.4)
+    ]
+    summary = (
+        f"{total:,} pairs ({len(documents):,} documentation paragraphs x {records.shape[1]:,} pieces of "
+        f"{len(generations):,} generations): u = {threshold:.4f}, shape {shape:.4f}, scale {scale:.4f}; "
+        f"largest {tail[0]:.3f}; " + ", ".join(levels)
+    )
+    return null, summary
+
+
+def rare_word_p_values(rare: RareWords, null: SimilarityNull, queries: list[str], records: list[str]) -> np.ndarray:
+    """Each query's best rare-word match among ``records``, as a p-value in a registry of
+    STORE_RECORDS records of one piece: the union bound over q x N comparisons (significance.py)."""
+    record_matrix = rare.matrix([piece for text in records for piece in pieces(text)]).T.tocsc()
+    values = []
+    for query in queries:
+        searched = rare.matrix(query_pieces(query)[0])
+        best = float((searched @ record_matrix).toarray().max())
+        values.append(p_value(best, searched.shape[0] * STORE_RECORDS, null))
+    return np.array(values)
+
+
+def print_generation_null(
+    rare: RareWords, fillers: list[dict], made: dict, caught: np.ndarray, human: list[str]
+) -> None:
+    """Rare words as a test, with a null of documentation against generations (made["null"])."""
+    stored, calibration = split(fillers)
+    null, summary = generation_null(rare, [fillers[index]["text"] for index in stored], made["null"])
+    texts, paraphrased = made[KEY_IDS[0]]
+    records = made["null"] + texts
+    found = rare_word_p_values(rare, null, paraphrased, texts) < ALPHA / 2
+    print(f"\n### Rare words against a null of documentation and generations\n\n{summary}\n")
+    print(f"| texts | flagged at alpha / 2, p-values for {STORE_RECORDS:,} records |")
+    print("|---|---|")
+    print(f"| paraphrases, by rare words | {found.mean():.3f} |")
+    print(f"| paraphrases, by the watermark or rare words | {(found | caught).mean():.3f} |")
+    for name, queries in (
+        ("the model's other answers to the same prompts", made["others"]),
+        ("human texts", human),
+        ("calibration paragraphs", [fillers[index]["text"] for index in calibration]),
+    ):
+        flagged = rare_word_p_values(rare, null, queries, records) < ALPHA / 2
+        print(f"| {name}, against the {len(records):,} generations | {flagged.sum()} of {len(queries)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=200)
+    parser.add_argument("--null-generations", type=int, default=1000, help="records the rare-word null is fitted on")
     parser.add_argument(
         "--texts",
         type=Path,
@@ -197,29 +293,30 @@ def main() -> None:
         keys_file = Path(folder) / "keys.json"
         keys_file.write_text(json.dumps(KEYS))
         state, model_dir = make_state(keys_file)
+        fillers = load_fillers()
         if arguments.texts:
             made = json.loads(arguments.texts.read_text())["texts"]
         else:
-            made = asyncio.run(generate_texts(state, model_dir, keys_file, arguments.generations, 200))
+            asked = null_prompts(arguments.null_generations, fillers)
+            made = asyncio.run(generate_texts(state, model_dir, keys_file, arguments.generations, 200, asked))
         if arguments.save:
             arguments.save.write_text(json.dumps({"texts": made}))
         state.detection_cache = None
         texts, paraphrased = made[KEY_IDS[0]]
         others, count = made["others"], len(texts)
-        human = [text for group in corpus_texts().values() for text in group]
+        human, kin = human_texts()
         caught = watermark_p_values(state, paraphrased) < ALPHA / 2
-        fillers = load_fillers()
         rare = RareWords([fillers[index]["text"] for index in split(fillers)[0]])
         evidence = {
             f"near-copy ({NGRAM_WORDS}-grams shared)": (
                 ngram_counts,
-                documentation_rows(SharedNgrams(), fillers, human),
+                documentation_rows(SharedNgrams(), fillers, human, kin),
             ),
             "meaning (all-MiniLM-L6-v2)": (
                 lambda queries, records: best_similarities(state, queries, records, 120),
                 None,
             ),
-            "rare words (tf-idf)": (rare.best, documentation_rows(rare, fillers, human)),
+            "rare words (tf-idf)": (rare.best, documentation_rows(rare, fillers, human, kin)),
         }
         print(
             f"{count} paraphrases: the watermark at alpha / 2 = {ALPHA / 2:g} finds {caught.mean():.3f}; "
@@ -227,7 +324,7 @@ def main() -> None:
         )
         print(
             "| evidence | median, paraphrases the watermark misses / finds | bar for 0.90 | "
-            "same-prompt answers at or above it | human texts vs the generations | "
+            "other answers to the same prompts | human texts vs the generations | "
             "documentation queries vs 100,000 records | human texts vs 100,000 documentation records |"
         )
         print("|---|---|---|---|---|---|---|")
@@ -238,12 +335,15 @@ def main() -> None:
             if at is None:
                 print(f"| {name} | {medians} | unreachable | | | | |")
                 continue
-            cells = [share(same_prompt_best(best(others, texts), count), at), share(best(human, texts).max(axis=1), at)]
+            cells = [share(best(others, texts).max(axis=1), at), share(best(human, texts).max(axis=1), at)]
             if documentation is None:  # a one-piece query, from the fitted null
-                cells += [f"{1 - math.exp(-STORE_RECORDS * CALIBRATED_NULL.exceedance(at)):.3f} (fit)", ""]
+                fit = 1 - math.exp(-STORE_RECORDS * CALIBRATED_NULL.exceedance(at))  # records taken as independent
+                cells += [f"{fit:.3f} (fit)", ""]
             else:
                 cells += [share(documentation[0], at), share(documentation[1], at)]
             print(f"| {name} | {medians} | {number(at)} | {' | '.join(cells)} |")
+        if "null" in made:
+            print_generation_null(rare, fillers, made, caught, human)
 
 
 def number(value: float) -> str:

@@ -128,10 +128,13 @@ def rates(outcomes: list[tuple[bool, bool, bool, float]]) -> str:
     return f"{watermark:.2f} | {registry:.2f} | {combined:.2f} | {similarity:.3f}"
 
 
-async def generate_texts(state, model_dir: Path, keys_file: Path, generations: int, tokens: int) -> dict:
+async def generate_texts(
+    state, model_dir: Path, keys_file: Path, generations: int, tokens: int, null_prompts: list[str] = ()
+) -> dict:
     """Every text the engine makes, before anything else runs: the engine starts in a process
     that has not used torch yet and has the cores to itself (started after the embedding model
-    had run, its worker ran on one core, and 300 generations took over 17 minutes)."""
+    had run, its worker ran on one core, and 300 generations took over 17 minutes).
+    ``null_prompts``: generations to fit a null on (bench/provenance_headroom.py), in ``null``."""
     from signet.engine.vllm_engine import EngineOptions, VllmEngine
 
     engine = VllmEngine.start(model_dir, keys_file, EngineOptions(2048, 0.25, 32, False))
@@ -149,6 +152,11 @@ async def generate_texts(state, model_dir: Path, keys_file: Path, generations: i
             engine, tokenizer, prompts(generations), tokens, None, ignore_eos=True, seed_offset=10_000
         )
         made["others"] = [completion.text for completion in others]
+        if null_prompts:
+            null = await generate_all(
+                engine, tokenizer, list(null_prompts), tokens, KEY_IDS[0], ignore_eos=True, seed_offset=50_000
+            )
+            made["null"] = [completion.text for completion in null]
     finally:
         engine.shutdown()
     return made
