@@ -33,7 +33,8 @@ Then rare words as a test: a null fitted on the rare-word cosines of every pair 
 filler paragraph (as the query) and a piece of ``--null-generations`` further generations (half
 on the bench's prose prompts, half explaining a command, crate or package named after a filler
 family), a generalised Pareto tail above the 1 - 1e-4 quantile, and the union bound for a
-registry of 100,000 records (signet/provenance/significance.py's p_value): the paraphrases found,
+registry of 100,000 generations (signet/provenance/significance.py's p_value; a text under 40
+words, too short for a verdict, gets none): the paraphrases found,
 alone and with the watermark, and the same-prompt answers, human texts and calibration
 paragraphs flagged against all the generations.
 
@@ -66,7 +67,7 @@ from bench.provenance_quality import ALPHA, KEY_IDS, best_similarities, generate
 from signet.api.auth import DEVELOPMENT_CALLER
 from signet.api.detect.protocol import DetectRequest
 from signet.api.detect.service import detect
-from signet.api.provenance.search import query_pieces
+from signet.api.provenance.search import MIN_QUERY_WORDS, query_pieces
 from signet.provenance.fingerprint import pieces
 from signet.provenance.significance import CALIBRATED_NULL, SimilarityNull, p_value
 
@@ -217,10 +218,10 @@ def null_prompts(count: int, fillers: list[dict]) -> list[str]:
     return prompts(100) * (count // 2 // 100) + prompts(count // 2 % 100) + technical
 
 
-def generation_null(rare: RareWords, documents: list[str], generations: list[str]) -> tuple[SimilarityNull, str]:
+def generation_null(rare: RareWords, documents: list[str], generations: list[str]) -> tuple[SimilarityNull, float, str]:
     """Rare-word cosines of every (documentation paragraph, generation piece) pair, and their
-    tail above the 1 - 1e-4 quantile as a generalised Pareto (shape kept as fitted: above 0 it
-    is heavier than exponential), with the fit against the pairs at a few levels."""
+    tail above the 1 - 1e-4 quantile as a generalised Pareto (a shape below 0 raised to 0, as
+    significance.py does), with the pieces per generation and the fit against the pairs."""
     records = rare.matrix([piece for text in generations for piece in pieces(text)]).T.tocsc()
     high, total = [], 0
     for start in range(0, len(documents), 5000):
@@ -230,7 +231,7 @@ def generation_null(rare: RareWords, documents: list[str], generations: list[str
     tail = np.sort(np.concatenate(high))[::-1]
     threshold = float(tail[int(total * 1e-4)])
     shape, _, scale = scipy.stats.genpareto.fit(tail[tail > threshold] - threshold, floc=0)
-    null = SimilarityNull(threshold=threshold, tail_fraction=1e-4, shape=float(shape), scale=float(scale))
+    null = SimilarityNull(threshold=threshold, tail_fraction=1e-4, shape=max(0.0, float(shape)), scale=float(scale))
     levels = [
         f"P(S >= {level}) {np.sum(tail >= level) / total:.2e} (fit {null.exceedance(level):.2e})"
         for level in (0.3, 0.35, 0.4)
@@ -240,18 +241,32 @@ def generation_null(rare: RareWords, documents: list[str], generations: list[str
         f"{len(generations):,} generations): u = {threshold:.4f}, shape {shape:.4f}, scale {scale:.4f}; "
         f"largest {tail[0]:.3f}; " + ", ".join(levels)
     )
-    return null, summary
+    return null, records.shape[1] / len(generations), summary
 
 
-def rare_word_p_values(rare: RareWords, null: SimilarityNull, queries: list[str], records: list[str]) -> np.ndarray:
+def cosine_needed(null: SimilarityNull, comparisons: int) -> float:
+    """The cosine whose p-value (significance.p_value) is alpha / 2 after ``comparisons``."""
+    exceedance = ALPHA / 2 / comparisons
+    if null.shape == 0.0:
+        return null.threshold + null.scale * math.log(null.tail_fraction / exceedance)
+    return null.threshold + null.scale / null.shape * ((null.tail_fraction / exceedance) ** null.shape - 1)
+
+
+def rare_word_p_values(
+    rare: RareWords, null: SimilarityNull, queries: list[str], records: list[str], registry_pieces: int
+) -> np.ndarray:
     """Each query's best rare-word match among ``records``, as a p-value in a registry of
-    STORE_RECORDS records of one piece: the union bound over q x N comparisons (significance.py)."""
+    ``registry_pieces`` pieces: the union bound over q x N comparisons (significance.py). A text
+    too short for a verdict in /detect (under MIN_QUERY_WORDS words) gets 1."""
     record_matrix = rare.matrix([piece for text in records for piece in pieces(text)]).T.tocsc()
     values = []
     for query in queries:
+        if len(query.split()) < MIN_QUERY_WORDS:
+            values.append(1.0)
+            continue
         searched = rare.matrix(query_pieces(query)[0])
         best = float((searched @ record_matrix).toarray().max())
-        values.append(p_value(best, searched.shape[0] * STORE_RECORDS, null))
+        values.append(p_value(best, searched.shape[0] * registry_pieces, null))
     return np.array(values)
 
 
@@ -260,12 +275,20 @@ def print_generation_null(
 ) -> None:
     """Rare words as a test, with a null of documentation against generations (made["null"])."""
     stored, calibration = split(fillers)
-    null, summary = generation_null(rare, [fillers[index]["text"] for index in stored], made["null"])
+    null, pieces_per_generation, summary = generation_null(
+        rare, [fillers[index]["text"] for index in stored], made["null"]
+    )
+    registry_pieces = round(STORE_RECORDS * pieces_per_generation)  # a registry of STORE_RECORDS generations
     texts, paraphrased = made[KEY_IDS[0]]
     records = made["null"] + texts
-    found = rare_word_p_values(rare, null, paraphrased, texts) < ALPHA / 2
+    found = rare_word_p_values(rare, null, paraphrased, texts, registry_pieces) < ALPHA / 2
     print(f"\n### Rare words against a null of documentation and generations\n\n{summary}\n")
-    print(f"| texts | flagged at alpha / 2, p-values for {STORE_RECORDS:,} records |")
+    print(
+        f"A registry of {STORE_RECORDS:,} generations holds {registry_pieces:,} pieces; at alpha / 2 a query of "
+        f"1 piece needs a cosine of {cosine_needed(null, registry_pieces):.3f}, of 2 pieces "
+        f"{cosine_needed(null, 2 * registry_pieces):.3f}.\n"
+    )
+    print(f"| texts | flagged at alpha / 2, p-values for {STORE_RECORDS:,} generations |")
     print("|---|---|")
     print(f"| paraphrases, by rare words | {found.mean():.3f} |")
     print(f"| paraphrases, by the watermark or rare words | {(found | caught).mean():.3f} |")
@@ -274,7 +297,7 @@ def print_generation_null(
         ("human texts", human),
         ("calibration paragraphs", [fillers[index]["text"] for index in calibration]),
     ):
-        flagged = rare_word_p_values(rare, null, queries, records) < ALPHA / 2
+        flagged = rare_word_p_values(rare, null, queries, records, registry_pieces) < ALPHA / 2
         print(f"| {name}, against the {len(records):,} generations | {flagged.sum()} of {len(queries)} |")
 
 

@@ -40,6 +40,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,7 @@ def rates(outcomes: list[tuple[bool, bool, bool, float]]) -> str:
 
 
 async def generate_texts(
-    state, model_dir: Path, keys_file: Path, generations: int, tokens: int, null_prompts: list[str] = ()
+    state, model_dir: Path, keys_file: Path, generations: int, tokens: int, null_prompts: Sequence[str] = ()
 ) -> dict:
     """Every text the engine makes, before anything else runs: the engine starts in a process
     that has not used torch yet and has the cores to itself (started after the embedding model
