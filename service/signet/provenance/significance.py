@@ -97,7 +97,7 @@ def combine(
     watermark_p_value: float, provenance_p_value: float, provenance_smallest_p_value: float, alpha: float
 ) -> CombinedTest:
     if 2.0 * provenance_smallest_p_value >= alpha:
-        decided = "watermark" if watermark_p_value < alpha else None
+        decided: Evidence | None = "watermark" if watermark_p_value < alpha else None
         return CombinedTest(min(1.0, watermark_p_value), decided, "watermark_at_alpha")
     rejects_watermark = 2.0 * watermark_p_value < alpha
     rejects_provenance = 2.0 * provenance_p_value < alpha

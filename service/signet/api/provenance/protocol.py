@@ -65,9 +65,7 @@ class CombinedVerdict(BaseModel):
         description="min(1, 2 * min(watermark corrected_p_value, provenance p_value)); the watermark's "
         "corrected_p_value alone when the provenance test cannot reject."
     )
-    decided_by: Evidence | None = Field(
-        description="Which evidence rejected; null when neither did."
-    )
+    decided_by: Evidence | None = Field(description="Which evidence rejected; null when neither did.")
     rule: Rule = Field(
         description="both_at_half_alpha: each test at alpha / 2. watermark_at_alpha: the provenance test could not "
         "reject (the text too short for a verdict, or its smallest_p_value not below alpha / 2), so the watermark "
