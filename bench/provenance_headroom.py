@@ -67,7 +67,7 @@ from bench.provenance_quality import ALPHA, KEY_IDS, best_similarities, generate
 from signet.api.auth import DEVELOPMENT_CALLER
 from signet.api.detect.protocol import DetectRequest
 from signet.api.detect.service import detect
-from signet.api.provenance.search import MIN_QUERY_WORDS, query_pieces
+from signet.api.provenance.search import MIN_QUERY_WORDS, query_pieces, watermark_evidence
 from signet.provenance.fingerprint import pieces
 from signet.provenance.significance import CALIBRATED_NULL, SimilarityNull, p_value
 
@@ -140,7 +140,7 @@ def watermark_p_values(state, texts: list[str]) -> np.ndarray:
     values = []
     for text in texts:
         response = detect(state, DetectRequest(text=text, key_id=KEY_IDS[0], alpha=ALPHA), DEVELOPMENT_CALLER)
-        values.append(1.0 if response.verdict == "insufficient_evidence" else response.corrected_p_value)
+        values.append(watermark_evidence(response))
     return np.array(values)
 
 
@@ -171,21 +171,16 @@ def documentation_rows(
     return np.array(calibration), np.array(people)
 
 
-def ngram_counts(queries: list[str], records: list[str]) -> np.ndarray:
-    """[queries, records]: word 5-grams each pair shares, whole texts."""
-    found = [ngrams(text) for text in records]
-    return np.array([[len(ngrams(query) & grams) for grams in found] for query in queries])
-
-
 class SharedNgrams:
-    """Word 5-grams shared by each query and each record, through an inverted index of the records."""
+    """[queries, records]: word 5-grams each pair shares, whole texts, through an inverted index
+    of the records (built once per list of records)."""
 
     def __init__(self) -> None:
         self.records: list[str] | None = None
         self.index: dict[int, list[int]] = {}
 
     def __call__(self, queries: list[str], records: list[str]) -> np.ndarray:
-        if records is not self.records:  # the 100,000 fillers, indexed once
+        if records is not self.records:
             self.records, self.index = records, collections.defaultdict(list)
             for row, text in enumerate(records):
                 for gram in ngrams(text):
@@ -332,7 +327,7 @@ def main() -> None:
         rare = RareWords([fillers[index]["text"] for index in split(fillers)[0]])
         evidence = {
             f"near-copy ({NGRAM_WORDS}-grams shared)": (
-                ngram_counts,
+                SharedNgrams(),
                 documentation_rows(SharedNgrams(), fillers, human, kin),
             ),
             "meaning (all-MiniLM-L6-v2)": (

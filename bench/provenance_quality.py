@@ -54,6 +54,7 @@ from signet.api.detect.protocol import DetectRequest
 from signet.api.detect.service import detect
 from signet.api.embedding import embed_now
 from signet.api.provenance.recorder import DEVELOPMENT_TENANT
+from signet.api.provenance.search import watermark_evidence
 from signet.provenance.fingerprint import FINGERPRINT_DIMENSION, pieces
 from signet.provenance.significance import combine, p_value, smallest_p_value
 from signet.registry.sqlite import SqliteStore
@@ -94,7 +95,7 @@ def judge(
     report = response.provenance
     best = report.matches[0] if report.matches else None
     found = best is not None and report.verdict == "match"
-    watermark_p = 1.0 if response.verdict == "insufficient_evidence" else response.corrected_p_value
+    watermark_p = watermark_evidence(response)
     if label == "human":
         HUMAN.append((watermark_p, best.similarity if best else 0.0, report.num_pieces))
     if generation_id is not None:

@@ -90,13 +90,15 @@ def provenance_report(state: ServiceState, caller: Caller, text: str, alpha: flo
     )
 
 
-def with_provenance(response: R, report: ProvenanceReport) -> R:
-    """A detection ``response`` (DetectResponse) with the provenance report and the combined test.
+def watermark_evidence(response) -> float:
+    """A detection response's (DetectResponse) watermark evidence for the combined test: its
+    best key's corrected p-value; a key without enough evidence was not tested, so it counts as 1."""
+    return 1.0 if response.verdict == "insufficient_evidence" else response.corrected_p_value
 
-    The watermark's evidence is its best key's corrected p-value; a key without enough
-    evidence was not tested, so it counts as 1."""
-    watermark_p_value = 1.0 if response.verdict == "insufficient_evidence" else response.corrected_p_value
-    test = combine(watermark_p_value, report.p_value, report.smallest_p_value, response.alpha)
+
+def with_provenance(response: R, report: ProvenanceReport) -> R:
+    """A detection ``response`` (DetectResponse) with the provenance report and the combined test."""
+    test = combine(watermark_evidence(response), report.p_value, report.smallest_p_value, response.alpha)
     combined = CombinedVerdict(
         verdict="not_found" if test.decided_by is None else "generated_here",
         p_value=test.p_value,
