@@ -233,6 +233,13 @@ class Settings(BaseSettings):
         description="How long a generation stays in the registry, unless the tenant sets its own "
         "provenance_retention_days.",
     )
+    provenance_rare_words: bool = Field(
+        default=False,
+        description="Also keep and search each generation's rare words (its terms, hashed, with tf-idf weights): "
+        "/detect then reports, per match, how many rare words it shares, evidence that finds the model's own "
+        "paraphrases where meaning cannot, outside the verdict. They are the text's vocabulary (docs/SECURITY.md), "
+        "and a search costs 2.6 to 3 times as much (docs/PROVENANCE.md).",
+    )
     provenance_store_text: bool = Field(
         default=False,
         description="Also keep each generation's text, so the web page can show a match side by side "

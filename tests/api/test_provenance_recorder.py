@@ -15,15 +15,19 @@ from prometheus_client import REGISTRY
 from signet.api.embedding import embed_now
 from signet.api.provenance import recorder as recorder_module
 from signet.api.provenance.recorder import DEVELOPMENT_TENANT, Recorder
+from signet.provenance import rare_words
 from signet.provenance.fingerprint import pieces
 from signet.registry.redis import RedisStore
 from signet.registry.sqlite import SqliteStore
 from signet.registry.store import WRITE_DEADLINE_SECONDS, StoreUnavailable
 
-TEXTS = {
-    "gen-" + "1" * 32: "Owls hunt at night. Their soft feathers let them fly without a sound.",
-    "gen-" + "2" * 32: "A sourdough starter is flour and water that wild yeast has colonised.",
-    "gen-" + "3" * 32: "The Danube flows through ten countries before it reaches the Black Sea.",
+TEXTS = {  # each with rare_words.MIN_TERMS distinct terms or more, so each has rare words
+    "gen-" + "1" * 32: "Owls hunt at night. Their soft feathers let them fly without a sound, and their "
+    "ears, set at different heights, tell them where a mouse moves under the snow.",
+    "gen-" + "2" * 32: "A sourdough starter is flour and water that wild yeast has colonised. Fed every day "
+    "and kept warm, it bubbles, smells sour and can raise a loaf of bread for years.",
+    "gen-" + "3" * 32: "The Danube flows through ten countries before it reaches the Black Sea, passing "
+    "Vienna, Bratislava, Budapest and Belgrade on its way through the Iron Gates.",
 }
 
 
@@ -32,12 +36,14 @@ def outcomes(outcome: str) -> float:
 
 
 def state_with(detection_state, store, **settings):
-    changed = detection_state.settings.model_copy(update=settings)
+    # rare words on unless a test says otherwise: they are off by default
+    changed = detection_state.settings.model_copy(update={"provenance_rare_words": True, **settings})
     return dataclasses.replace(detection_state, settings=changed, generation_store=store, tenants=None)
 
 
 def found(state, store, text: str) -> list:
-    return store.search(DEVELOPMENT_TENANT, embed_now(state, pieces(text)), 5).matches
+    cut = pieces(text)
+    return store.search(DEVELOPMENT_TENANT, embed_now(state, cut), 5, rare_words.fingerprints(cut)).matches
 
 
 def test_generations_are_recorded_with_their_key_and_without_their_text(detection_state, tmp_path):
@@ -58,6 +64,7 @@ def test_generations_are_recorded_with_their_key_and_without_their_text(detectio
     for generation_id, text in TEXTS.items():
         best = found(state, store, text)[0]
         assert best.generation_id == generation_id and best.similarity > 0.99
+        assert best.rare_word_similarity > 0.99  # its rare words were recorded with it
         assert best.key_id == "main" and best.text is None
     assert store.count(DEVELOPMENT_TENANT) == 3
 
@@ -75,6 +82,23 @@ def test_the_text_is_kept_only_when_the_operator_opts_in(detection_state, tmp_pa
 
     asyncio.run(run())
     assert found(state, store, text)[0].text == text
+
+
+def test_rare_words_are_kept_only_while_the_operator_keeps_them_on(detection_state, tmp_path):
+    store = SqliteStore(tmp_path / "registry.sqlite3", 384)
+    state = state_with(detection_state, store, provenance_rare_words=False)
+    generation_id, text = next(iter(TEXTS.items()))
+
+    async def run() -> None:
+        recorder = Recorder(state)
+        recorder.start()
+        recorder.submit(None, generation_id, text, None)
+        await recorder.stop()
+
+    asyncio.run(run())
+    best = found(state, store, text)[0]  # searched with the text's own rare words
+    assert best.generation_id == generation_id and best.similarity > 0.99 and best.rare_word_similarity == 0.0
+    store.close()
 
 
 def test_a_generation_erased_while_queued_is_never_written(detection_state, tmp_path):

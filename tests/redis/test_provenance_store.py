@@ -18,11 +18,12 @@ import redis
 from harness.redis_cluster import RunningCluster, running_redis_cluster
 from harness.redis_servers import running_redis
 from harness.services import redis_test_url
+from signet.provenance import rare_words
 from signet.redis_link import RedisLink
 from signet.registry import redis as registry_module
 from signet.registry.redis import RedisStore, shard_of
 from signet.registry.store import StoreUnavailable
-from tests.registry_records import record
+from tests.registry_records import PIECES, REWORDED_PIECE, record
 from tests.registry_records import unit_rows as shared_unit_rows
 
 DIMENSION = 384
@@ -89,11 +90,13 @@ def test_an_erase_through_one_pod_hides_the_record_from_the_other_and_deletes_it
     secret, vectors = "secret-7f3e-generated-text", unit_rows(4, 2)
     shard = shard_of("gone", pod_a.shards)
     stays = next(f"stays-{n}" for n in range(1000) if shard_of(f"stays-{n}", pod_a.shards) == shard)
-    pod_a.add(record("gone", vectors, text=secret))
+    fingerprint = rare_words.fingerprints(PIECES)
+    pod_a.add(record("gone", vectors, text=secret, rare_words=fingerprint))
     pod_a.add(record(stays, unit_rows(5, 1)))
     assert ids(pod_a.search("acme", vectors, 5)) == ["gone", stays]  # A's mirror holds both
     key = pod_a.record_key("acme", "gone")
     assert secret.encode() in raw.dump(key) and vectors[0].astype("<f2").tobytes() in raw.dump(key)
+    assert rare_words.to_bytes(fingerprint) in raw.dump(key)
 
     assert pod_b.erase("acme", "gone")
     assert ids(pod_a.search("acme", vectors, 5)) == [stays] and pod_a.count("acme") == 1
@@ -104,6 +107,17 @@ def test_an_erase_through_one_pod_hides_the_record_from_the_other_and_deletes_it
     for name in names:
         dumped = raw.dump(name)
         assert secret.encode() not in dumped and vectors[0].astype("<f2").tobytes() not in dumped
+        assert fingerprint.data.astype("<f2").tobytes() not in dumped
+
+
+def test_rare_words_and_texts_travel_between_pods(pod_a, pod_b):
+    """A record's value is its vectors, its rare words, then its text: each read back whole."""
+    pod_a.add(record("g1", unit_rows(40, 2), text="the text", rare_words=rare_words.fingerprints(PIECES)))
+    pod_a.add(record("g2", unit_rows(41, 1), text="no rare words kept"))
+    query = rare_words.fingerprints([REWORDED_PIECE])
+    matches = {match.generation_id: match for match in pod_b.search("acme", unit_rows(42, 1), 5, query).matches}
+    assert matches["g1"].rare_word_similarity > 0.7 and matches["g1"].text == "the text"
+    assert matches["g2"].rare_word_similarity == 0.0 and matches["g2"].text == "no rare words kept"
 
 
 def test_a_second_add_of_an_id_is_ignored(pod_a, pod_b, raw):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 from signet.provenance import index as index_module
 from signet.provenance.index import VectorIndex
@@ -43,7 +44,7 @@ def reference(vectors: dict[str, np.ndarray], queries: np.ndarray, rounded: bool
 
 def found(index: VectorIndex, queries: np.ndarray, limit: int, now: float = NOW) -> list[tuple[str, float]]:
     results, _ = index.search(queries, limit, now)
-    return [(record.generation_id, similarity) for record, similarity in results]
+    return [(item.record.generation_id, item.similarity) for item in results]
 
 
 def test_the_search_is_the_brute_force_one():
@@ -57,10 +58,11 @@ def test_the_search_is_the_brute_force_one():
     expected = reference(vectors, queries)
     results, compared = index.search(queries, 300, NOW)
     assert compared == sum(len(rows) for rows in vectors.values())
-    assert [record.generation_id for record, _ in results] == [generation_id for generation_id, _ in expected]
-    assert np.allclose([similarity for _, similarity in results], [similarity for _, similarity in expected], atol=1e-5)
-    assert {record.generation_id for record, _ in results[:3]} == {"gen-0007", "gen-0123", "gen-0250"}
-    assert results[0][0].key_id == "key-1" and results[0][0].created_at == NOW - 10
+    assert [item.record.generation_id for item in results] == [generation_id for generation_id, _ in expected]
+    assert np.allclose([item.similarity for item in results], [similarity for _, similarity in expected], atol=1e-5)
+    assert {item.record.generation_id for item in results[:3]} == {"gen-0007", "gen-0123", "gen-0250"}
+    assert results[0].record.key_id == "key-1" and results[0].record.created_at == NOW - 10
+    assert all(item.rare_word_similarity == 0.0 for item in results)  # none were asked
 
 
 def test_float16_rows_stay_within_2e_3_of_the_exact_similarity():
@@ -99,8 +101,8 @@ def test_a_chunked_search_equals_one_over_all_rows(monkeypatch):
     whole = index.search(queries, 60, NOW)
     monkeypatch.setattr(index_module, "CHUNK_ROWS", 7)
     chunked = index.search(queries, 60, NOW)
-    assert [record.generation_id for record, _ in chunked[0]] == [record.generation_id for record, _ in whole[0]]
-    assert np.allclose([s for _, s in chunked[0]], [s for _, s in whole[0]], atol=1e-6)
+    assert [item.record.generation_id for item in chunked[0]] == [item.record.generation_id for item in whole[0]]
+    assert np.allclose([item.similarity for item in chunked[0]], [item.similarity for item in whole[0]], atol=1e-6)
     assert chunked[1] == whole[1]
 
 
@@ -111,9 +113,9 @@ def test_expired_records_are_neither_returned_nor_counted():
     index.add("lasting", None, NOW, FAR, rows[:2])
     index.add("brief", "key-2", NOW, NOW + 60, rows[2:5])
     results, compared = index.search(rows, 10, NOW + 59)
-    assert {record.generation_id for record, _ in results} == {"lasting", "brief"} and compared == 5
+    assert {item.record.generation_id for item in results} == {"lasting", "brief"} and compared == 5
     results, compared = index.search(rows, 10, NOW + 60)  # expires_at itself: gone
-    assert [record.generation_id for record, _ in results] == ["lasting"] and compared == 2
+    assert [item.record.generation_id for item in results] == ["lasting"] and compared == 2
     assert index.num_live_rows == 5 and len(index) == 2  # hidden, not yet dropped
     assert index.drop_expired(NOW + 60) == 1
     assert index.num_live_rows == 2 and len(index) == 1 and index.get("brief") is None
@@ -190,3 +192,120 @@ def test_bad_shapes_and_empty_searches():
     with pytest.raises(ValueError):
         index.add("x", None, NOW, FAR, np.zeros((0, DIMENSION), np.float32))
     assert len(index) == 0
+
+
+# ---------------------------------------------------------------- rare words: the sparse part of each row
+
+BUCKETS = 5000
+
+
+def sparse_rows(rng: np.random.Generator, count: int, terms: int = 40) -> scipy.sparse.csr_matrix:
+    """``count`` unit rows of ``terms`` distinct columns each, positive weights (as tf-idf rows are)."""
+    columns = np.stack([rng.choice(BUCKETS, terms, replace=False) for _ in range(count)])
+    columns.sort(axis=1)
+    weights = rng.random((count, terms)).astype(np.float32) + 0.1
+    weights /= np.linalg.norm(weights, axis=1, keepdims=True)
+    indptr = np.arange(0, count * terms + 1, terms)
+    return scipy.sparse.csr_matrix((weights.ravel(), columns.ravel(), indptr), shape=(count, BUCKETS))
+
+
+def filled_with_rare_words(rng: np.random.Generator, records: int):
+    """An index of ``records`` records of 1 to 5 pieces, each piece with its rare words; and
+    each record's (vectors, rare words)."""
+    index, rows = VectorIndex(DIMENSION, BUCKETS), {}
+    for number in range(records):
+        generation_id, pieces = f"gen-{number:04d}", int(rng.integers(1, 6))
+        rows[generation_id] = (unit_rows(rng, pieces), sparse_rows(rng, pieces))
+        assert index.add(generation_id, None, NOW - 10, FAR, rows[generation_id][0], rare_words=rows[generation_id][1])
+    return index, rows
+
+
+def rare_reference(rows, rare_queries: scipy.sparse.csr_matrix) -> dict[str, float]:
+    """Each record's best rare-word cosine, in float64 from the float16-rounded weights the index
+    keeps, at most 1 (rounding can take a copy's a little past it; the index clips it as the reference does)."""
+    queries = rare_queries.toarray().astype(np.float64)
+    best = {}
+    for generation_id, (_, fingerprint) in rows.items():
+        rounded = fingerprint.toarray().astype(np.float16).astype(np.float64)
+        best[generation_id] = min(1.0, float((rounded @ queries.T).max()))
+    return best
+
+
+def found_rare(index: VectorIndex, queries: np.ndarray, rare_queries, limit: int) -> dict[str, float]:
+    results, _ = index.search(queries, limit, NOW, rare_queries)
+    return {item.record.generation_id: item.rare_word_similarity for item in results}
+
+
+def test_rare_word_similarities_are_the_brute_force_ones():
+    rng = np.random.default_rng(11)
+    index, rows = filled_with_rare_words(rng, 200)
+    # queries sharing most of two records' pieces' columns (rewordings), and one unrelated
+    near = [rows["gen-0017"][1][0], rows["gen-0150"][1][-1]]
+    rare_queries = scipy.sparse.vstack([sparse_rows(rng, 1), *near]).tocsr()
+    queries = unit_rows(rng, 3)
+    expected = rare_reference(rows, rare_queries)
+    got = found_rare(index, queries, rare_queries, 200)
+    assert got.keys() == expected.keys()
+    assert max(abs(got[generation_id] - expected[generation_id]) for generation_id in got) < 1e-5
+    assert got["gen-0017"] > 0.99 and got["gen-0150"] > 0.99  # a copy's rows: cosine 1 up to float16
+
+
+def test_the_limit_keeps_the_best_by_either_similarity():
+    """The ``limit`` best by meaning and the ``limit`` best by rare words: a rewording that
+    keeps the rare words but not the meaning's vector is still returned."""
+    rng = np.random.default_rng(12)
+    index, rows = filled_with_rare_words(rng, 100)
+    queries = rows["gen-0040"][0][:1]  # closest by meaning: gen-0040
+    rare_queries = rows["gen-0077"][1][:1]  # closest by rare words: gen-0077
+    results, _ = index.search(queries, 1, NOW, rare_queries)
+    assert [item.record.generation_id for item in results] == ["gen-0040", "gen-0077"]
+    assert results[1].rare_word_similarity > 0.99 > results[1].similarity
+    assert [item.record.generation_id for item in index.search(queries, 1, NOW)[0]] == ["gen-0040"]
+
+
+def test_a_chunked_rare_word_search_equals_one_over_all_rows(monkeypatch):
+    rng = np.random.default_rng(13)
+    index, rows = filled_with_rare_words(rng, 60)
+    queries, rare_queries = unit_rows(rng, 3), scipy.sparse.vstack([rows["gen-0005"][1][:1], sparse_rows(rng, 2)])
+    whole = found_rare(index, queries, rare_queries.tocsr(), 60)
+    monkeypatch.setattr(index_module, "CHUNK_ROWS", 7)
+    chunked = found_rare(index, queries, rare_queries.tocsr(), 60)
+    assert chunked.keys() == whole.keys()
+    assert max(abs(chunked[generation_id] - whole[generation_id]) for generation_id in whole) < 1e-6
+
+
+def test_removed_rare_words_are_zeroed_and_compaction_keeps_the_others():
+    rng = np.random.default_rng(14)
+    index, rows = filled_with_rare_words(rng, 90)
+    slot = index._slots["gen-0003"]
+    start, pieces = index._spans[slot]
+    first, last = index._term_offsets[start], index._term_offsets[start + pieces]
+    assert index.remove("gen-0003")
+    del rows["gen-0003"]
+    assert last > first and not index._columns[first:last].any() and not index._weights[first:last].any()
+    for number in range(0, 90, 3):  # most of the rest: the index compacts
+        for generation_id in (f"gen-{number + 1:04d}", f"gen-{number + 2:04d}"):
+            assert index.remove(generation_id)
+            del rows[generation_id]
+    used = index._used
+    assert used < sum(len(vectors) for vectors, _ in rows.values()) * 2  # it compacted: 1/3 of 90 records is left
+    live_terms = np.diff(index._term_offsets[: used + 1])[index._owner[:used] >= 0]
+    assert live_terms.sum() == sum(fingerprint.nnz for _, fingerprint in rows.values())
+    rows["late"] = (unit_rows(rng, 2), sparse_rows(rng, 2))
+    index.add("late", None, NOW, FAR, rows["late"][0], rare_words=rows["late"][1])
+    rare_queries = scipy.sparse.vstack([rows["gen-0006"][1][:1], rows["late"][1][1:], sparse_rows(rng, 1)]).tocsr()
+    expected = rare_reference(rows, rare_queries)
+    got = found_rare(index, unit_rows(rng, 3), rare_queries, 100)
+    assert got.keys() == expected.keys()
+    assert max(abs(got[generation_id] - expected[generation_id]) for generation_id in got) < 1e-5
+
+
+def test_records_without_rare_words_score_zero_and_bad_shapes_are_refused():
+    rng = np.random.default_rng(15)
+    index = VectorIndex(DIMENSION, BUCKETS)
+    index.add("old", None, NOW, FAR, unit_rows(rng, 2))  # kept before rare words were
+    index.add("new", None, NOW, FAR, unit_rows(rng, 1), rare_words=sparse_rows(rng, 1))
+    assert found_rare(index, unit_rows(rng, 1), sparse_rows(rng, 1), 5)["old"] == 0.0
+    with pytest.raises(ValueError):
+        index.add("x", None, NOW, FAR, unit_rows(rng, 2), rare_words=sparse_rows(rng, 1))
+    assert len(index) == 2

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from signet.provenance import rare_words
 from signet.registry import sqlite as sqlite_module
 from signet.registry.sqlite import SqliteStore
 from signet.registry.store import StoreUnavailable
-from tests.registry_records import record
+from tests.registry_records import PIECES, REWORDED_PIECE, record
 from tests.registry_records import unit_rows as shared_unit_rows
 
 DIMENSION = 48
@@ -234,3 +235,59 @@ def test_a_purge_takes_every_tenants_expired_vectors_out_of_memory(store, monkey
     monkeypatch.setattr(sqlite_module, "PURGE_INTERVAL_SECONDS", 0.0)
     store.search("globex", unit_rows(26, 1), 1)
     assert store.resident_vectors() == 1
+
+
+def test_rare_words_are_kept_found_after_a_reopen_and_erased_with_the_record(path):
+    fingerprint = rare_words.fingerprints(PIECES)
+    store = SqliteStore(path, DIMENSION)
+    store.add(record("g1", unit_rows(30, 2), rare_words=fingerprint))
+    store.add(record("g2", unit_rows(31, 1)))  # without rare words: its rare-word similarity is 0
+    store.close()
+    store = SqliteStore(path, DIMENSION)  # read back from the file
+    query = rare_words.fingerprints([REWORDED_PIECE])
+    result = store.search("acme", unit_rows(32, 1), 1, query)
+    similarity = {match.generation_id: match.rare_word_similarity for match in result.matches}
+    # the best by meaning (random vectors: either) and the best by rare words (g1)
+    assert similarity["g1"] > 0.8 and similarity.get("g2", 0.0) == 0.0
+    assert store.erase("acme", "g1")
+    files = [path, path.with_name(path.name + "-wal")]
+    on_disk = b"".join(file.read_bytes() for file in files if file.exists())
+    assert rare_words.to_bytes(fingerprint) not in on_disk and fingerprint.data.astype("<f2").tobytes() not in on_disk
+    assert all(match.rare_word_similarity == 0 for match in store.search("acme", unit_rows(32, 1), 5, query).matches)
+    store.close()
+
+
+def test_a_file_from_before_rare_words_is_read_and_then_keeps_them(path):
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as old:
+        old.executescript(
+            "CREATE TABLE generations (tenant TEXT NOT NULL, generation_id TEXT NOT NULL, vectors BLOB NOT NULL, "
+            "key_id TEXT, created_at REAL NOT NULL, expires_at REAL NOT NULL, text TEXT, "
+            "PRIMARY KEY (tenant, generation_id))"
+        )
+        now = time.time()
+        row = ("acme", "old", unit_rows(33, 1).astype("<f2").tobytes(), None, now, now + 3600, None)
+        old.execute("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+    store = SqliteStore(path, DIMENSION)
+    store.add(record("new", unit_rows(34, 1), rare_words=rare_words.fingerprints(PIECES[:1])))
+    found = store.search("acme", unit_rows(33, 1), 5, rare_words.fingerprints(PIECES[:1])).matches
+    assert {match.generation_id: round(match.rare_word_similarity, 2) for match in found} == {"old": 0.0, "new": 1.0}
+    store.close()
+
+
+def test_rare_words_of_the_wrong_shape_are_refused(store):
+    with pytest.raises(ValueError):
+        store.add(record("g1", unit_rows(35, 2), rare_words=rare_words.fingerprints(PIECES[:1])))
+    assert store.count("acme") == 0
+
+
+def test_a_damaged_rare_word_fingerprint_costs_that_record_its_rare_words_only(path):
+    store = SqliteStore(path, DIMENSION)
+    store.add(record("damaged", unit_rows(36, 1), rare_words=rare_words.fingerprints(PIECES[:1])))
+    store.close()
+    with sqlite3.connect(path) as editor:
+        editor.execute("UPDATE generations SET rare_words = ? WHERE generation_id = 'damaged'", (b"\x05\x00\x01",))
+    store = SqliteStore(path, DIMENSION)
+    (match,) = store.search("acme", unit_rows(36, 1), 5, rare_words.fingerprints(PIECES[:1])).matches
+    assert match.generation_id == "damaged" and match.similarity > 0.99 and match.rare_word_similarity == 0.0
+    store.close()

@@ -1,7 +1,8 @@
 """The generation registry of distributed mode: every API pod reads and writes the same Redis.
 
 Per tenant and shard, Redis holds a STREAM, a log of ``add`` and ``erase`` entries, and one
-string per record: its float16 vectors, then its text when the operator keeps texts, which
+string per record: its float16 vectors, its rare words (rare_words.to_bytes; the add entry's
+``r`` is their length), then its text when the operator keeps texts, which
 Redis expires itself at the record's ``expires_at`` (SET ... PXAT). Each pod keeps a mirror
 per tenant, a VectorIndex and the last entry it read of each stream, and reads what is new
 before every search, erase and count: so a record erased through one pod is never returned
@@ -46,11 +47,20 @@ from typing import TypeVar
 
 import numpy as np
 import redis.exceptions
+import scipy.sparse
 from redis.commands.core import Script
 
+from signet.provenance import rare_words
 from signet.provenance.index import VectorIndex
 from signet.redis_link import RedisLink, RedisUnavailable
-from signet.registry.store import TOMBSTONE_SECONDS, GenerationRecord, Match, SearchResult, StoreUnavailable
+from signet.registry.store import (
+    TOMBSTONE_SECONDS,
+    GenerationRecord,
+    SearchResult,
+    StoreUnavailable,
+    checked_vectors,
+    match_of,
+)
 
 T = TypeVar("T")
 # Refusals of a Redis that is up: full under its maxmemory (noeviction, the deployment's
@@ -173,16 +183,19 @@ class RedisStore:
         now = time.time()
         if record.expires_at <= now:
             return  # nothing to keep
-        vectors = np.asarray(record.vectors, np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or len(vectors) == 0:
-            raise ValueError(f"vectors must be [pieces >= 1, {self.dimension}], not {list(vectors.shape)}")
-        value = vectors.astype("<f2").tobytes() + (b"" if record.text is None else record.text.encode())
+        vectors = checked_vectors(record, self.dimension)
+        rare = b"" if record.rare_words is None else rare_words.to_bytes(record.rare_words)
+        value = vectors.astype("<f2").tobytes() + rare + (b"" if record.text is None else record.text.encode())
         fields = {"op": "add", "id": record.generation_id, "p": str(len(vectors))}
+        if record.rare_words is not None:
+            fields["r"] = str(len(rare))
         fields |= {"t": repr(record.created_at), "e": repr(record.expires_at)}
         if record.key_id is not None:
             fields["k"] = record.key_id
         if record.text is not None:
-            fields["x"] = "1"
+            # "2": the text follows the rare words. A pod of an earlier version reads a text only
+            # under "1", from right after the vectors: it skips this one instead of failing on it.
+            fields["x"] = "1" if record.rare_words is None else "2"
         self._forget_idle(time.monotonic())
         stream = self.stream_key(record.tenant, shard_of(record.generation_id, self.shards))
         key = self.record_key(record.tenant, record.generation_id)
@@ -190,19 +203,17 @@ class RedisStore:
         arguments = [value, math.ceil(record.expires_at * 1000), trim, *itertools.chain.from_iterable(fields.items())]
         self._call(lambda client: self._script(client, _ADD_SCRIPT)(keys=[key, stream], args=arguments, client=client))
 
-    def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
+    def search(
+        self, tenant: str, vectors: np.ndarray, limit: int, rare_words: scipy.sparse.csr_matrix | None = None
+    ) -> SearchResult:
         queries = np.asarray(vectors, np.float32)
         mirror = self._mirror(tenant)
         with mirror.lock:
             self._sync(tenant, mirror)
             now = time.time()
             mirror.index.drop_expired(now)
-            found, compared = mirror.index.search(queries, limit, now)
-        matches = [
-            Match(record.generation_id, similarity, record.key_id, record.created_at, record.text)
-            for record, similarity in found
-        ]
-        return SearchResult(matches, compared)
+            found, compared = mirror.index.search(queries, limit, now, rare_words)
+        return SearchResult([match_of(item) for item in found], compared)
 
     def erase(self, tenant: str, generation_id: str) -> bool:
         """One script: a tombstone replaces the record's key (its bytes are gone), its add entry
@@ -254,7 +265,8 @@ class RedisStore:
         with self._mirrors_lock:
             mirror = self._mirrors.get(tenant)
             if mirror is None:
-                mirror = self._mirrors[tenant] = _Mirror(VectorIndex(self.dimension), [None] * self.shards)
+                index = VectorIndex(self.dimension, rare_words.BUCKETS)
+                mirror = self._mirrors[tenant] = _Mirror(index, [None] * self.shards)
             mirror.last_used = now
             return mirror
 
@@ -358,9 +370,19 @@ class RedisStore:
             return  # erased (its key holds a tombstone) or expired since it was written
         pieces = int(fields[b"p"])
         size = pieces * self.dimension * 2
-        if len(value) < size:
+        try:
+            rare_size = int(fields.get(b"r", 0))
+        except ValueError:
+            rare_size = -1
+        if rare_size < 0 or len(value) < size + rare_size:
             logger.warning("generation registry: a record of %d bytes, short of its %d pieces", len(value), pieces)
             return
+        fingerprint = None
+        if b"r" in fields:
+            try:
+                fingerprint = rare_words.from_bytes(value[size : size + rare_size], pieces)
+            except ValueError as error:  # damaged: the record still counts and matches by meaning
+                logger.warning("generation registry: a record's rare words are unreadable (%s)", error)
         key_id = fields.get(b"k")
         index.add(
             fields[b"id"].decode(),
@@ -368,8 +390,9 @@ class RedisStore:
             float(fields[b"t"]),
             float(fields[b"e"]),
             np.frombuffer(value, "<f2", count=pieces * self.dimension).reshape(pieces, self.dimension),
-            value[size:].decode() if fields.get(b"x") == b"1" else None,
+            value[size + rare_size :].decode() if fields.get(b"x") in (b"1", b"2") else None,
             locator=entry_id.decode(),
+            rare_words=fingerprint,
         )
 
     def _forget_shard(self, index: VectorIndex, shard: int) -> None:

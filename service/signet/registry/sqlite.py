@@ -18,6 +18,7 @@ routes answer with 503 and the recorder counts as ``failed``, not an error 500.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -25,9 +26,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 
+from signet.provenance import rare_words
 from signet.provenance.index import VectorIndex
-from signet.registry.store import TOMBSTONE_SECONDS, GenerationRecord, Match, SearchResult, StoreUnavailable
+from signet.registry.store import (
+    TOMBSTONE_SECONDS,
+    GenerationRecord,
+    SearchResult,
+    StoreUnavailable,
+    checked_vectors,
+    match_of,
+)
+
+logger = logging.getLogger(__name__)
 
 # Expired rows are deleted from the file at most this often (on an add or a search); the
 # indexes hide them from the moment they expire.
@@ -42,6 +54,7 @@ CREATE TABLE IF NOT EXISTS generations (
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL,
     text TEXT,
+    rare_words BLOB,  -- rare_words.to_bytes; NULL in a record kept before they were
     PRIMARY KEY (tenant, generation_id)
 );
 CREATE INDEX IF NOT EXISTS generations_by_expiry ON generations (expires_at);
@@ -63,11 +76,11 @@ ON CONFLICT (tenant, generation_id) DO UPDATE SET expires_at = max(expires_at, e
 # A second add of a live id is ignored; one of an expired id the purge has not reached yet
 # replaces it, since that record is gone as far as every caller can tell.
 _ADD = """
-INSERT INTO generations (tenant, generation_id, vectors, key_id, created_at, expires_at, text)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO generations (tenant, generation_id, vectors, key_id, created_at, expires_at, text, rare_words)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (tenant, generation_id) DO UPDATE SET
     vectors = excluded.vectors, key_id = excluded.key_id, created_at = excluded.created_at,
-    expires_at = excluded.expires_at, text = excluded.text
+    expires_at = excluded.expires_at, text = excluded.text, rare_words = excluded.rare_words
 WHERE generations.expires_at <= ?
 """
 
@@ -82,6 +95,9 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA secure_delete = ON")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(generations)")}
+        if "rare_words" not in columns:  # a file written before rare words were kept
+            self._db.execute("ALTER TABLE generations ADD COLUMN rare_words BLOB")
         self._lock = threading.Lock()
         self._indexes: dict[str, VectorIndex] = {}
         self._last_purge = float("-inf")
@@ -90,10 +106,10 @@ class SqliteStore:
         now = time.time()
         if record.expires_at <= now:
             return  # nothing to keep
-        vectors = np.asarray(record.vectors, np.float32)
-        self._check_shape(vectors)
+        vectors = checked_vectors(record, self.dimension)
         blob = vectors.astype("<f2").tobytes()
         row = (record.tenant, record.generation_id, blob, record.key_id, record.created_at, record.expires_at)
+        rare = None if record.rare_words is None else rare_words.to_bytes(record.rare_words)
         with self._lock, _unavailable_on_error():
             tombstoned = self._db.execute(
                 "SELECT 1 FROM tombstones WHERE tenant = ? AND generation_id = ? AND expires_at > ?",
@@ -104,25 +120,29 @@ class SqliteStore:
             index = self._indexes.get(record.tenant)  # not loaded: its first use reads the row
             if index is not None:
                 index.drop_expired(now)  # an expired namesake leaves, so the replacement can enter
-            written = self._db.execute(_ADD, (*row, record.text, now)).rowcount
+            written = self._db.execute(_ADD, (*row, record.text, rare, now)).rowcount
             if written and index is not None:
                 index.add(
-                    record.generation_id, record.key_id, record.created_at, record.expires_at, vectors, record.text
+                    record.generation_id,
+                    record.key_id,
+                    record.created_at,
+                    record.expires_at,
+                    vectors,
+                    record.text,
+                    rare_words=record.rare_words,
                 )
             self._purge_when_due(now)
 
-    def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
+    def search(
+        self, tenant: str, vectors: np.ndarray, limit: int, rare_words: scipy.sparse.csr_matrix | None = None
+    ) -> SearchResult:
         now = time.time()
         with self._lock, _unavailable_on_error():
             index = self._index(tenant, now)
             index.drop_expired(now)
-            found, compared = index.search(np.asarray(vectors, np.float32), limit, now)
+            found, compared = index.search(np.asarray(vectors, np.float32), limit, now, rare_words)
             self._purge_when_due(now)
-        matches = [
-            Match(record.generation_id, similarity, record.key_id, record.created_at, record.text)
-            for record, similarity in found
-        ]
-        return SearchResult(matches, compared)
+        return SearchResult([match_of(item) for item in found], compared)
 
     def erase(self, tenant: str, generation_id: str) -> bool:
         now = time.time()
@@ -162,15 +182,20 @@ class SqliteStore:
         """The tenant's index, read from the file at its first use."""
         index = self._indexes.get(tenant)
         if index is None:
-            index = VectorIndex(self.dimension)
+            index = VectorIndex(self.dimension, rare_words.BUCKETS)
             rows = self._db.execute(
-                "SELECT generation_id, vectors, key_id, created_at, expires_at, text FROM generations "
+                "SELECT generation_id, vectors, key_id, created_at, expires_at, text, rare_words FROM generations "
                 "WHERE tenant = ? AND expires_at > ? ORDER BY created_at, generation_id",
                 (tenant, now),
             )
-            for generation_id, blob, key_id, created_at, expires_at, text in rows:
+            for generation_id, blob, key_id, created_at, expires_at, text, rare in rows:
                 vectors = np.frombuffer(blob, "<f2").reshape(-1, self.dimension)
-                index.add(generation_id, key_id, created_at, expires_at, vectors, text)
+                fingerprint = None
+                try:
+                    fingerprint = None if rare is None else rare_words.from_bytes(rare, len(vectors))
+                except ValueError as error:  # a damaged row: its vectors still count and match
+                    logger.warning("generation registry: a record's rare words are unreadable (%s)", error)
+                index.add(generation_id, key_id, created_at, expires_at, vectors, text, rare_words=fingerprint)
             self._indexes[tenant] = index
         return index
 
@@ -192,10 +217,6 @@ class SqliteStore:
         """Copy the log's pages into the file (where secure_delete zeroed the deleted rows)
         and empty it: until then it holds the pages as they were before the DELETE."""
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def _check_shape(self, vectors: np.ndarray) -> None:
-        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or len(vectors) == 0:
-            raise ValueError(f"vectors must be [pieces >= 1, {self.dimension}], not {list(vectors.shape)}")
 
 
 @contextlib.contextmanager

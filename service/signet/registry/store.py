@@ -1,10 +1,11 @@
 """The contract between the generation registry's stores and their callers.
 
-A store keeps, per tenant, each generation's fingerprint (one unit vector per piece of
-its text, see provenance/fingerprint.py), its key id and times, and its text only when
-the operator opts in. It answers nearest-neighbour queries exactly (every live vector
-of the tenant is compared), so a reported similarity is the true best one, and the
-number of vectors compared is the N the significance is corrected for.
+A store keeps, per tenant, each generation's fingerprint (one unit vector per piece of its
+text, see provenance/fingerprint.py, and each piece's rare words, provenance/rare_words.py),
+its key id and times, and its text only when the operator opts in. It answers
+nearest-neighbour queries exactly (every live vector of the tenant is compared), so a
+reported similarity is the true best one, and the number of vectors compared is the N the
+significance is corrected for.
 
 Two stores implement it: ``registry/sqlite.py`` (embedded mode: a SQLite file under the
 cache directory) and ``registry/redis.py`` (distributed mode: Redis streams every API
@@ -18,6 +19,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import scipy.sparse
+
+from signet.provenance import rare_words
+from signet.provenance.index import Found
 
 # How long an erase keeps a generation id from being added (a tombstone), from the erase on.
 # Why: a generation is recorded up to about a second after its response, by the recorder of
@@ -40,6 +45,9 @@ class GenerationRecord:
     created_at: float  # Unix seconds
     expires_at: float  # Unix seconds: never returned, and deleted, from then on
     text: str | None = field(default=None, repr=False)  # kept only when the operator opts in
+    # float32 [pieces, rare_words.BUCKETS] CSR, each piece's rare-word fingerprint; None: none
+    # (a record written before they were kept), so its rare-word similarity is 0
+    rare_words: scipy.sparse.csr_matrix | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -49,12 +57,36 @@ class Match:
     key_id: str | None
     created_at: float
     text: str | None = field(default=None, repr=False)
+    rare_word_similarity: float = 0.0  # the same for their rare-word fingerprints
 
 
 @dataclass(frozen=True)
 class SearchResult:
     matches: list[Match]  # most similar first, at most the limit asked
     num_vectors: int  # the tenant's live vectors compared: N, for the significance
+
+
+def checked_vectors(record: GenerationRecord, dimension: int) -> np.ndarray:
+    """The record's vectors as float32; ValueError when they, or its rare words, have the wrong shape."""
+    vectors = np.asarray(record.vectors, np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dimension or len(vectors) == 0:
+        raise ValueError(f"vectors must be [pieces >= 1, {dimension}], not {list(vectors.shape)}")
+    expected = (len(vectors), rare_words.BUCKETS)
+    if record.rare_words is not None and record.rare_words.shape != expected:
+        raise ValueError(f"rare words must be {list(expected)}, not {list(record.rare_words.shape)}")
+    return vectors
+
+
+def match_of(found: Found) -> Match:
+    record = found.record
+    return Match(
+        record.generation_id,
+        found.similarity,
+        record.key_id,
+        record.created_at,
+        record.text,
+        found.rare_word_similarity,
+    )
 
 
 class StoreUnavailable(Exception):
@@ -66,9 +98,12 @@ class GenerationStore(Protocol):
         """Keep ``record`` until its ``expires_at``; a second add of the same id is ignored, and
         so is one of an id erased less than TOMBSTONE_SECONDS ago (or erased while it lived)."""
 
-    def search(self, tenant: str, vectors: np.ndarray, limit: int) -> SearchResult:
+    def search(
+        self, tenant: str, vectors: np.ndarray, limit: int, rare_words: scipy.sparse.csr_matrix | None = None
+    ) -> SearchResult:
         """The ``limit`` records of ``tenant`` most similar to any row of ``vectors`` (float32
-        [pieces, dimension], unit rows), each once, expired and erased ones never."""
+        [pieces, dimension], unit rows), and with ``rare_words`` (their fingerprints) also the
+        ``limit`` most similar by rare words; each once, expired and erased ones never."""
 
     def erase(self, tenant: str, generation_id: str) -> bool:
         """Delete the record everywhere; False when ``tenant`` has no such live record. Either way

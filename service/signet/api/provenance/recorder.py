@@ -27,6 +27,7 @@ from signet import metrics
 from signet.api.embedding import embed_now
 from signet.api.errors import ApiError
 from signet.api.state import ServiceState
+from signet.provenance import rare_words
 from signet.provenance.fingerprint import pieces
 from signet.registry.store import WRITE_DEADLINE_SECONDS, GenerationRecord, StoreUnavailable
 
@@ -129,10 +130,15 @@ class Recorder:
             metrics.count_provenance_records("failed", len(batch))
             logger.error("%d generations not recorded: %s", len(batch), error.detail)
             return
+        fingerprints = None
+        if self._state.settings.provenance_rare_words:
+            fingerprints = rare_words.fingerprints([piece for found in split for piece in found])
         start = 0
         for pending, found in zip(batch, split, strict=True):
-            pending_vectors = vectors[start : start + len(found)]
-            start += len(found)
+            stop = start + len(found)
+            pending_vectors = vectors[start:stop]
+            pending_rare_words = None if fingerprints is None else fingerprints[start:stop]
+            start = stop
             with self._lock:
                 if self._pending.get((pending.tenant, pending.generation_id)):
                     continue  # erased before it was written: never written
@@ -146,7 +152,7 @@ class Recorder:
                 continue
             # Each record's failure is its own: the others of the batch are still written.
             try:
-                self._state.generation_store.add(self._record_of(pending, pending_vectors))
+                self._state.generation_store.add(self._record_of(pending, pending_vectors, pending_rare_words))
             except StoreUnavailable as error:
                 metrics.count_provenance_records("failed")
                 logger.error("generation %s not recorded: %s", pending.generation_id, error)
@@ -183,7 +189,7 @@ class Recorder:
                         exc_info=not isinstance(error, StoreUnavailable),  # a bug's traceback
                     )
 
-    def _record_of(self, pending: PendingRecord, vectors) -> GenerationRecord:
+    def _record_of(self, pending: PendingRecord, vectors, fingerprint) -> GenerationRecord:
         settings = self._state.settings
         return GenerationRecord(
             generation_id=pending.generation_id,
@@ -193,6 +199,7 @@ class Recorder:
             created_at=pending.created_at,
             expires_at=pending.created_at + retention_days(self._state, pending.tenant) * _DAY,
             text=pending.text if settings.provenance_store_text else None,
+            rare_words=fingerprint,
         )
 
 
