@@ -38,7 +38,10 @@ def _failing_on_missing_services() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def signet_server(tmp_path_factory) -> Iterator[RunningServer]:
-    with _failing_on_missing_services(), running_signet_server(tmp_path_factory.mktemp("server")) as server:
+    # Rare words are off by default; on here, so their recording and search are served and checked
+    # end to end (tests/e2e/test_provenance.py, tests/ui/test_ui.py).
+    folder = tmp_path_factory.mktemp("server")
+    with _failing_on_missing_services(), running_signet_server(folder, SIGNET_PROVENANCE_RARE_WORDS="true") as server:
         yield server
 
 

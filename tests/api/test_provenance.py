@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -19,20 +20,34 @@ from fastapi.testclient import TestClient
 from signet.api.app import create_app
 from signet.api.embedding import embed_now
 from signet.api.provenance.recorder import DEVELOPMENT_TENANT
+from signet.provenance import rare_words
 from signet.provenance.fingerprint import pieces
+from signet.provenance.rare_words import MIN_VECTORS, RARE_WORD_NULL
 from signet.provenance.significance import smallest_p_value
 from signet.registry.sqlite import SqliteStore
 from signet.registry.store import GenerationRecord
+from signet.settings import Settings
 from signet.tenants import TenantRegistry, api_key_digest
 
 KEY_A = "sk-signet-test-provenance-a-61d0e2"
 KEY_B = "sk-signet-test-provenance-b-7c4f19"
+KEY_LARGE = "sk-signet-test-provenance-large-e93a07"
 TENANTS = {
     "tenants": [
         {"tenant": "alpha", "key_ids": "*", "api_keys": [{"sha256": api_key_digest(KEY_A), "name": "a"}]},
         {"tenant": "beta", "key_ids": "*", "api_keys": [{"sha256": api_key_digest(KEY_B), "name": "b"}]},
+        # a registry too large for the test by meaning at alpha = 1e-4 (LARGE_REGISTRY)
+        {"tenant": "large", "key_ids": "*", "api_keys": [{"sha256": api_key_digest(KEY_LARGE), "name": "l"}]},
     ]
 }
+LARGE_REGISTRY = 10_000  # random vectors beside one generation: 1 piece x 10,001 > 9,232 (docs/PROVENANCE.md)
+# The second generation, reworded keeping its rare words (lighthouse, spiral stairs, harbour)
+# but few of its phrases: 46 words, one piece.
+REWORDED_KEEPING_RARE_WORDS = (
+    "Each evening the keeper of the lighthouse went up the spiral stairs and lit the lamp. However hard the "
+    "storms rattled its windows, the beam did not fail, and sailors out at sea relied on its steady light to "
+    "steer past the rocks into the harbour."
+)
 GENERATED = {
     "gen-" + "a" * 32: (
         "Regular exercise strengthens the heart and lungs. It also improves sleep and lifts your mood. "
@@ -73,6 +88,7 @@ def record(generation_id: str, tenant: str, text: str, expires_in: float = 3600.
         created_at=now,
         expires_at=now + expires_in,
         text=text if keep_text else None,
+        rare_words=rare_words.fingerprints(pieces(text)),
     )
 
 
@@ -86,9 +102,18 @@ def state(detection_state, tmp_path_factory):
     (folder / "tenants.yaml").write_text(yaml.safe_dump(TENANTS))
     tenants = TenantRegistry.load(folder / "tenants.yaml", detection_state.keys.key_ids)
     store = SqliteStore(folder / "registry.sqlite3", 384)
-    STATE = dataclasses.replace(detection_state, tenants=tenants, rate_limiter=None, generation_store=store)
+    settings = detection_state.settings.model_copy(update={"provenance_rare_words": True})  # off by default
+    STATE = dataclasses.replace(
+        detection_state, settings=settings, tenants=tenants, rate_limiter=None, generation_store=store
+    )
     for generation_id, text in GENERATED.items():
         store.add(record(generation_id, "alpha", text))
+    store.add(record("gen-" + "b" * 32, "large", GENERATED["gen-" + "b" * 32]))
+    rows = np.random.default_rng(5).standard_normal((LARGE_REGISTRY, 384)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    now = time.time()
+    for number, row in enumerate(rows):  # without rare words, as records kept before them
+        store.add(GenerationRecord(f"gen-{number:032x}", "large", row[None, :], None, now, now + 3600))
     yield STATE
     store.close()
 
@@ -115,6 +140,10 @@ def test_a_rewording_of_the_tenants_generation_is_found(client):
     assert report["verdict"] == "match" and report["p_value"] == best["p_value"]
     assert report["num_vectors"] == 2 and report["num_pieces"] == 1 and report["truncated"] is False
     assert report["smallest_p_value"] == smallest_p_value(1 * 2)  # a copy against 2 vectors: the test can decide
+    # rare words are tested as if the registry held MIN_VECTORS pieces at the least
+    assert report["rare_word_smallest_p_value"] == smallest_p_value(1 * MIN_VECTORS, RARE_WORD_NULL)
+    assert report["rare_word_p_value"] == min(match["rare_word_p_value"] for match in report["matches"])
+    assert best["rare_word_similarity"] > max(match["rare_word_similarity"] for match in report["matches"][1:])
     # Unwatermarked text: only the provenance test can reject, and the answer says so.
     assert body["verdict"] != "watermarked"
     assert body["combined"] == {
@@ -122,6 +151,8 @@ def test_a_rewording_of_the_tenants_generation_is_found(client):
         "p_value": 2 * best["p_value"],
         "decided_by": "provenance",
         "rule": "both_at_half_alpha",
+        "tests": ["watermark", "meaning"],
+        "rejected": ["meaning"],
     }
     assert best["text"] is None  # texts are not kept unless the operator opts in
 
@@ -145,10 +176,29 @@ def test_a_registry_that_cannot_decide_leaves_all_of_alpha_to_the_watermark(clie
     """Another tenant's registry is empty: no similarity could reject, so the combined test is
     the watermark's own, its p-value not doubled."""
     body = detect(client, GENERATED["gen-" + "a" * 32], key=KEY_B)
-    assert body["provenance"]["smallest_p_value"] == 1.0
+    assert body["provenance"]["smallest_p_value"] == body["provenance"]["rare_word_smallest_p_value"] == 1.0
+    assert body["combined"]["tests"] == ["watermark"]
     assert body["combined"]["p_value"] == body["corrected_p_value"]
     assert body["combined"]["decided_by"] == ("watermark" if body["corrected_p_value"] < ALPHA else None)
     assert body["combined"]["rule"] == "watermark_at_alpha"
+
+
+def test_rare_words_find_a_rewording_where_meaning_cannot_and_decide_nothing(client):
+    """In a registry too large for the test by meaning, a rewording that keeps its generation's
+    rare words is still listed first, with a small rare-word p-value; the verdict stays the
+    watermark's, since text on a record's very topic can share its rare words too."""
+    body = detect(client, REWORDED_KEEPING_RARE_WORDS, key=KEY_LARGE, alpha=1e-4)
+    report, combined = body["provenance"], body["combined"]
+    assert report["num_vectors"] == LARGE_REGISTRY + 1 and report["smallest_p_value"] >= 1e-4 / 2
+    best = report["matches"][0]
+    assert best["generation_id"] == "gen-" + "b" * 32 and best["rare_word_p_value"] < 1e-4 / 2
+    assert report["rare_word_p_value"] == best["rare_word_p_value"]
+    assert best["rare_word_similarity"] > 0.5 > max(match["rare_word_similarity"] for match in report["matches"][1:])
+    assert report["verdict"] == "no_match"  # by meaning, which cannot decide here
+    assert combined["tests"] == ["watermark"] and combined["rule"] == "watermark_at_alpha"
+    assert combined["p_value"] == body["corrected_p_value"]
+    unrelated = detect(client, UNRELATED, key=KEY_LARGE, alpha=1e-4)["provenance"]
+    assert unrelated["rare_word_p_value"] == 1.0 and unrelated["matches"][0]["rare_word_similarity"] < 0.2
 
 
 def test_another_tenant_never_sees_the_generations(client):
@@ -194,6 +244,20 @@ def test_development_mode_has_a_registry_of_its_own(detection_state, tmp_path):
         body = detect(session, UNRELATED, key="unused")
     assert [match["generation_id"] for match in body["provenance"]["matches"]] == ["gen-" + "f" * 32]
     store.close()
+
+
+def test_rare_words_are_off_by_default():
+    assert Settings.model_fields["provenance_rare_words"].default is False
+
+
+def test_with_rare_words_off_the_registry_tests_by_meaning_alone(state):
+    settings = state.settings.model_copy(update={"provenance_rare_words": False})
+    with TestClient(create_app(dataclasses.replace(state, settings=settings))) as session:
+        body = detect(session, REWORDED)
+    report = body["provenance"]
+    assert report["rare_word_smallest_p_value"] is None and report["rare_word_p_value"] is None
+    assert all(match["rare_word_similarity"] is None is match["rare_word_p_value"] for match in report["matches"])
+    assert body["combined"]["tests"] == ["watermark", "meaning"] and body["combined"]["decided_by"] == "provenance"
 
 
 @pytest.mark.parametrize(

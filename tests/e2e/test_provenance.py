@@ -63,7 +63,10 @@ def test_a_generation_is_recorded_and_its_rewording_found(client, generation):
     best = body["provenance"]["matches"][0]
     assert best["generation_id"] == generation["generation_id"]
     assert best["p_value"] < ALPHA and best["key_id"] == "main" and best["text"] is None
-    assert body["combined"]["verdict"] == "generated_here"
+    # the same words in another order: its rare words were recorded (the session server keeps
+    # them), and match whole; they are reported, and the verdict is the watermark's and meaning's
+    assert best["rare_word_similarity"] > 0.95 and best["rare_word_p_value"] < ALPHA
+    assert body["combined"]["verdict"] == "generated_here" and body["combined"]["tests"] == ["watermark", "meaning"]
 
 
 def test_unwatermarked_generations_are_recorded_too(client):

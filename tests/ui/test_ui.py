@@ -13,6 +13,9 @@ import time
 
 import pytest
 
+from signet.api.provenance.protocol import ProvenanceReport
+from signet.api.provenance.search import meaning_outcome
+from signet.provenance import rare_words
 from signet.provenance.significance import combine, smallest_p_value
 from tests.ui.conftest import SCREENSHOTS
 
@@ -332,8 +335,12 @@ def test_provenance_finds_a_text_generated_through_the_page(page, client):
     assert cells[0] == generation_id
     assert re.fullmatch(r"\d\.\d{3}", cells[1]) and float(cells[1]) > 0.99, cells  # the very same text
     assert re.fullmatch(r"(\d\.\de[+-]\d+|< 1e-300)", cells[2]), cells
-    assert cells[3] == key_id, cells
-    assert re.search(r"\d", cells[4]), cells  # a local date and time
+    # its rare words too, where the text has enough distinct terms for a rare-word fingerprint
+    fingerprinted = len(rare_words.terms(generated)) >= rare_words.MIN_TERMS
+    assert re.fullmatch(r"\d\.\d{3}", cells[3]) and (float(cells[3]) > 0.99) == fingerprinted, cells
+    assert re.fullmatch(r"(\d\.\de[+-]\d+|< 1e-300)", cells[4]), cells
+    assert cells[5] == key_id, cells
+    assert re.search(r"\d", cells[6]), cells  # a local date and time
     # The session's server keeps no generation texts: the similarity alone, no side-by-side view.
     assert page.is_visible("#provenance-similarity-only")
     assert generation_id in page.inner_text("#provenance-similarity-only")
@@ -390,10 +397,17 @@ def test_provenance_says_when_the_watermark_was_tested_alone(page, client, human
     report["smallest_p_value"] = smallest_p_value(report["num_pieces"] * 100_000)
     # The combined part as the server computes it for that registry (combined.rule drives the page).
     watermark_p_value = 1.0 if result["verdict"] == "insufficient_evidence" else result["corrected_p_value"]
-    test = combine(watermark_p_value, report["p_value"], report["smallest_p_value"], result["alpha"])
+    test = combine(watermark_p_value, [meaning_outcome(ProvenanceReport(**report))], result["alpha"])
     assert test.rule == "watermark_at_alpha"
     verdict = "not_found" if test.decided_by is None else "generated_here"
-    result["combined"] = {"verdict": verdict, "p_value": test.p_value, "decided_by": test.decided_by, "rule": test.rule}
+    result["combined"] = {
+        "verdict": verdict,
+        "p_value": test.p_value,
+        "decided_by": test.decided_by,
+        "rule": test.rule,
+        "tests": list(test.tests),
+        "rejected": list(test.rejected),
+    }
     page.route(
         "**/detect", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(result))
     )

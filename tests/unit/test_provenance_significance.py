@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from signet.provenance.fingerprint import MAX_PIECES, MIN_PIECE_WORDS, pieces
-from signet.provenance.significance import CALIBRATED_NULL, SimilarityNull, combine, p_value, smallest_p_value
+from signet.provenance.significance import (
+    CALIBRATED_NULL,
+    Outcome,
+    SimilarityNull,
+    bonferroni,
+    combine,
+    p_value,
+    smallest_p_value,
+)
 
 NULL = SimilarityNull(threshold=0.6, tail_fraction=1e-4, shape=0.0, scale=0.04)
 
@@ -55,32 +63,74 @@ def test_the_calibrated_null_is_conservative_in_form():
     assert CALIBRATED_NULL.shape >= 0.0 and 0 < CALIBRATED_NULL.tail_fraction < 1
 
 
+def meaning(p: float, smallest: float = 1e-12) -> Outcome:
+    return Outcome("meaning", p, smallest)
+
+
+def rare(p: float, smallest: float = 1e-12) -> Outcome:
+    return Outcome("rare_words", p, smallest)
+
+
 @pytest.mark.parametrize(
     ("watermark", "provenance", "decided_by"),
     [(1e-9, 0.5, "watermark"), (0.5, 1e-9, "provenance"), (1e-9, 1e-9, "both"), (0.5, 0.5, None)],
 )
 def test_combined_test_names_the_evidence_that_rejected(watermark, provenance, decided_by):
-    test = combine(watermark, provenance, 1e-12, alpha=1e-3)
+    test = combine(watermark, [meaning(provenance)], alpha=1e-3)
     assert test.decided_by == decided_by and test.rule == "both_at_half_alpha"
     assert test.p_value == min(1.0, 2 * min(watermark, provenance))
 
 
 def test_each_test_gets_half_of_alpha():
-    assert combine(6e-4, 1.0, 1e-12, alpha=1e-3).decided_by is None  # below alpha, not below alpha / 2
-    assert combine(4e-4, 1.0, 1e-12, alpha=1e-3).decided_by == "watermark"
+    assert combine(6e-4, [meaning(1.0)], alpha=1e-3).decided_by is None  # below alpha, not below alpha / 2
+    assert combine(4e-4, [meaning(1.0)], alpha=1e-3).decided_by == "watermark"
 
 
 def test_a_provenance_test_that_cannot_reject_leaves_all_of_alpha_to_the_watermark():
     # 2 pieces against 100,000 vectors: even a copy gets p = 1.1e-3, not below alpha / 2
     smallest = smallest_p_value(2 * 100_000)
     assert 5e-4 < smallest == p_value(1.0, 2 * 100_000)
-    test = combine(6e-4, smallest, smallest, alpha=1e-3)
+    test = combine(6e-4, [meaning(smallest, smallest)], alpha=1e-3)
     assert test.decided_by == "watermark" and test.p_value == 6e-4 and test.rule == "watermark_at_alpha"
-    assert combine(1.2e-3, smallest, smallest, alpha=1e-3).decided_by is None
+    assert test.tests == ("watermark",)
+    assert combine(1.2e-3, [meaning(smallest, smallest)], alpha=1e-3).decided_by is None
     # 2 pieces against 10,000 vectors: a copy would reject, so each test keeps half
     assert 2 * smallest_p_value(2 * 10_000) < 1e-3
-    test = combine(6e-4, 1.0, smallest_p_value(2 * 10_000), alpha=1e-3)
+    test = combine(6e-4, [meaning(1.0, smallest_p_value(2 * 10_000))], alpha=1e-3)
     assert test.decided_by is None and test.rule == "both_at_half_alpha"
+
+
+def test_three_tests_share_alpha_in_thirds_and_name_what_rejected():
+    test = combine(0.5, [meaning(0.5), rare(3e-4)], alpha=1e-3)
+    assert test.tests == ("watermark", "meaning", "rare_words")
+    with pytest.raises(ValueError):  # /detect combines two at most: only those splits are named
+        _ = test.rule
+    assert test.rejected == ("rare_words",) and test.decided_by == "provenance"
+    assert test.p_value == pytest.approx(9e-4)
+    assert combine(0.5, [meaning(0.5), rare(3.4e-4)], alpha=1e-3).decided_by is None  # not below alpha / 3
+    both = combine(1e-9, [meaning(1e-9), rare(0.5)], alpha=1e-3)
+    assert both.decided_by == "both" and both.rejected == ("watermark", "meaning")
+
+
+def test_only_the_registry_tests_that_can_reject_at_their_share_take_part():
+    """Taken in order of their smallest p-value, as many as can each reach alpha / (those taking
+    part): the choice depends on the sizes only, never on the p-values found."""
+    # by meaning a copy reaches 4e-4, below alpha / 2 but not alpha / 3: with rare words (1e-9)
+    # both cannot take part at alpha / 3, so rare words, the smaller, take part alone
+    test = combine(0.5, [meaning(1e-9, 4e-4), rare(4e-4, 1e-9)], alpha=1e-3)
+    assert test.tests == ("watermark", "rare_words") and test.rejected == ("rare_words",)
+    # the same sizes decide the same way when meaning's p-value is the copy's own
+    assert combine(0.5, [meaning(4e-4, 4e-4), rare(0.5, 1e-9)], alpha=1e-3).tests == ("watermark", "rare_words")
+    # neither can: the watermark has all of alpha
+    alone = combine(9e-4, [meaning(1.0, 0.6), rare(1.0, 1.0)], alpha=1e-3)
+    assert alone.tests == ("watermark",) and alone.rejected == ("watermark",) and alone.p_value == 9e-4
+
+
+def test_the_registry_alone_shares_alpha_between_its_own_tests():
+    assert bonferroni([], [meaning(4e-4), rare(0.5)], alpha=1e-3).rejected == ("meaning",)
+    assert bonferroni([], [meaning(6e-4), rare(0.5)], alpha=1e-3).rejected == ()
+    assert bonferroni([], [meaning(6e-4, 1e-12), rare(1.0, 1.0)], alpha=1e-3).rejected == ("meaning",)
+    assert bonferroni([], [meaning(1.0, 1.0), rare(1.0, 1.0)], alpha=1e-3).tests == ()
 
 
 def test_a_similarity_over_1_from_rounding_counts_as_a_copy():

@@ -17,11 +17,17 @@ accounts for every comparison made:
 
 Checked empirically: human texts against a store of 10,000 and 100,000 unrelated records
 flag at no more than the nominal rate (docs/PROVENANCE.md).
+
+The registry has two such p-values, each with its own null: by meaning (all-MiniLM-L6-v2
+vectors, CALIBRATED_NULL below) and by rare words (provenance/rare_words.py, RARE_WORD_NULL).
+``combine`` makes one test at level alpha of the watermark's and any of them; /detect's
+combined verdict takes the one by meaning only (api/provenance/search.py says why).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,45 +73,84 @@ def smallest_p_value(num_comparisons: int, null: SimilarityNull = CALIBRATED_NUL
 
 
 Evidence = Literal["watermark", "provenance", "both"]
-# Which levels the two tests had: alpha / 2 each, or the whole of alpha for the watermark
-# because the registry could not decide (CombinedTest).
-Rule = Literal["both_at_half_alpha", "watermark_at_alpha"]
+# The tests a combined verdict can take part in: the watermark's, and the registry's two, by
+# meaning (all-MiniLM-L6-v2 vectors) and by rare words (provenance/rare_words.py).
+TestName = Literal["watermark", "meaning", "rare_words"]
+# Which levels the tests of /detect's combined verdict had (the watermark and the test by
+# meaning): alpha / 2 each, or the whole of alpha for the watermark alone (CombinedTest).
+Rule = Literal["watermark_at_alpha", "both_at_half_alpha"]
+_RULES: dict[int, Rule] = {1: "watermark_at_alpha", 2: "both_at_half_alpha"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: TestName
+    p_value: float
+    # The smallest p-value this test could have given, whatever the texts compared: it depends
+    # only on the sizes (the text's pieces, the registry's vectors), so choosing tests by it
+    # spends no level.
+    smallest_p_value: float
 
 
 @dataclass(frozen=True)
 class CombinedTest:
-    """The watermark test and the provenance test as one test at level alpha.
+    """Several tests as one test at level alpha.
 
-    Each is tested at alpha / 2 (Bonferroni over the two), so the combined false-positive
-    rate is at most alpha however the two relate; ``decided_by`` names the evidence that
-    rejected.
+    The tests that take part share alpha equally (Bonferroni), so the combined false-positive
+    rate is at most alpha however they relate; ``rejected`` names those whose p-value fell
+    below their share.
 
-    Unless the provenance test cannot reject at all: when even a copy (similarity 1) would
-    not reach alpha / 2 (``smallest_p_value``: the registry is empty or large, or the text
-    too short for a verdict), its half of alpha would be spent on a test that cannot use it,
-    so the watermark is tested at the whole of alpha. Which case applies depends only on the
+    A registry test takes part only when it could reject at its share: when even a copy
+    (``smallest_p_value``) would not reach it (the registry is empty or large for that kind
+    of evidence, or the text too short for a verdict), its share would be spent on a test
+    that cannot use it. The optional tests are taken in order of their smallest p-value, as
+    many as can each reach alpha / (the number taking part). That choice depends only on the
     text's length and the registry's size, never on the similarities found, so the rate is
-    still at most alpha: in either case the two levels sum to alpha. Without it, a registry
-    of 100,000 records cost the watermark a share of its power and added none (docs/PROVENANCE.md)."""
+    still at most alpha. Without it, a registry of 100,000 records cost the watermark a share
+    of its power and added none (docs/PROVENANCE.md)."""
 
     p_value: float
-    decided_by: Evidence | None
-    rule: Rule
+    tests: tuple[TestName, ...]  # those that took part, each at alpha / len(tests)
+    rejected: tuple[TestName, ...]
+
+    @property
+    def rule(self) -> Rule:
+        """The name of the split, for a test of the watermark and at most one registry test."""
+        if len(self.tests) not in _RULES:
+            raise ValueError(f"no rule is named for {len(self.tests)} tests")
+        return _RULES[len(self.tests)]
+
+    @property
+    def decided_by(self) -> Evidence | None:
+        """Which kind of evidence rejected: the watermark's, the registry's, or both."""
+        watermark = "watermark" in self.rejected
+        registry = any(name != "watermark" for name in self.rejected)
+        if watermark and registry:
+            return "both"
+        return "watermark" if watermark else "provenance" if registry else None
 
 
-def combine(
-    watermark_p_value: float, provenance_p_value: float, provenance_smallest_p_value: float, alpha: float
-) -> CombinedTest:
-    if 2.0 * provenance_smallest_p_value >= alpha:
-        decided: Evidence | None = "watermark" if watermark_p_value < alpha else None
-        return CombinedTest(min(1.0, watermark_p_value), decided, "watermark_at_alpha")
-    rejects_watermark = 2.0 * watermark_p_value < alpha
-    rejects_provenance = 2.0 * provenance_p_value < alpha
-    decided_by: Evidence | None = None
-    if rejects_watermark and rejects_provenance:
-        decided_by = "both"
-    elif rejects_watermark:
-        decided_by = "watermark"
-    elif rejects_provenance:
-        decided_by = "provenance"
-    return CombinedTest(min(1.0, 2.0 * min(watermark_p_value, provenance_p_value)), decided_by, "both_at_half_alpha")
+def bonferroni(required: Sequence[Outcome], optional: Sequence[Outcome], alpha: float) -> CombinedTest:
+    """``required`` and those of ``optional`` that can reject at their share, each at alpha /
+    the number taking part (CombinedTest)."""
+    candidates = sorted(optional, key=lambda outcome: outcome.smallest_p_value)
+    taken = 0
+    for count in range(len(candidates), 0, -1):
+        if candidates[count - 1].smallest_p_value * (len(required) + count) < alpha:
+            taken = count
+            break
+    chosen = {id(outcome) for outcome in candidates[:taken]}
+    tests = [*required, *(outcome for outcome in optional if id(outcome) in chosen)]  # in the caller's order
+    if not tests:
+        return CombinedTest(1.0, (), ())
+    share = alpha / len(tests)
+    return CombinedTest(
+        min(1.0, len(tests) * min(test.p_value for test in tests)),
+        tuple(test.name for test in tests),
+        tuple(test.name for test in tests if test.p_value < share),
+    )
+
+
+def combine(watermark_p_value: float, registry: Sequence[Outcome], alpha: float) -> CombinedTest:
+    """The watermark test, always, and the registry's tests that can reject, at level alpha."""
+    return bonferroni([Outcome("watermark", watermark_p_value, 0.0)], registry, alpha)

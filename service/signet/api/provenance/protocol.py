@@ -23,6 +23,17 @@ class ProvenanceMatch(BaseModel):
         description="How often text unrelated to every record would match this well in a registry this size: "
         "min(1, comparisons * P(one unrelated pair is this similar)), the union bound over every comparison."
     )
+    rare_word_similarity: float | None = Field(
+        description="Cosine similarity of the closest pieces' rare words (tf-idf of their terms), 0 to 1: what a "
+        "rewording keeps. Evidence to read, not part of any verdict (docs/PROVENANCE.md). 0 for a record kept "
+        "without rare words; null where the service keeps none (SIGNET_PROVENANCE_RARE_WORDS=false)."
+    )
+    rare_word_p_value: float | None = Field(
+        description="How often text on another topic than every record would share this many rare words, for a "
+        "registry of at least 140,000 vectors: the union bound against its own null. Text on the very topic of a "
+        "record (another recipe for the same dish) can share more without rewording it, so no verdict uses it. "
+        "Null as rare_word_similarity."
+    )
     key_id: str | None = Field(description="The key it was watermarked with; null for an unwatermarked one.")
     created_at: float = Field(description="When it was generated (Unix seconds).")
     text: str | None = Field(
@@ -38,14 +49,25 @@ class ProvenanceReport(BaseModel):
         "(its matches are still listed; p_value is 1)."
     )
     p_value: float = Field(
-        description="The best match's p_value; 1.0 when the registry is empty or the text too short for a verdict."
+        description="The smallest p_value among the matches (by meaning); 1.0 when the registry is empty or the text "
+        "too short for a verdict."
     )
     smallest_p_value: float = Field(
         description="The smallest p_value this search could have given: a copy (similarity 1) against num_vectors "
         "with num_pieces; 1.0 when the text is too short for a verdict. When it is not below alpha / 2 the registry "
         "cannot decide, and the combined test gives the whole of alpha to the watermark."
     )
-    matches: list[ProvenanceMatch] = Field(description="The closest generations of the caller's tenant, best first.")
+    rare_word_p_value: float | None = Field(
+        description="The smallest rare_word_p_value among the matches; 1.0 as p_value; null where the service keeps "
+        "no rare words. Reported, not combined."
+    )
+    rare_word_smallest_p_value: float | None = Field(
+        description="The smallest rare_word_p_value this search could have given (a copy); null as rare_word_p_value."
+    )
+    matches: list[ProvenanceMatch] = Field(
+        description="The closest generations of the caller's tenant by meaning and by rare words, the strongest "
+        "evidence first (the smaller of a match's two p-values, then its similarity)."
+    )
     num_vectors: int = Field(
         description="Stored vectors of the caller's registry compared against (N): one per piece of each generation."
     )
@@ -57,9 +79,10 @@ class ProvenanceReport(BaseModel):
 
 class CombinedVerdict(BaseModel):
     verdict: Literal["generated_here", "not_found"] = Field(
-        description="generated_here: the watermark test or the provenance test rejects at alpha / 2 (Bonferroni over "
-        "the two, so the family-wise false-positive rate stays at most alpha); or, when the provenance test cannot "
-        "reject (its smallest_p_value is not below alpha / 2), the watermark test rejects at alpha."
+        description="generated_here: the watermark test or the provenance test (by meaning) rejects at alpha / 2 "
+        "(Bonferroni over the two, so the family-wise false-positive rate stays at most alpha); or, when the "
+        "provenance test cannot reject (its smallest_p_value is not below alpha / 2), the watermark test rejects at "
+        "alpha. Rare words take no part (ProvenanceMatch.rare_word_p_value says why)."
     )
     p_value: float = Field(
         description="min(1, 2 * min(watermark corrected_p_value, provenance p_value)); the watermark's "
@@ -71,3 +94,7 @@ class CombinedVerdict(BaseModel):
         "reject (the text too short for a verdict, or its smallest_p_value not below alpha / 2), so the watermark "
         "had the whole of alpha. Which applies depends only on the text's length, the registry's size and alpha."
     )
+    tests: list[Literal["watermark", "meaning"]] = Field(
+        description="The tests that took part, each at alpha / len(tests)."
+    )
+    rejected: list[Literal["watermark", "meaning"]] = Field(description="Those of tests that rejected.")

@@ -396,7 +396,8 @@ function matchesTable(matches, status, best) {
   const body = h("tbody", {});
   const table = h("table", { class: "data", id: "provenance-matches" },
     h("caption", {}, "This tenant's closest generations, best first"),
-    h("thead", {}, h("tr", {}, ["generation", "similarity", "p-value", "key", "created", ""].map((name) => h("th", { scope: "col" }, name)))),
+    h("thead", {}, h("tr", {}, ["generation", "similarity", "p-value", "rare words", "rare-word p-value", "key", "created", ""]
+      .map((name) => h("th", { scope: "col" }, name)))),
     body);
   matches.forEach((match, index) => {
     const erase = h("button", { type: "button", class: "secondary small", "aria-label": `Erase ${match.generation_id}` }, "Erase");
@@ -404,6 +405,9 @@ function matchesTable(matches, status, best) {
       h("td", {}, h("code", {}, match.generation_id)),
       h("td", { class: "number" }, match.similarity.toFixed(3)),
       h("td", { class: "number" }, formatScientific(match.p_value)),
+      // rare words are evidence to read, not part of the verdict; null where the service keeps none
+      h("td", { class: "number" }, match.rare_word_similarity === null ? "—" : match.rare_word_similarity.toFixed(3)),
+      h("td", { class: "number" }, match.rare_word_p_value === null ? "—" : formatScientific(match.rare_word_p_value)),
       h("td", {}, match.key_id ?? "unwatermarked"),
       h("td", {}, localTime(match.created_at)),
       h("td", {}, erase));
