@@ -3,9 +3,13 @@ query latency (p50, p99) and memory per record, for both stores.
 
     .venv/bin/python -m bench.provenance_scale [--sizes 10000,100000,1000000] [--queries 100]
 
-Synthetic vectors: random unit vectors of all-MiniLM-L6-v2's 384 dimensions, one piece
-per record, and queries of 2 pieces (a 120-to-240-word text). Search is exact, so its
-cost does not depend on what the vectors hold; real fingerprints would time the same.
+Synthetic vectors: random unit vectors of all-MiniLM-L6-v2's 384 dimensions, one piece per
+record, and queries of 2 pieces (a 120-to-240-word text). Search is exact, so its cost does not
+depend on what the vectors hold. Rare words are real: the fingerprints of 120-word pieces of the
+stored documentation paragraphs (bench/provenance_corpus.py, run together and cut as
+provenance/fingerprint.py cuts), repeated as needed, and queries of 2 pieces of the calibration
+paragraphs. Their cost does depend on what they hold: real text shares its common words with
+every record, where random columns share almost none.
 
 - *embedded*: a SqliteStore in a temporary folder, one ``add`` per record (as the recorder
   writes). Its first search loads the tenant's index from the file ("cold"); then
@@ -28,9 +32,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 
+from bench.provenance_calibration import split
+from bench.provenance_corpus import load_fillers
 from harness.redis_servers import running_redis
-from signet.provenance.fingerprint import FINGERPRINT_DIMENSION
+from signet.provenance import rare_words
+from signet.provenance.fingerprint import FINGERPRINT_DIMENSION, pieces
 from signet.redis_link import RedisLink
 from signet.registry.redis import RedisStore
 from signet.registry.sqlite import SqliteStore
@@ -46,11 +54,52 @@ def unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+class RareWordRows:
+    """Real rare-word fingerprints: ``records`` for the store, ``queries`` to search with."""
+
+    def __init__(self) -> None:
+        fillers = load_fillers()
+        stored, calibration = split(fillers)
+        self.records = self._cut(fillers, stored)
+        self.queries = self._cut(fillers, calibration)
+        self._rows = [self.records[row : row + 1] for row in range(self.records.shape[0])]  # sliced before timing
+
+    @staticmethod
+    def _cut(fillers: list[dict], chosen: np.ndarray) -> scipy.sparse.csr_matrix:
+        text = " ".join(fillers[index]["text"] for index in chosen)
+        return rare_words.fingerprints(pieces(text, max_pieces=len(text)))
+
+    def record(self, number: int) -> scipy.sparse.csr_matrix:
+        return self._rows[number % len(self._rows)]
+
+    def query(self, rng: np.random.Generator) -> scipy.sparse.csr_matrix:
+        start = int(rng.integers(0, self.queries.shape[0] - 1))
+        return self.queries[start : start + 2]
+
+
+RARE_WORDS: RareWordRows | None = None  # made at the first use
+
+
+def rare_word_rows() -> RareWordRows:
+    global RARE_WORDS
+    if RARE_WORDS is None:
+        RARE_WORDS = RareWordRows()
+        print(
+            f"rare words: {RARE_WORDS.records.shape[0]:,} record pieces ({RARE_WORDS.records.nnz:,} terms), "
+            f"{RARE_WORDS.queries.shape[0]:,} query pieces",
+            flush=True,
+        )
+    return RARE_WORDS
+
+
 def resident_bytes() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+RARE = True  # whether records and queries carry rare words (--rare-words: each row says)
 
 
 def ingest(store: GenerationStore, size: int, rng: np.random.Generator) -> float:
@@ -60,23 +109,24 @@ def ingest(store: GenerationStore, size: int, rng: np.random.Generator) -> float
     for start in range(0, size, BATCH):
         vectors = unit_vectors(rng, min(BATCH, size - start))
         for offset, vector in enumerate(vectors):
-            record = GenerationRecord(f"gen-{start + offset:032x}", TENANT, vector[None, :], None, now, now + YEAR)
-            store.add(record)
+            generation_id = f"gen-{start + offset:032x}"
+            rare = rare_word_rows().record(start + offset) if RARE else None
+            store.add(GenerationRecord(generation_id, TENANT, vector[None, :], None, now, now + YEAR, rare_words=rare))
     return size / (time.perf_counter() - began)
 
 
 def timed_searches(reader: GenerationStore, size: int, queries: int, rng: np.random.Generator) -> str:
     resident = resident_bytes()
     began = time.perf_counter()
-    result = reader.search(TENANT, unit_vectors(rng, 2), 5)
+    result = reader.search(TENANT, unit_vectors(rng, 2), 5, rare_word_rows().query(rng) if RARE else None)
     cold = time.perf_counter() - began
     assert result.num_vectors == size, (result.num_vectors, size)
     index_bytes = (resident_bytes() - resident) / size
     latencies = []
     for _ in range(queries if size < 1_000_000 else max(1, queries // 4)):
-        query = unit_vectors(rng, 2)
+        query, rare = unit_vectors(rng, 2), rare_word_rows().query(rng) if RARE else None
         began = time.perf_counter()
-        reader.search(TENANT, query, 5)
+        reader.search(TENANT, query, 5, rare)
         latencies.append(time.perf_counter() - began)
     p50, p99 = np.quantile(latencies, [0.5, 0.99]) * 1000
     return f"{cold:.1f} s | {p50:.1f} | {p99:.1f} | {index_bytes:.0f}"
@@ -92,7 +142,9 @@ def embedded(size: int, queries: int, rng: np.random.Generator) -> str:
         reader = SqliteStore(path, FINGERPRINT_DIMENSION)  # a restart: the index is read from the file
         row = timed_searches(reader, size, queries, rng)
         reader.close()
-    return f"| embedded (SQLite) | {size:,} | {rate:,.0f} | {row} | {file_bytes:.0f} (file) |"
+    return (
+        f"| embedded (SQLite) | {'on' if RARE else 'off'} | {size:,} | {rate:,.0f} | {row} | {file_bytes:.0f} (file) |"
+    )
 
 
 def distributed(size: int, queries: int, rng: np.random.Generator) -> str:
@@ -103,7 +155,8 @@ def distributed(size: int, queries: int, rng: np.random.Generator) -> str:
         rate = ingest(RedisStore(writer_link, FINGERPRINT_DIMENSION), size, rng)
         redis_bytes = (_used_memory(writer_link) - used) / size
         row = timed_searches(RedisStore(reader_link, FINGERPRINT_DIMENSION), size, queries, rng)
-    return f"| distributed (Redis) | {size:,} | {rate:,.0f} | {row} | {redis_bytes:.0f} (Redis) |"
+    rare = "on" if RARE else "off"
+    return f"| distributed (Redis) | {rare} | {size:,} | {rate:,.0f} | {row} | {redis_bytes:.0f} (Redis) |"
 
 
 def _used_memory(link: RedisLink) -> int:
@@ -115,16 +168,23 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--stores", default="embedded,distributed")
+    parser.add_argument(
+        "--rare-words", default="off,on", help="without and with rare words (SIGNET_PROVENANCE_RARE_WORDS)"
+    )
     arguments = parser.parse_args()
+    global RARE
     runs: dict[str, Callable[[int, int, np.random.Generator], str]] = {"embedded": embedded, "distributed": distributed}
+    rare_word_rows()  # made before anything is timed
     print(
-        "| store | records | ingest (records/s) | cold first search | p50 ms | p99 ms "
+        "| store | rare words | records | ingest (records/s) | cold first search | p50 ms | p99 ms "
         "| index bytes/record (pod) | stored bytes/record |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for size in (int(value) for value in arguments.sizes.split(",")):
         for name in arguments.stores.split(","):
-            print(runs[name](size, arguments.queries, np.random.default_rng(size)), flush=True)
+            for rare in arguments.rare_words.split(","):
+                RARE = rare == "on"
+                print(runs[name](size, arguments.queries, np.random.default_rng(size)), flush=True)
 
 
 if __name__ == "__main__":
