@@ -236,7 +236,7 @@ class Settings(BaseSettings):
     provenance_rare_words: bool = Field(
         default=False,
         description="Also keep and search each generation's rare words (its terms, hashed, with tf-idf weights): "
-        "/detect then reports, per match, how many rare words it shares, evidence that finds the model's own "
+        "/detect then reports, per match, how close its rare words are, evidence that finds the model's own "
         "paraphrases where meaning cannot, outside the verdict. They are the text's vocabulary (docs/SECURITY.md), "
         "and a search costs 2.6 to 3 times as much (docs/PROVENANCE.md).",
     )

@@ -193,6 +193,7 @@ def test_rare_words_find_a_rewording_where_meaning_cannot_and_decide_nothing(cli
     best = report["matches"][0]
     assert best["generation_id"] == "gen-" + "b" * 32 and best["rare_word_p_value"] < 1e-4 / 2
     assert report["rare_word_p_value"] == best["rare_word_p_value"]
+    assert report["p_value"] == best["p_value"]  # listed by meaning: the first match is the test's
     assert best["rare_word_similarity"] > 0.5 > max(match["rare_word_similarity"] for match in report["matches"][1:])
     assert report["verdict"] == "no_match"  # by meaning, which cannot decide here
     assert combined["tests"] == ["watermark"] and combined["rule"] == "watermark_at_alpha"

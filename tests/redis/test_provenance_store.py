@@ -19,6 +19,7 @@ from harness.redis_cluster import RunningCluster, running_redis_cluster
 from harness.redis_servers import running_redis
 from harness.services import redis_test_url
 from signet.provenance import rare_words
+from signet.provenance.index import VectorIndex
 from signet.redis_link import RedisLink
 from signet.registry import redis as registry_module
 from signet.registry.redis import RedisStore, shard_of
@@ -365,3 +366,18 @@ def test_an_idle_mirror_is_forgotten_with_the_erased_vectors_it_held(pod_a, pod_
     pod_a.add(record("g2", unit_rows(28, 1)))
     assert ids(pod_b.search("acme", unit_rows(28, 1), 5)) == ["g2"]
     assert pod_b.resident_vectors() == 1
+
+
+@pytest.mark.parametrize("length", [b"x1", b"999999", b"-3"])
+def test_a_record_whose_rare_words_are_damaged_still_counts_and_matches_by_meaning(pod_a, length, caplog):
+    """A rare-word length Redis holds that cannot be right: the record is kept, by meaning, and its
+    text (whose start is unknown) and rare words are left out, logged, never a failed search."""
+    vectors = unit_rows(50, 2)
+    value = vectors.astype("<f2").tobytes() + rare_words.to_bytes(rare_words.fingerprints(PIECES)) + b"the text"
+    fields = {b"op": b"add", b"id": b"damaged", b"p": b"2", b"t": b"1.0", b"e": b"1e12", b"r": length, b"x": b"2"}
+    index = VectorIndex(DIMENSION, rare_words.BUCKETS)
+    pod_a._apply_add(index, b"1-0", fields, value)
+    record = index.get("damaged")
+    assert record is not None and record.text is None and "rare words are unreadable" in caplog.text
+    (found,), _ = index.search(vectors[:1], 5, 2.0, rare_words.fingerprints(PIECES[:1]))
+    assert found.similarity > 0.99 and found.rare_word_similarity == 0.0

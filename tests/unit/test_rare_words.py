@@ -64,7 +64,11 @@ def test_the_stored_form_round_trips_and_refuses_what_it_is_not():
     out_of_range.indices[0] = BUCKETS  # a column no fingerprint has
     with pytest.raises(ValueError):
         from_bytes(to_bytes(out_of_range), 1)
-    for weight in (float("nan"), 60000.0):  # rows are unit or empty: a damaged weight is refused
+    repeated = scipy.sparse.csr_matrix(([0.6, 0.8], [7, 7], [0, 2]), shape=(1, BUCKETS))
+    repeated.indices[1] = 7  # the constructor keeps them as given: a row with one column twice
+    with pytest.raises(ValueError):
+        from_bytes(to_bytes(repeated), 1)
+    for weight in (float("nan"), 60000.0, 0.01):  # rows are unit or empty: a damaged weight is refused
         damaged = matrix[:1].copy()
         damaged.data[0] = weight
         with pytest.raises(ValueError):

@@ -70,7 +70,7 @@ class VectorIndex:
 
     def __init__(self, dimension: int, buckets: int = 1) -> None:
         self.dimension = dimension
-        self.buckets = buckets  # rare-word columns (rare_words.BUCKETS); 1: a store without them
+        self.buckets = buckets  # rare-word columns (the stores': rare_words.BUCKETS); 1: rows without any
         self._rows = np.zeros((_MIN_CAPACITY, dimension), np.float16)
         self._owner = np.full(_MIN_CAPACITY, -1, np.int64)  # the row's record slot; -1: removed
         self._expires = np.zeros(_MIN_CAPACITY, np.float64)  # its record's expires_at, for a vectorised mask

@@ -42,11 +42,13 @@ BUCKETS = 1 << 20
 MIN_DOCUMENT_FREQUENCY = 2
 # A piece with fewer distinct terms has no rare-word fingerprint (an all-zero row): a table under
 # a header of 4 words, or a list of numbers, would match any other like it at cosine 1. A piece
-# of prose has at least 40 words (fingerprint.MIN_PIECE_WORDS) and about 30 distinct terms or more.
+# of prose of 40 words (fingerprint.MIN_PIECE_WORDS; only a text shorter than that has a shorter
+# piece) has about 30 distinct terms.
 MIN_TERMS = 20
 TABLE = "document_frequencies.tsv.gz"
-# A term: a letter, then letters, digits, apostrophes or hyphens. Lower-cased first. Numbers
-# alone are left out: "3" and "2024" are everywhere and a rewording keeps or drops them freely.
+# A term: a letter a-z, then letters a-z, digits, apostrophes or hyphens. Lower-cased first.
+# Numbers alone are left out: "3" and "2024" are everywhere and a rewording keeps or drops them
+# freely. ASCII only: "café" is "caf", and a text in another script has no terms at all.
 TERM = re.compile(r"[a-z][a-z0-9'-]+")
 
 
@@ -140,10 +142,15 @@ def from_bytes(blob: bytes, pieces: int) -> scipy.sparse.csr_matrix:
     weights = np.frombuffer(blob, "<f2", count=total, offset=2 * pieces + 4 * total)
     if total and (columns.min() < 0 or columns.max() >= BUCKETS):
         raise ValueError("a rare-word fingerprint's column is out of range")
-    squares = np.bincount(
-        np.repeat(np.arange(pieces), counts), weights=weights.astype(np.float64) ** 2, minlength=pieces
-    )
-    if not np.all(np.isfinite(squares)) or np.any(squares > 1.01):  # rows are unit or empty: anything else is damage
-        raise ValueError("a rare-word fingerprint's rows are not of unit length")
     indptr = np.concatenate(([0], np.cumsum(counts)))
+    # Damage, whatever the bytes: each row's columns strictly increase (as fingerprints writes
+    # them), and each row is of unit length (float16 weights: within 1%) or empty.
+    starts = np.zeros(total, bool)
+    starts[indptr[:-1][counts > 0]] = True
+    if np.any((np.diff(columns.astype(np.int64)) <= 0) & ~starts[1:]):
+        raise ValueError("a rare-word fingerprint repeats or disorders its columns")
+    rows = np.repeat(np.arange(pieces), counts)
+    squares = np.bincount(rows, weights=weights.astype(np.float64) ** 2, minlength=pieces)
+    if not np.all(np.isfinite(squares)) or np.any((counts > 0) & ((squares < 0.99) | (squares > 1.01))):
+        raise ValueError("a rare-word fingerprint's rows are not of unit length")
     return scipy.sparse.csr_matrix((weights.astype(np.float32), columns, indptr), shape=(pieces, BUCKETS))

@@ -78,7 +78,7 @@ Evidence = Literal["watermark", "provenance", "both"]
 TestName = Literal["watermark", "meaning", "rare_words"]
 # Which levels the tests of /detect's combined verdict had (the watermark and the test by
 # meaning): alpha / 2 each, or the whole of alpha for the watermark alone (CombinedTest).
-Rule = Literal["watermark_at_alpha", "both_at_half_alpha"]
+Rule = Literal["both_at_half_alpha", "watermark_at_alpha"]
 _RULES: dict[int, Rule] = {1: "watermark_at_alpha", 2: "both_at_half_alpha"}
 
 

@@ -58,8 +58,9 @@ from signet.registry.store import (
     GenerationRecord,
     SearchResult,
     StoreUnavailable,
-    checked_vectors,
+    checked_fingerprint,
     match_of,
+    stored_rare_words,
 )
 
 T = TypeVar("T")
@@ -183,7 +184,7 @@ class RedisStore:
         now = time.time()
         if record.expires_at <= now:
             return  # nothing to keep
-        vectors = checked_vectors(record, self.dimension)
+        vectors = checked_fingerprint(record, self.dimension)
         rare = b"" if record.rare_words is None else rare_words.to_bytes(record.rare_words)
         value = vectors.astype("<f2").tobytes() + rare + (b"" if record.text is None else record.text.encode())
         fields = {"op": "add", "id": record.generation_id, "p": str(len(vectors))}
@@ -370,19 +371,21 @@ class RedisStore:
             return  # erased (its key holds a tombstone) or expired since it was written
         pieces = int(fields[b"p"])
         size = pieces * self.dimension * 2
-        try:
-            rare_size = int(fields.get(b"r", 0))
-        except ValueError:
-            rare_size = -1
-        if rare_size < 0 or len(value) < size + rare_size:
+        if len(value) < size:
             logger.warning("generation registry: a record of %d bytes, short of its %d pieces", len(value), pieces)
             return
-        fingerprint = None
-        if b"r" in fields:
-            try:
-                fingerprint = rare_words.from_bytes(value[size : size + rare_size], pieces)
-            except ValueError as error:  # damaged: the record still counts and matches by meaning
-                logger.warning("generation registry: a record's rare words are unreadable (%s)", error)
+        fingerprint, text = None, None
+        rare_size = fields.get(b"r", b"0")
+        if not rare_size.isdigit() or size + int(rare_size) > len(value):
+            # Damaged: where the rare words end, and the text starts, is unknown. The record still
+            # counts and matches by meaning.
+            logger.warning("generation registry: a record's rare words are unreadable (length %r)", rare_size)
+        else:
+            end = size + int(rare_size)
+            if b"r" in fields:
+                fingerprint = stored_rare_words(value[size:end], pieces)
+            if fields.get(b"x") in (b"1", b"2"):
+                text = value[end:].decode(errors="replace")
         key_id = fields.get(b"k")
         index.add(
             fields[b"id"].decode(),
@@ -390,7 +393,7 @@ class RedisStore:
             float(fields[b"t"]),
             float(fields[b"e"]),
             np.frombuffer(value, "<f2", count=pieces * self.dimension).reshape(pieces, self.dimension),
-            value[size + rare_size :].decode() if fields.get(b"x") in (b"1", b"2") else None,
+            text,
             locator=entry_id.decode(),
             rare_words=fingerprint,
         )

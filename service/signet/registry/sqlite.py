@@ -18,7 +18,6 @@ routes answer with 503 and the recorder counts as ``failed``, not an error 500.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sqlite3
 import threading
@@ -35,11 +34,10 @@ from signet.registry.store import (
     GenerationRecord,
     SearchResult,
     StoreUnavailable,
-    checked_vectors,
+    checked_fingerprint,
     match_of,
+    stored_rare_words,
 )
-
-logger = logging.getLogger(__name__)
 
 # Expired rows are deleted from the file at most this often (on an add or a search); the
 # indexes hide them from the moment they expire.
@@ -106,7 +104,7 @@ class SqliteStore:
         now = time.time()
         if record.expires_at <= now:
             return  # nothing to keep
-        vectors = checked_vectors(record, self.dimension)
+        vectors = checked_fingerprint(record, self.dimension)
         blob = vectors.astype("<f2").tobytes()
         row = (record.tenant, record.generation_id, blob, record.key_id, record.created_at, record.expires_at)
         rare = None if record.rare_words is None else rare_words.to_bytes(record.rare_words)
@@ -190,11 +188,7 @@ class SqliteStore:
             )
             for generation_id, blob, key_id, created_at, expires_at, text, rare in rows:
                 vectors = np.frombuffer(blob, "<f2").reshape(-1, self.dimension)
-                fingerprint = None
-                try:
-                    fingerprint = None if rare is None else rare_words.from_bytes(rare, len(vectors))
-                except ValueError as error:  # a damaged row: its vectors still count and match
-                    logger.warning("generation registry: a record's rare words are unreadable (%s)", error)
+                fingerprint = stored_rare_words(rare, len(vectors))
                 index.add(generation_id, key_id, created_at, expires_at, vectors, text, rare_words=fingerprint)
             self._indexes[tenant] = index
         return index

@@ -15,6 +15,7 @@ the thread pool, and the recorder appends from a worker thread.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +24,8 @@ import scipy.sparse
 
 from signet.provenance import rare_words
 from signet.provenance.index import Found
+
+logger = logging.getLogger(__name__)
 
 # How long an erase keeps a generation id from being added (a tombstone), from the erase on.
 # Why: a generation is recorded up to about a second after its response, by the recorder of
@@ -66,7 +69,7 @@ class SearchResult:
     num_vectors: int  # the tenant's live vectors compared: N, for the significance
 
 
-def checked_vectors(record: GenerationRecord, dimension: int) -> np.ndarray:
+def checked_fingerprint(record: GenerationRecord, dimension: int) -> np.ndarray:
     """The record's vectors as float32; ValueError when they, or its rare words, have the wrong shape."""
     vectors = np.asarray(record.vectors, np.float32)
     if vectors.ndim != 2 or vectors.shape[1] != dimension or len(vectors) == 0:
@@ -75,6 +78,18 @@ def checked_vectors(record: GenerationRecord, dimension: int) -> np.ndarray:
     if record.rare_words is not None and record.rare_words.shape != expected:
         raise ValueError(f"rare words must be {list(expected)}, not {list(record.rare_words.shape)}")
     return vectors
+
+
+def stored_rare_words(blob: object, pieces: int) -> scipy.sparse.csr_matrix | None:
+    """A record's rare words as a store read them (rare_words.to_bytes); None when it has none or
+    they are damaged, which is logged: the record still counts, and matches by meaning."""
+    if blob is None:
+        return None
+    try:
+        return rare_words.from_bytes(bytes(blob), pieces)
+    except (ValueError, TypeError) as error:  # TypeError: a SQLite cell of another type
+        logger.warning("generation registry: a record's rare words are unreadable (%s)", error)
+        return None
 
 
 def match_of(found: Found) -> Match:

@@ -65,8 +65,8 @@ class ProvenanceReport(BaseModel):
         description="The smallest rare_word_p_value this search could have given (a copy); null as rare_word_p_value."
     )
     matches: list[ProvenanceMatch] = Field(
-        description="The closest generations of the caller's tenant by meaning and by rare words, the strongest "
-        "evidence first (the smaller of a match's two p-values, then its similarity)."
+        description="The caller's generations closest by meaning (5) and, where rare words are kept, closest by "
+        "rare words (5 more at most), most similar by meaning first: the first is the one p_value comes from."
     )
     num_vectors: int = Field(
         description="Stored vectors of the caller's registry compared against (N): one per piece of each generation."

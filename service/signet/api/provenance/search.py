@@ -68,8 +68,11 @@ def provenance_report(state: ServiceState, caller: Caller, text: str, alpha: flo
     except StoreUnavailable as error:
         raise ApiError(503, f"provenance: {error}", "provenance", headers={"Retry-After": "1"}) from error
     comparisons = len(searched) * result.num_vectors
-    # Rare words are tested as if the registry were at least MIN_VECTORS large (rare_words.py).
-    rare_word_comparisons = len(searched) * max(result.num_vectors, MIN_VECTORS) if result.num_vectors else 0
+    # Rare words are tested as if the registry were at least MIN_VECTORS large (rare_words.py);
+    # a text none of whose pieces has a fingerprint (too few terms) can match nothing.
+    rare_word_comparisons = 0
+    if result.num_vectors and fingerprints is not None and fingerprints.nnz:
+        rare_word_comparisons = len(searched) * max(result.num_vectors, MIN_VECTORS)
     matches = [
         ProvenanceMatch(
             generation_id=match.generation_id,
@@ -89,14 +92,9 @@ def provenance_report(state: ServiceState, caller: Caller, text: str, alpha: flo
     ]
     metrics.PROVENANCE_SEARCH_DURATION.observe(time.perf_counter() - started)
     best = min((match.p_value for match in matches), default=1.0)
-    best_rare = min((_rare_word_evidence(match) for match in matches), default=1.0)
+    best_rare = min((match.rare_word_p_value for match in matches if match.rare_word_p_value is not None), default=1.0)
     smallest = smallest_p_value(comparisons)
     smallest_rare = smallest_p_value(rare_word_comparisons, RARE_WORD_NULL)
-    # The store returns the best records by each similarity; the strongest evidence is listed first.
-    matches.sort(
-        key=lambda match: (min(match.p_value, _rare_word_evidence(match)), -match.similarity, match.generation_id)
-    )
-    matches = matches[:MATCHES_REPORTED]
     verdict = "match" if best < alpha else "no_match"
     if len(text.split()) < MIN_QUERY_WORDS:
         verdict, best, smallest, best_rare, smallest_rare = "insufficient_evidence", 1.0, 1.0, 1.0, 1.0
@@ -111,11 +109,6 @@ def provenance_report(state: ServiceState, caller: Caller, text: str, alpha: flo
         num_pieces=len(searched),
         truncated=truncated,
     )
-
-
-def _rare_word_evidence(match: ProvenanceMatch) -> float:
-    """A match's rare-word p-value; 1 where rare words were not searched."""
-    return 1.0 if match.rare_word_p_value is None else match.rare_word_p_value
 
 
 def watermark_evidence(response) -> float:
