@@ -281,12 +281,15 @@ def test_rare_words_of_the_wrong_shape_are_refused(store):
     assert store.count("acme") == 0
 
 
-def test_a_damaged_rare_word_fingerprint_costs_that_record_its_rare_words_only(path):
+@pytest.mark.parametrize("damage", [b"\x05\x00\x01", "text", 10**12])
+def test_a_damaged_rare_word_fingerprint_costs_that_record_its_rare_words_only(path, damage):
+    """Bytes that are no fingerprint, or a cell of another type (an integer is not read as that
+    many bytes)."""
     store = SqliteStore(path, DIMENSION)
     store.add(record("damaged", unit_rows(36, 1), rare_words=rare_words.fingerprints(PIECES[:1])))
     store.close()
     with sqlite3.connect(path) as editor:
-        editor.execute("UPDATE generations SET rare_words = ? WHERE generation_id = 'damaged'", (b"\x05\x00\x01",))
+        editor.execute("UPDATE generations SET rare_words = ? WHERE generation_id = 'damaged'", (damage,))
     store = SqliteStore(path, DIMENSION)
     (match,) = store.search("acme", unit_rows(36, 1), 5, rare_words.fingerprints(PIECES[:1])).matches
     assert match.generation_id == "damaged" and match.similarity > 0.99 and match.rare_word_similarity == 0.0

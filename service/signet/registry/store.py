@@ -85,9 +85,12 @@ def stored_rare_words(blob: object, pieces: int) -> scipy.sparse.csr_matrix | No
     they are damaged, which is logged: the record still counts, and matches by meaning."""
     if blob is None:
         return None
+    if not isinstance(blob, bytes):  # a SQLite cell of another type (bytes(n) of an int would allocate n bytes)
+        logger.warning("generation registry: a record's rare words are unreadable (a %s)", type(blob).__name__)
+        return None
     try:
-        return rare_words.from_bytes(bytes(blob), pieces)
-    except (ValueError, TypeError) as error:  # TypeError: a SQLite cell of another type
+        return rare_words.from_bytes(blob, pieces)
+    except ValueError as error:
         logger.warning("generation registry: a record's rare words are unreadable (%s)", error)
         return None
 
