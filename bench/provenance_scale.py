@@ -77,21 +77,6 @@ class RareWordRows:
         return self.queries[start : start + 2]
 
 
-RARE_WORDS: RareWordRows | None = None  # made at the first use
-
-
-def rare_word_rows() -> RareWordRows:
-    global RARE_WORDS
-    if RARE_WORDS is None:
-        RARE_WORDS = RareWordRows()
-        print(
-            f"rare words: {RARE_WORDS.records.shape[0]:,} record pieces ({RARE_WORDS.records.nnz:,} terms), "
-            f"{RARE_WORDS.queries.shape[0]:,} query pieces",
-            flush=True,
-        )
-    return RARE_WORDS
-
-
 def resident_bytes() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -99,32 +84,31 @@ def resident_bytes() -> int:
     return 0
 
 
-RARE = True  # whether records and queries carry rare words (--rare-words: each row says)
-
-
-def ingest(store: GenerationStore, size: int, rng: np.random.Generator) -> float:
-    """Records per second."""
+def ingest(store: GenerationStore, size: int, rng: np.random.Generator, rows: RareWordRows | None) -> float:
+    """Records per second; with ``rows``' rare words, or none."""
     now = time.time()
     began = time.perf_counter()
     for start in range(0, size, BATCH):
         vectors = unit_vectors(rng, min(BATCH, size - start))
         for offset, vector in enumerate(vectors):
             generation_id = f"gen-{start + offset:032x}"
-            rare = rare_word_rows().record(start + offset) if RARE else None
+            rare = None if rows is None else rows.record(start + offset)
             store.add(GenerationRecord(generation_id, TENANT, vector[None, :], None, now, now + YEAR, rare_words=rare))
     return size / (time.perf_counter() - began)
 
 
-def timed_searches(reader: GenerationStore, size: int, queries: int, rng: np.random.Generator) -> str:
+def timed_searches(
+    reader: GenerationStore, size: int, queries: int, rng: np.random.Generator, rows: RareWordRows | None
+) -> str:
     resident = resident_bytes()
     began = time.perf_counter()
-    result = reader.search(TENANT, unit_vectors(rng, 2), 5, rare_word_rows().query(rng) if RARE else None)
+    result = reader.search(TENANT, unit_vectors(rng, 2), 5, None if rows is None else rows.query(rng))
     cold = time.perf_counter() - began
     assert result.num_vectors == size, (result.num_vectors, size)
     index_bytes = (resident_bytes() - resident) / size
     latencies = []
     for _ in range(queries if size < 1_000_000 else max(1, queries // 4)):
-        query, rare = unit_vectors(rng, 2), rare_word_rows().query(rng) if RARE else None
+        query, rare = unit_vectors(rng, 2), None if rows is None else rows.query(rng)
         began = time.perf_counter()
         reader.search(TENANT, query, 5, rare)
         latencies.append(time.perf_counter() - began)
@@ -132,31 +116,32 @@ def timed_searches(reader: GenerationStore, size: int, queries: int, rng: np.ran
     return f"{cold:.1f} s | {p50:.1f} | {p99:.1f} | {index_bytes:.0f}"
 
 
-def embedded(size: int, queries: int, rng: np.random.Generator) -> str:
+def embedded(size: int, queries: int, rng: np.random.Generator, rows: RareWordRows | None) -> str:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "registry.sqlite3"
         writer = SqliteStore(path, FINGERPRINT_DIMENSION)
-        rate = ingest(writer, size, rng)
+        rate = ingest(writer, size, rng, rows)
         writer.close()
         file_bytes = sum(part.stat().st_size for part in Path(folder).iterdir()) / size
         reader = SqliteStore(path, FINGERPRINT_DIMENSION)  # a restart: the index is read from the file
-        row = timed_searches(reader, size, queries, rng)
+        row = timed_searches(reader, size, queries, rng, rows)
         reader.close()
-    return (
-        f"| embedded (SQLite) | {'on' if RARE else 'off'} | {size:,} | {rate:,.0f} | {row} | {file_bytes:.0f} (file) |"
-    )
+    return f"| embedded (SQLite) | {switch(rows)} | {size:,} | {rate:,.0f} | {row} | {file_bytes:.0f} (file) |"
 
 
-def distributed(size: int, queries: int, rng: np.random.Generator) -> str:
+def distributed(size: int, queries: int, rng: np.random.Generator, rows: RareWordRows | None) -> str:
     with tempfile.TemporaryDirectory() as folder, running_redis(Path(folder)) as port:
         url = f"redis://127.0.0.1:{port}/0"
         writer_link, reader_link = RedisLink(url, "bench", 10.0), RedisLink(url, "bench", 10.0)
         used = _used_memory(writer_link)
-        rate = ingest(RedisStore(writer_link, FINGERPRINT_DIMENSION), size, rng)
+        rate = ingest(RedisStore(writer_link, FINGERPRINT_DIMENSION), size, rng, rows)
         redis_bytes = (_used_memory(writer_link) - used) / size
-        row = timed_searches(RedisStore(reader_link, FINGERPRINT_DIMENSION), size, queries, rng)
-    rare = "on" if RARE else "off"
-    return f"| distributed (Redis) | {rare} | {size:,} | {rate:,.0f} | {row} | {redis_bytes:.0f} (Redis) |"
+        row = timed_searches(RedisStore(reader_link, FINGERPRINT_DIMENSION), size, queries, rng, rows)
+    return f"| distributed (Redis) | {switch(rows)} | {size:,} | {rate:,.0f} | {row} | {redis_bytes:.0f} (Redis) |"
+
+
+def switch(rows: RareWordRows | None) -> str:
+    return "off" if rows is None else "on"
 
 
 def _used_memory(link: RedisLink) -> int:
@@ -172,9 +157,14 @@ def main() -> None:
         "--rare-words", default="off,on", help="without and with rare words (SIGNET_PROVENANCE_RARE_WORDS)"
     )
     arguments = parser.parse_args()
-    global RARE
-    runs: dict[str, Callable[[int, int, np.random.Generator], str]] = {"embedded": embedded, "distributed": distributed}
-    rare_word_rows()  # made before anything is timed
+    Run = Callable[[int, int, np.random.Generator, RareWordRows | None], str]
+    runs: dict[str, Run] = {"embedded": embedded, "distributed": distributed}
+    rows = RareWordRows()  # made before anything is timed
+    print(
+        f"rare words: {rows.records.shape[0]:,} record pieces ({rows.records.nnz:,} terms), "
+        f"{rows.queries.shape[0]:,} query pieces",
+        flush=True,
+    )
     print(
         "| store | rare words | records | ingest (records/s) | cold first search | p50 ms | p99 ms "
         "| index bytes/record (pod) | stored bytes/record |"
@@ -183,8 +173,8 @@ def main() -> None:
     for size in (int(value) for value in arguments.sizes.split(",")):
         for name in arguments.stores.split(","):
             for rare in arguments.rare_words.split(","):
-                RARE = rare == "on"
-                print(runs[name](size, arguments.queries, np.random.default_rng(size)), flush=True)
+                with_rows = rows if rare == "on" else None
+                print(runs[name](size, arguments.queries, np.random.default_rng(size), with_rows), flush=True)
 
 
 if __name__ == "__main__":

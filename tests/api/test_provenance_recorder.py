@@ -69,9 +69,8 @@ def test_generations_are_recorded_with_their_key_and_without_their_text(detectio
     assert store.count(DEVELOPMENT_TENANT) == 3
 
 
-def test_the_text_is_kept_only_when_the_operator_opts_in(detection_state, tmp_path):
-    store = SqliteStore(tmp_path / "registry.sqlite3", 384)
-    state = state_with(detection_state, store, provenance_store_text=True)
+def record_one(state) -> tuple[str, str]:
+    """The first of TEXTS, recorded unwatermarked through a recorder that then drains; its id and text."""
     generation_id, text = next(iter(TEXTS.items()))
 
     async def run() -> None:
@@ -81,21 +80,20 @@ def test_the_text_is_kept_only_when_the_operator_opts_in(detection_state, tmp_pa
         await recorder.stop()
 
     asyncio.run(run())
+    return generation_id, text
+
+
+def test_the_text_is_kept_only_when_the_operator_opts_in(detection_state, tmp_path):
+    store = SqliteStore(tmp_path / "registry.sqlite3", 384)
+    state = state_with(detection_state, store, provenance_store_text=True)
+    _, text = record_one(state)
     assert found(state, store, text)[0].text == text
 
 
 def test_rare_words_are_kept_only_while_the_operator_keeps_them_on(detection_state, tmp_path):
     store = SqliteStore(tmp_path / "registry.sqlite3", 384)
     state = state_with(detection_state, store, provenance_rare_words=False)
-    generation_id, text = next(iter(TEXTS.items()))
-
-    async def run() -> None:
-        recorder = Recorder(state)
-        recorder.start()
-        recorder.submit(None, generation_id, text, None)
-        await recorder.stop()
-
-    asyncio.run(run())
+    generation_id, text = record_one(state)
     best = found(state, store, text)[0]  # searched with the text's own rare words
     assert best.generation_id == generation_id and best.similarity > 0.99 and best.rare_word_similarity == 0.0
     store.close()
