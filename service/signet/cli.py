@@ -125,7 +125,7 @@ def serve(settings: Settings) -> None:
     model_dir = resolve_model_dir(settings.model, cache_dir)
     keys_file = resolve_keys_file(settings.keys_file, cache_dir)
     state = ServiceState.load(settings, model_dir, keys_file)
-    # A daemon thread: detection works before it is done, only slower for lefthash keys.
+    # A daemon thread: detection works before it is done; the first request would load the kernels itself.
     threading.Thread(target=prewarm_schemes, args=(state.keys,), name="prewarm", daemon=True).start()
 
     async def run() -> None:

@@ -260,7 +260,11 @@ def _warn_weak_keys(keys: list[WatermarkKey]) -> None:
 
 
 def prewarm_schemes(registry: KeyRegistry) -> None:
-    """Fill each key's scheme caches (seconds per ``kgw-lefthash`` key; run it in a thread)."""
+    """Load what each key's scheme compiles or caches before a request needs it (run it in a thread).
+
+    Only code is loaded (numba kernels, about 1 s once per process); no scheme draws a
+    table per key, so start-up does not grow with the number of keys.
+    """
     for key_id in registry.key_ids:
         registry.scheme(key_id).prewarm()
     logger.info("watermark schemes of %d keys prewarmed", len(registry.key_ids))

@@ -4,6 +4,7 @@ transformers' own code runs side by side with ours on the same token ids; every
 comparison of green lists and counts is exact.
 """
 
+import sys
 import threading
 
 import numpy as np
@@ -14,6 +15,7 @@ from transformers.generation.logits_process import WatermarkLogitsProcessor
 
 from signet.watermark import lefthash
 from signet.watermark.lefthash import DEFAULT_HASHING_KEY, LefthashParameters, LefthashScheme
+from signet.watermark.randperm import PartialRandperm
 from signet.watermark.statistics import BinomialNull
 
 RANDOM = np.random.default_rng(11)
@@ -156,27 +158,69 @@ def test_cache_returns_identical_masks_and_evidence_after_eviction():
 
 @pytest.fixture
 def draw_counter(monkeypatch):
-    """Counts green lists drawn from scratch."""
+    """Counts whole green lists drawn (generation's rows), not tokens followed."""
     drawn = []
-    draw = lefthash._greenlist_from_draws
+    draw = PartialRandperm.greenlist_rows
 
-    def counting_draw(*args):
-        drawn.append(1)
-        return draw(*args)
+    def counting_draw(self, seeds):
+        drawn.extend([1] * len(seeds))
+        return draw(self, seeds)
 
-    monkeypatch.setattr(lefthash, "_greenlist_from_draws", counting_draw)
+    monkeypatch.setattr(PartialRandperm, "greenlist_rows", counting_draw)
     return drawn
 
 
-def test_detection_draws_each_distinct_previous_token_once(draw_counter):
+def test_one_detection_draws_no_green_list(draw_counter):
+    scheme = LefthashScheme(LefthashParameters(vocab_size=49_152))
+    evidence = scheme.evidence(RANDOM.integers(0, 49_152, 1_000))
+    assert evidence.num_scored_tokens > 900
+    assert draw_counter == [] and len(scheme._cache) == 0 and scheme._cache._rows is None  # not even allocated
+
+
+def test_previous_tokens_that_keep_coming_back_earn_a_cached_row(draw_counter, monkeypatch):
+    scheme = LefthashScheme(LefthashParameters(vocab_size=49_152))
+    token_ids = RANDOM.integers(0, 49_152, 50)  # 49 distinct previous tokens, almost surely
+    expected = LefthashScheme(LefthashParameters(vocab_size=49_152), cache_bytes=0).evidence(token_ids).scores
+    for detection in range(1, lefthash.ADMIT_AFTER + 2):
+        np.testing.assert_array_equal(scheme.evidence(token_ids).scores, expected)
+        admitted = min(len(np.unique(token_ids[:-1])), lefthash.MAX_ADMITTED_PER_CALL)
+        assert len(draw_counter) == (admitted if detection >= lefthash.ADMIT_AFTER else 0)
+    followed = []
+    follow = scheme._follow
+    monkeypatch.setattr(scheme, "_follow", lambda *args: followed.append(1) or follow(*args))
+    np.testing.assert_array_equal(scheme.evidence(token_ids).scores, expected)
+    assert followed == []  # every row came from the cache
+
+
+def test_one_detection_draws_at_most_its_bound_of_rows(draw_counter):
+    scheme = LefthashScheme(LefthashParameters(vocab_size=49_152))
+    token_ids = np.arange(0, 49_152, 97)  # 507 distinct previous tokens
+    for _ in range(lefthash.ADMIT_AFTER):
+        scheme.evidence(token_ids)
+    assert len(draw_counter) == lefthash.MAX_ADMITTED_PER_CALL
+    scheme.evidence(token_ids)
+    assert len(draw_counter) == 2 * lefthash.MAX_ADMITTED_PER_CALL
+
+
+def test_detection_reads_the_rows_generation_cached(draw_counter, monkeypatch):
     scheme = LefthashScheme(LefthashParameters(vocab_size=49_152))
     token_ids = _text_with_repeats(49_152)
     token_ids = token_ids[token_ids < 49_152]  # the cache holds tokens of the vocabulary only
-    scheme.evidence(token_ids)
-    assert len(draw_counter) == len(np.unique(token_ids[:-1]))
-    scheme.evidence(token_ids)
+    expected = scheme.evidence(token_ids)
     scheme.green_mask(token_ids[:-1].tolist())
-    assert len(draw_counter) == len(np.unique(token_ids[:-1]))  # everything came from the cache
+    assert len(draw_counter) == len(np.unique(token_ids[:-1]))
+    followed = []
+    follow = scheme._follow
+    monkeypatch.setattr(scheme, "_follow", lambda *args: followed.append(1) or follow(*args))
+    np.testing.assert_array_equal(scheme.evidence(token_ids).scores, expected.scores)
+    assert followed == []  # every previous token's row was cached
+
+
+def test_a_key_holds_at_most_32_mib():
+    # Issue 20's bound on a key's memory, for the embedded model's vocabulary and one twice as large.
+    for vocab_size in (49_152, 100_000):
+        scheme = LefthashScheme(LefthashParameters(vocab_size=vocab_size))
+        assert scheme._cache.max_bytes + scheme._sightings.nbytes <= 32 * 2**20
 
 
 def test_cache_evicts_the_least_recently_used_green_list(draw_counter):
@@ -238,10 +282,8 @@ def test_invalid_parameters_are_rejected(arguments):
         LefthashParameters(**arguments)
 
 
-def test_prewarm_fills_the_cache_with_the_lowest_ids_it_can_hold(draw_counter):
-    parameters = LefthashParameters(vocab_size=1_000)
-    scheme = LefthashScheme(parameters, cache_bytes=300 * parameters.packed_row_bytes)
-    scheme.prewarm(range(parameters.vocab_size), chunk=64)
-    assert len(draw_counter) == scheme.cache_capacity == 300
-    scheme.evidence(np.arange(300))  # previous tokens 0..298: all warmed
-    assert len(draw_counter) == 300
+def test_prewarm_loads_the_kernels_and_draws_nothing(draw_counter):
+    scheme = LefthashScheme(LefthashParameters(vocab_size=1_000))
+    scheme.prewarm()
+    assert "signet.watermark.randperm_kernels" in sys.modules
+    assert draw_counter == [] and len(scheme._cache) == 0

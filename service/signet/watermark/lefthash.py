@@ -6,23 +6,27 @@ any of them is detected here and vice versa. For a previous token ``p`` they see
 CPU ``torch.Generator`` with ``hashing_key * p`` and take the first
 ``int(vocab_size * gamma)`` entries of ``torch.randperm(vocab_size)`` as the green list.
 
-We compute the same green lists without torch. torch's CPU ``randperm(n)`` (for
-``n < 2**32 / 20``) is a Fisher-Yates shuffle over mt19937: ``r = arange(n)``, then for
-each step ``i`` it draws ``j = i + random32() % (n - i)`` and swaps ``r[i]`` and ``r[j]``.
-Step ``i`` settles ``r[i]`` for good (later steps only touch positions above it), so
-the green list ``r[:k]`` depends only on the first ``k`` draws. torch seeds mt19937
-from the low 32 bits of the seed exactly as numpy's legacy ``RandomState.seed`` does,
-so numpy reproduces the draws, and ``_greenlist_from_draws`` replays the ``k`` swaps
-with whole-array operations; the tests check it against torch and transformers on many
-seeds. Per green list of a 49,152-token vocabulary this takes about 150 us at gamma
-0.25 and 310 us at gamma 0.5, against about 180 us for a single-threaded
-``torch.randperm`` (which shuffles all n entries whatever gamma is). We use it anyway
-because torch's default multi-threaded ``randperm`` slows down 5-20x when other
-processes (vLLM) keep the cores busy, while numpy's single thread only loses its
-share of the CPU; and it keeps torch out of detection.
+We compute the same green lists without torch, in numba (``randperm.py``). torch's
+CPU ``randperm(n)`` (for ``n < 2**32 / 20``) is a Fisher-Yates shuffle over mt19937:
+``r = arange(n)``, then for each step ``i`` it draws ``j = i + random32() % (n - i)``
+and swaps ``r[i]`` and ``r[j]``. Step ``i`` settles ``r[i]`` for good, so the green list
+``r[:k]`` depends only on the first ``k`` draws, and one token's colour can be decided
+by following it through those ``k`` swaps without shuffling anything else.
 
-Green lists are cached per previous token, bit-packed, in a bounded LRU, so detection
-draws each distinct previous token's list at most once and generation rarely at all.
+* **Detection** follows each scored token through its previous token's draws: about
+  8 us a previous token at gamma 0.25 over 49,152 ids (the draws are made once for all
+  the tokens after it; 12,288 mt19937 words and remainders are most of it). Nothing is
+  filled at start, so a key costs no start-up time, and at most 24 MiB (below).
+* **Generation** needs whole green lists: about 42 us each, against about 180 us for a
+  single-threaded ``torch.randperm``. They are cached per previous token, bit-packed, in
+  a bounded LRU (24 MiB by default, 4,096 rows of a 49,152-token vocabulary), which
+  detection also reads when a row is there.
+* **Detection caches the frequent rows too**, in the same LRU: a previous token that
+  keeps coming back earns its whole row (``_admit_frequent``), so a busy process answers
+  most tokens from the cache without having filled anything at start.
+
+An earlier version kept every green list of a key (302 MB for 49,152 ids) and filled it
+at start, about 8 s per key; drawing cold in numpy cost 150 us a previous token.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pydantic import Field
 
 from signet.watermark.evidence import TokenEvidence
 from signet.watermark.kgw import first_occurrences
+from signet.watermark.randperm import MT19937_SEED_MASK, PartialRandperm
 from signet.watermark.scheme import GenerationRow, KeyEntry, WatermarkScheme
 from signet.watermark.statistics import BinomialNull
 
@@ -45,15 +50,16 @@ if TYPE_CHECKING:
 
 SCHEME_NAME = "kgw-lefthash"
 DEFAULT_HASHING_KEY = 15485863  # the millionth prime: transformers', TGI's and lm-watermarking's default
-# A 49,152-token vocabulary's complete greenlist table is 49,152 rows of 6 KiB: 302 MB.
-# Holding all of it means detection never draws a greenlist once warmed; larger
-# vocabularies keep their most recently used rows within this budget.
-DEFAULT_CACHE_BYTES = 320 * 2**20
+# Green lists cached for generation: 4,096 rows of a 49,152-token vocabulary (6 KiB each).
+# A decode step needs one row per sequence, and the rows of frequent previous tokens stay.
+DEFAULT_CACHE_BYTES = 24 * 2**20
+# Detection caches a previous token's green list on its 4th detection without one, at most
+# 64 lists per call (2.7 ms): see LefthashScheme._admit_frequent.
+ADMIT_AFTER = 4
+MAX_ADMITTED_PER_CALL = 64
 
 # transformers reduces the seed modulo 2**64 - 1 (not 2**64) before torch sees it.
 _SEED_MODULUS = 2**64 - 1
-# torch's mt19937 keeps only the low 32 bits of its seed.
-_MT19937_SEED_MASK = 0xFFFFFFFF
 # Above ~2**32 / 20 torch's randperm switches to another shuffle; real vocabularies are
 # far below this bound, and staying below it keeps every index in int32.
 MAX_VOCAB_SIZE = 2**24
@@ -98,7 +104,7 @@ def mt19937_seed(hashing_key: int, previous_token: int) -> int:
     the same seed whenever the product stays below ``2**64 - 1``, as it does for the
     default key and any real vocabulary.
     """
-    return (hashing_key * previous_token) % _SEED_MODULUS & _MT19937_SEED_MASK
+    return (hashing_key * previous_token) % _SEED_MODULUS & MT19937_SEED_MASK
 
 
 class LefthashKey(KeyEntry):
@@ -146,14 +152,14 @@ class LefthashScheme(WatermarkScheme):
 
     def __init__(self, parameters: LefthashParameters, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.parameters = parameters
-        self._steps = np.arange(parameters.greenlist_size, dtype=np.int32)
-        # Fisher-Yates step i draws modulo the n - i entries not yet settled.
-        self._draw_moduli = (parameters.vocab_size - self._steps).astype(np.uint32)
+        self._randperm = PartialRandperm(parameters.vocab_size, parameters.greenlist_size)
         self._cache = _PackedGreenlistCache(
             vocab_size=parameters.vocab_size,
             row_bytes=parameters.packed_row_bytes,
             capacity=cache_bytes // parameters.packed_row_bytes,
         )
+        # Detections each previous token went without a cached row, up to ADMIT_AFTER (_admit_frequent).
+        self._sightings = np.zeros(parameters.vocab_size, dtype=np.uint8)
 
     def __repr__(self) -> str:
         return f"LefthashScheme({self.parameters}, hashing_key=<redacted>)"
@@ -180,17 +186,13 @@ class LefthashScheme(WatermarkScheme):
         for position, index in enumerate(row_indices):
             logits[index, :width].add_(masks[position], alpha=self.parameters.delta)
 
-    def prewarm(self, previous_tokens: Sequence[int] | None = None, chunk: int = 256) -> None:
-        """Draw and cache green lists before requests need them (seconds: run it in a thread).
+    def prewarm(self) -> None:
+        """Load the compiled kernels (about 1 s, once per process), so the first request does not wait.
 
-        By default the ids the cache can hold, lowest first: in BPE vocabularies low ids
-        are the early, frequent merges, so later requests mostly hit.
+        Nothing is drawn per key: detection needs no table, and generation caches the
+        rows it uses.
         """
-        if previous_tokens is None:
-            previous_tokens = range(min(self._cache.capacity, self.parameters.vocab_size))
-        tokens = np.asarray(previous_tokens, dtype=np.int64)[: self._cache.capacity]
-        for start in range(0, len(tokens), chunk):
-            self._packed_greenlists(np.unique(tokens[start : start + chunk]))
+        self._randperm.in_greenlists(np.zeros(1), np.array([0, 1]), np.zeros(1))
 
     @property
     def cache_capacity(self) -> int:
@@ -234,15 +236,56 @@ class LefthashScheme(WatermarkScheme):
         """For each position, whether ``targets[i]`` is in ``previous_tokens[i]``'s green list."""
         # The reference tests `target in greenlist_ids`: ids outside the vocabulary are red.
         in_vocabulary = (targets >= 0) & (targets < self.parameters.vocab_size)
-        byte_columns = np.where(in_vocabulary, targets, 0) // _BITS_PER_BYTE
-        packed_bytes, was_cached = self._cache.read_bytes(previous_tokens, byte_columns)
-        if not was_cached.all():
-            missing = np.flatnonzero(~was_cached)
-            distinct_tokens, row_of_token = np.unique(previous_tokens[missing], return_inverse=True)
-            packed = self._draw_and_cache(distinct_tokens)
-            packed_bytes[missing] = packed[row_of_token, byte_columns[missing]]
-        bits = (packed_bytes >> (targets % _BITS_PER_BYTE).astype(np.uint8)) & 1
-        return bits.astype(bool) & in_vocabulary
+        targets = np.where(in_vocabulary, targets, 0)
+        green, was_cached = self._cached_bits(previous_tokens, targets)
+        missing = np.flatnonzero(~was_cached & in_vocabulary)
+        if len(missing) and self._admit_frequent(previous_tokens[missing]):
+            green[missing], was_cached[missing] = self._cached_bits(previous_tokens[missing], targets[missing])
+            missing = missing[~was_cached[missing]]
+        if len(missing):
+            green[missing] = self._follow(previous_tokens[missing], targets[missing])
+        return green & in_vocabulary
+
+    def _cached_bits(self, previous_tokens: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each target's bit in its previous token's cached row (False where none), and which rows were cached."""
+        packed_bytes, was_cached = self._cache.read_bytes(previous_tokens, targets // _BITS_PER_BYTE)
+        return ((packed_bytes >> (targets % _BITS_PER_BYTE).astype(np.uint8)) & 1).astype(bool), was_cached
+
+    def _admit_frequent(self, previous_tokens: np.ndarray) -> bool:
+        """Draw and cache the green lists of previous tokens that keep coming back; whether any was.
+
+        A whole list costs about five follows (42 us against about 8 us a previous token),
+        so a previous token earns one on its ``ADMIT_AFTER``-th detection without it. In
+        text, previous tokens are Zipf-distributed: the rows that pass are the frequent
+        ones, and a detecting process converges on them without a table filled at start.
+        At most ``MAX_ADMITTED_PER_CALL`` rows are drawn per call, so a text made of many
+        distinct tokens cannot make one request draw thousands of rows.
+        """
+        if self._cache.capacity == 0:
+            return False
+        distinct_tokens = np.unique(previous_tokens)
+        distinct_tokens = distinct_tokens[(distinct_tokens >= 0) & (distinct_tokens < self.parameters.vocab_size)]
+        # Unlocked: a lost increment between threads only delays an admission.
+        sightings = self._sightings[distinct_tokens].astype(np.int64) + 1
+        self._sightings[distinct_tokens] = np.minimum(sightings, ADMIT_AFTER)
+        due = distinct_tokens[sightings >= ADMIT_AFTER][:MAX_ADMITTED_PER_CALL]
+        if len(due) == 0:
+            return False
+        self._draw_and_cache(due)
+        return True
+
+    def _follow(self, previous_tokens: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Whether each target is green, following it through its previous token's draws.
+
+        Targets are grouped by previous token so that each one's draws are made once.
+        """
+        order = np.argsort(previous_tokens, kind="stable")
+        distinct_tokens, group_starts = np.unique(previous_tokens[order], return_index=True)
+        green = np.empty(len(targets), dtype=bool)
+        green[order] = self._randperm.in_greenlists(
+            self._seeds(distinct_tokens), np.append(group_starts, len(order)), targets[order]
+        )
+        return green
 
     def _packed_greenlists(self, distinct_tokens: np.ndarray) -> np.ndarray:
         """uint8 [len(distinct_tokens), packed_row_bytes], from the cache where possible."""
@@ -254,70 +297,15 @@ class LefthashScheme(WatermarkScheme):
 
     def _draw_and_cache(self, distinct_tokens: np.ndarray) -> np.ndarray:
         """Draw the packed green lists of tokens not in the cache, and cache them."""
-        packed = np.empty((len(distinct_tokens), self.parameters.packed_row_bytes), dtype=np.uint8)
-        bit_generator, legacy_seeding = _thread_mt19937()
-        for row, token in enumerate(distinct_tokens.tolist()):
-            legacy_seeding.seed(mt19937_seed(self.parameters.hashing_key, token))
-            draws = bit_generator.random_raw(self.parameters.greenlist_size).astype(np.uint32)
-            is_green = _greenlist_from_draws(draws, self._draw_moduli, self._steps, self.parameters.vocab_size)
-            packed[row] = np.packbits(is_green, bitorder="little")
+        is_green = self._randperm.greenlist_rows(self._seeds(distinct_tokens))
+        packed = np.packbits(is_green, axis=1, bitorder="little")
         self._cache.write_rows(distinct_tokens, packed)
         return packed
 
-
-_per_thread = threading.local()
-
-
-def _thread_mt19937() -> tuple[np.random.MT19937, np.random.RandomState]:
-    """This thread's mt19937 and the legacy front end whose ``seed`` seeds it as torch does.
-
-    One per thread because reseeding a shared generator would race, and building one
-    costs about as much as drawing a green list.
-    """
-    if not hasattr(_per_thread, "mt19937"):
-        bit_generator = np.random.MT19937(0)
-        _per_thread.mt19937 = (bit_generator, np.random.RandomState(bit_generator))
-    return _per_thread.mt19937
-
-
-def _greenlist_from_draws(draws: np.ndarray, draw_moduli: np.ndarray, steps: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Boolean [vocab_size]: the entries that the first k Fisher-Yates swaps bring to r[:k].
-
-    Step i swaps position i with its partner ``j_i = i + draws[i] % (n - i)``, so
-    ``j_i >= i``; ``j_i == i`` is a no-op. Call step i a *mover* of position j_i when it
-    is a real swap. Just before step i, position i holds ``A[i]``: i itself if no step
-    moved it yet, else what its last mover m parked there, which was ``A[m]`` (every
-    mover of position i comes before step i, since ``j_m >= m``). Each real swap at step
-    i takes position j_i's content into r[i] and parks ``A[i]`` at j_i:
-
-    * the first mover of a position takes its original content, j itself;
-    * each later mover takes back what the previous mover parked there;
-    * a no-op step keeps ``A[i]`` in r[i].
-
-    So r[:k] = {distinct partners} + {A[m] for steps m that are not the last mover of
-    their partner (no-ops included)}, and A resolves by following last movers down.
-    """
-    offsets = draws % draw_moduli
-    partners = offsets.astype(np.intp)  # intp indices spare numpy a cast in every gather and scatter below
-    partners += steps
-    noop_steps = np.flatnonzero(offsets == 0)
-    # No-op steps move nothing: point them at a spare cell past the vocabulary.
-    partners[noop_steps] = vocab_size
-    last_mover = np.full(vocab_size + 1, -1, dtype=np.int32)
-    np.maximum.at(last_mover, partners, steps)  # unbuffered, so repeated partners keep the latest step
-    parks_for_good = last_mover[partners] == steps
-    parks_for_good[noop_steps] = False
-    chain = np.flatnonzero(~parks_for_good)
-    while True:  # A[i] = A[last mover of i]; chains are short since few positions below k are moved
-        movers = last_mover[chain]
-        has_mover = movers >= 0
-        if not has_mover.any():
-            break
-        chain = np.where(has_mover, movers, chain)
-    is_green = np.zeros(vocab_size + 1, dtype=bool)
-    is_green[partners] = True
-    is_green[chain] = True  # a chain ends at the step i whose A[i] is i itself
-    return is_green[:vocab_size]
+    def _seeds(self, previous_tokens: np.ndarray) -> np.ndarray:
+        """uint64: the mt19937 seed of each previous token (Python integers: the product passes 2**64)."""
+        key = self.parameters.hashing_key
+        return np.array([mt19937_seed(key, token) for token in previous_tokens.tolist()], dtype=np.uint64)
 
 
 class _PackedGreenlistCache:
@@ -333,7 +321,10 @@ class _PackedGreenlistCache:
         self.capacity = max(capacity, 0)
         self._vocab_size = vocab_size
         self._lock = threading.Lock()
-        self._rows = np.zeros((self.capacity, row_bytes), dtype=np.uint8)  # pages are committed on first write
+        self._row_bytes = row_bytes
+        # Allocated on the first write: a process that only detects (an API pod) never holds it,
+        # and a fresh scheme costs no 24 MiB allocation (0.9 ms a scheme, measured).
+        self._rows: np.ndarray | None = None
         self._slot_of_token = np.full(vocab_size, -1, dtype=np.int32)
         self._token_of_slot = np.full(self.capacity, -1, dtype=np.int64)
         self._last_used = np.zeros(self.capacity, dtype=np.int64)
@@ -343,20 +334,28 @@ class _PackedGreenlistCache:
     def __len__(self) -> int:
         return self._num_used_slots
 
+    @property
+    def max_bytes(self) -> int:
+        """The most memory the cache can hold: the full slab and its bookkeeping."""
+        bookkeeping = self._slot_of_token.nbytes + self._token_of_slot.nbytes + self._last_used.nbytes
+        return self.capacity * self._row_bytes + bookkeeping
+
     def read_bytes(self, tokens: np.ndarray, byte_columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Byte ``byte_columns[i]`` of token i's row (0 where uncached), and which tokens were cached."""
         packed_bytes = np.zeros(len(tokens), dtype=np.uint8)
         with self._lock:
             slots, was_cached = self._touch(tokens)
-            packed_bytes[was_cached] = self._rows[slots[was_cached], byte_columns[was_cached]]
+            if self._rows is not None:
+                packed_bytes[was_cached] = self._rows[slots[was_cached], byte_columns[was_cached]]
         return packed_bytes, was_cached
 
     def read_rows(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the tokens' rows (zeros where uncached), and which tokens were cached."""
-        rows = np.zeros((len(tokens), self._rows.shape[1]), dtype=np.uint8)
+        rows = np.zeros((len(tokens), self._row_bytes), dtype=np.uint8)
         with self._lock:
             slots, was_cached = self._touch(tokens)
-            rows[was_cached] = self._rows[slots[was_cached]]
+            if self._rows is not None:
+                rows[was_cached] = self._rows[slots[was_cached]]
         return rows, was_cached
 
     def write_rows(self, distinct_tokens: np.ndarray, rows: np.ndarray) -> None:
@@ -370,6 +369,8 @@ class _PackedGreenlistCache:
             tokens, rows = tokens[is_new][-self.capacity :], rows[is_new][-self.capacity :]
             if len(tokens) == 0:
                 return
+            if self._rows is None:
+                self._rows = np.zeros((self.capacity, self._row_bytes), dtype=np.uint8)
             self._tick += 1
             slots = self._free_slots(len(tokens))
             self._slot_of_token[tokens] = slots

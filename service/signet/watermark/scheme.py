@@ -96,8 +96,8 @@ class WatermarkScheme(ABC):
         """
 
     def prewarm(self) -> None:
-        """Fill caches before requests need them (may take seconds: servers run it in a thread)."""
-        return None  # most schemes keep no cache worth filling
+        """Load compiled code before requests need it (servers run it in a thread); never a table per key."""
+        return None  # most schemes have nothing to load
 
 
 class KeyEntry(BaseModel, ABC):

@@ -22,7 +22,7 @@ plus itself) puts it in its own green list gets ``delta``.
 
 Only membership is ever needed, so instead of drawing the whole permutation we follow
 the one token through the first ``greenlist_size`` Fisher-Yates steps, in numba
-(``selfhash_kernels.py``, loaded on first use): 6.6 us a window at gamma 0.25 over a
+(``randperm.py``, loaded on first use): 6.6 us a window at gamma 0.25 over a
 49,152-token vocabulary (10.5 us at gamma 0.5), against 235 us for a single-threaded
 ``torch.randperm``. With ``context_width`` 1 the seed is a function of the token alone,
 so a token's colour is fixed per key and is cached in a vocabulary-sized array. Wider
@@ -36,12 +36,9 @@ a 1,000-token detection takes 7 ms with width 4, 0.3 ms with width 1 once cached
 
 from __future__ import annotations
 
-import functools
-import importlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
@@ -50,6 +47,7 @@ from pydantic import Field
 from signet.watermark.evidence import TokenEvidence
 from signet.watermark.kgw import first_occurrences
 from signet.watermark.lefthash import DEFAULT_HASHING_KEY, MAX_VOCAB_SIZE
+from signet.watermark.randperm import MT19937_SEED_MASK, PartialRandperm, kernels
 from signet.watermark.scheme import GenerationRow, KeyEntry, WatermarkScheme
 from signet.watermark.statistics import BinomialNull
 
@@ -64,8 +62,7 @@ MAX_CONTEXT_WIDTH = 8
 
 # transformers reduces the seed modulo 2**64 - 1 (not 2**64) before torch sees it.
 _SEED_MODULUS = 2**64 - 1
-# torch's mt19937 keeps only the low 32 bits of its seed.
-_MT19937_SEED_MASK = np.uint64(0xFFFFFFFF)
+_MT19937_SEED_MASK = np.uint64(MT19937_SEED_MASK)
 _UNKNOWN = -1  # a token whose colour the context-width-1 cache does not hold yet
 
 
@@ -149,12 +146,9 @@ class SelfhashScheme(WatermarkScheme):
 
     def __init__(self, parameters: SelfhashParameters) -> None:
         self.parameters = parameters
-        # Fisher-Yates step i draws modulo the n - i entries not yet settled; the kernel
-        # divides by multiplying with these constants (selfhash_kernels._fast_remainders).
-        self._moduli = (parameters.vocab_size - np.arange(parameters.greenlist_size)).astype(np.uint64)
-        self._magics = np.uint64(2**64 - 1) // self._moduli + np.uint64(1)
+        self._randperm = PartialRandperm(parameters.vocab_size, parameters.greenlist_size)
         # Built on first use, not here: the engine process builds every scheme while it
-        # starts, before numba may be loaded (selfhash_kernels.py says why).
+        # starts, before numba may be loaded (randperm_kernels.py says why).
         self._table_plus_one: np.ndarray | None = None
         self._table_lock = threading.Lock()
         # context_width 1 only: each token's colour, 1 green, 0 red, _UNKNOWN not drawn yet.
@@ -187,7 +181,7 @@ class SelfhashScheme(WatermarkScheme):
     def green_list(self, window: Sequence[int]) -> np.ndarray:
         """transformers' ``_get_greenlist_ids(window)``: the green ids, in torch's order (int64)."""
         seed = self.manual_seeds(np.asarray(window, dtype=np.int64).reshape(1, -1))[0] & _MT19937_SEED_MASK
-        return _kernels().randperm(int(seed), self.parameters.vocab_size)[: self.parameters.greenlist_size]
+        return kernels().randperm(int(seed), self.parameters.vocab_size)[: self.parameters.greenlist_size]
 
     def in_own_greenlist(self, windows: np.ndarray) -> np.ndarray:
         """bool [rows]: whether each window's last token is in the green list the window seeds."""
@@ -213,10 +207,7 @@ class SelfhashScheme(WatermarkScheme):
     def _draw(self, windows: np.ndarray) -> np.ndarray:
         """bool [rows] from the kernel; every window's last token in the vocabulary."""
         seeds = self.manual_seeds(windows) & _MT19937_SEED_MASK
-        green = np.empty(len(windows), dtype=bool)
-        tokens = np.ascontiguousarray(windows[:, -1])
-        _kernels().in_own_greenlist(seeds, tokens, self._magics, self._moduli, green)
-        return green
+        return self._randperm.in_greenlists(seeds, np.arange(len(seeds) + 1), windows[:, -1])
 
     def _table(self) -> np.ndarray:
         """``fixed_table + 1`` as uint64, drawn on first use in about 10 ms. A process's first
@@ -226,7 +217,7 @@ class SelfhashScheme(WatermarkScheme):
             with self._table_lock:
                 if self._table_plus_one is None:
                     seed = self.parameters.hashing_key & int(_MT19937_SEED_MASK)
-                    self._table_plus_one = _kernels().randperm(seed, TABLE_SIZE).astype(np.uint64) + np.uint64(1)
+                    self._table_plus_one = kernels().randperm(seed, TABLE_SIZE).astype(np.uint64) + np.uint64(1)
         return self._table_plus_one
 
     # Generation -------------------------------------------------------------------
@@ -342,11 +333,5 @@ def _highest_logits(logits: torch.Tensor, row_indices: list[int], count: int) ->
             np.arange(len(rows)),
         )
     candidates = np.empty((len(rows), min(count, values.shape[1])), dtype=np.int64)
-    _kernels().highest_ids(values, rows, candidates.shape[1], candidates)
+    kernels().highest_ids(values, rows, candidates.shape[1], candidates)
     return candidates
-
-
-@functools.cache
-def _kernels() -> ModuleType:
-    """The compiled kernels, imported on first use (selfhash_kernels.py says why)."""
-    return importlib.import_module("signet.watermark.selfhash_kernels")

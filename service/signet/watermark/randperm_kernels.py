@@ -1,6 +1,11 @@
-"""The numba kernels behind ``selfhash.py``: torch's CPU mt19937 and ``randperm``, compiled.
+"""torch's CPU mt19937 and ``randperm``, compiled: the green lists of kgw-lefthash and kgw-selfhash.
 
-Imported only by ``selfhash._kernels()``, on first use, never at import time, for the
+Both schemes take a green list as the first ``k`` entries of ``torch.randperm(n)``. These
+kernels answer "is token t green?" without shuffling the vocabulary (``in_greenlists``)
+and draw whole green lists for generation (``greenlist_rows``). ``highest_ids`` finds
+selfhash's generation candidates.
+
+Imported only through ``lefthash.kernels()``, on first use, never at import time, for the
 reason ``philox_kernels.py`` gives: vLLM's CPU worker crashes on numba's objects if they
 are loaded when it starts.
 
@@ -100,52 +105,102 @@ def _fast_remainders(words, magics, moduli, remainders):
 
 
 @njit(cache=True, nogil=True)  # nogil: detections in several threads draw in parallel
-def in_own_greenlist(seeds, tokens, magics, moduli, green):
-    """``green[r] = tokens[r] in randperm(vocab_size, seed=seeds[r])[:greenlist_size]``.
+def in_greenlists(seeds, group_starts, tokens, magics, moduli, green):
+    """``green[t] = tokens[t] in randperm(vocab_size, seed=seeds[g])[:greenlist_size]`` for
+    every ``t`` of group ``g``, ``group_starts[g] <= t < group_starts[g + 1]``.
 
     ``moduli`` is ``vocab_size - arange(greenlist_size)`` (uint64), ``magics`` their
-    ``_fast_remainders`` constants; every token must lie in ``[0, vocab_size)``.
+    ``_fast_remainders`` constants; every token must lie in ``[0, vocab_size)``. A group
+    is every token one seed decides (lefthash: the tokens after one previous token), so
+    the seed's draws are made once for all of them.
 
-    Follows one token through the first ``greenlist_size`` Fisher-Yates steps instead
+    Follows each token through the first ``greenlist_size`` Fisher-Yates steps instead
     of shuffling the vocabulary: it sits at position ``p`` (its own id at first). Step
     ``i`` swaps positions ``i`` and ``j = i + draw % (n - i)`` (``j >= i``) and settles
     position ``i`` for good. So if ``j == p`` the token lands at ``i`` and is green (``j ==
     p == i`` included: a no-op swap settles it in place); else if ``p == i`` it moves up
     to ``j``; else it stays. Draws are made a block of 624 at a time, a whole block is
-    checked for ``j == p`` with one vectorised count, and only a hit, or ``p`` falling
-    in the block, is walked step by step. A green token ends the draws early.
+    checked for ``j == p`` with one vectorised count per token, and only a hit, or ``p``
+    falling in the block, is walked step by step. The draws stop once every token of
+    the group is green.
     """
     greenlist_size = len(moduli)
     state = np.empty(_STATE_WORDS, dtype=np.uint32)
     words = np.empty(_STATE_WORDS, dtype=np.uint32)
     offsets = np.empty(_STATE_WORDS, dtype=np.uint64)
     block_steps = np.arange(_STATE_WORDS).astype(np.uint64)
-    for row in range(len(seeds)):
-        _seed(state, seeds[row])
-        position = np.int64(tokens[row])
-        is_green = False
+    positions = np.empty(len(tokens), dtype=np.int64)
+    for group in range(len(seeds)):
+        first, stop = group_starts[group], group_starts[group + 1]
+        _seed(state, seeds[group])
+        for member in range(first, stop):
+            positions[member] = tokens[member]
+            green[member] = False
+        undecided = stop - first
         start = 0
-        while start < greenlist_size and not is_green:
+        while start < greenlist_size and undecided > 0:
             block = min(_STATE_WORDS, greenlist_size - start)
             _next_block(state, words, block)
             _fast_remainders(
                 words[:block], magics[start : start + block], moduli[start : start + block], offsets[:block]
             )
-            target = _U64(position - start)  # position >= start while the token is unsettled
-            hits = 0
-            for offset in range(block):
-                hits += (offsets[offset] + block_steps[offset]) == target
-            if hits > 0 or position < start + block:
+            for member in range(first, stop):
+                if green[member]:
+                    continue
+                position = positions[member]
+                target = _U64(position - start)  # position >= start while the token is unsettled
+                hits = 0
+                for offset in range(block):
+                    hits += (offsets[offset] + block_steps[offset]) == target
+                if hits == 0 and position >= start + block:
+                    continue
                 for offset in range(block):
                     step = start + offset
                     partner = step + np.int64(offsets[offset])
                     if partner == position:
-                        is_green = True
+                        green[member] = True
+                        undecided -= 1
                         break
                     if position == step:
                         position = partner
+                positions[member] = position
             start += block
-        green[row] = is_green
+
+
+@njit(cache=True, nogil=True)
+def greenlist_rows(seeds, magics, moduli, green):
+    """``green[r, randperm(vocab_size, seed=seeds[r])[:greenlist_size]] = True``, on a zeroed
+    bool ``green`` of shape [rows, vocab_size]; ``moduli`` and ``magics`` as ``in_greenlists``.
+
+    Runs the ``greenlist_size`` swaps on one scratch ``arange(vocab_size)``, reads the
+    green ids off its head, then undoes the swaps in reverse so the next row starts from
+    ``arange`` again: twice ``greenlist_size`` swaps instead of a fresh vocabulary each row.
+    """
+    greenlist_size = len(moduli)
+    vocab_size = green.shape[1]
+    permutation = np.arange(vocab_size).astype(np.int32)  # int32: half the cache lines of int64
+    partners = np.empty(greenlist_size, dtype=np.int64)
+    state = np.empty(_STATE_WORDS, dtype=np.uint32)
+    words = np.empty(_STATE_WORDS, dtype=np.uint32)
+    offsets = np.empty(_STATE_WORDS, dtype=np.uint64)
+    for row in range(len(seeds)):
+        _seed(state, seeds[row])
+        for start in range(0, greenlist_size, _STATE_WORDS):
+            block = min(_STATE_WORDS, greenlist_size - start)
+            _next_block(state, words, block)
+            _fast_remainders(
+                words[:block], magics[start : start + block], moduli[start : start + block], offsets[:block]
+            )
+            for offset in range(block):
+                step = start + offset
+                partner = step + np.int64(offsets[offset])
+                partners[step] = partner
+                permutation[step], permutation[partner] = permutation[partner], permutation[step]
+        for step in range(greenlist_size):
+            green[row, permutation[step]] = True
+        for step in range(greenlist_size - 1, -1, -1):
+            partner = partners[step]
+            permutation[step], permutation[partner] = permutation[partner], permutation[step]
 
 
 @njit(cache=True, nogil=True)
