@@ -1,6 +1,10 @@
-"""Logging of ``signet serve`` and ``signet worker``: one JSON object per line by default
-(``SIGNET_LOG_FORMAT=text``: the older human format), and the id of the HTTP request a
-line was logged for.
+"""Logging of ``signet serve`` and ``signet worker``: one JSON object per line for log
+collectors, the human format for a person at a terminal, and the id of the HTTP request
+a line was logged for.
+
+``SIGNET_LOG_FORMAT`` is ``auto`` by default: text when standard error is a terminal (``make
+serve`` in a shell), JSON otherwise (a container, a pipe, a file). ``json`` or ``text``
+forces one.
 
 A line is ``{"time", "level", "logger", "message"}``, plus ``request_id`` while a request
 is served, the fields a caller passed as ``extra=``, and ``exception`` (the traceback)
@@ -19,9 +23,10 @@ import sys
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 LogFormat = Literal["json", "text"]
+LogFormatSetting = Literal["auto", "json", "text"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _HANDLER_NAME = "signet"
@@ -79,7 +84,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str, ensure_ascii=True)
 
 
-def configure(log_format: LogFormat = "json", level: str = "info", vllm_config_dir: Path | None = None) -> None:
+def resolve_format(setting: LogFormatSetting, stream: TextIO) -> LogFormat:
+    """``auto``: text for a person at a terminal, JSON for whatever collects the lines."""
+    if setting != "auto":
+        return setting
+    isatty = getattr(stream, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
+def configure(log_format: LogFormatSetting = "auto", level: str = "info", vllm_config_dir: Path | None = None) -> None:
     """Send the root logger's records to stderr in ``log_format``; safe to call again.
 
     ``level`` is SIGNET_LOG_LEVEL (uvicorn's names: critical, error, warning, info, debug,
@@ -87,6 +100,7 @@ def configure(log_format: LogFormat = "json", level: str = "info", vllm_config_d
     do not propagate to the root) get the same formatter, in this process and in the
     engine processes vLLM starts.
     """
+    log_format = resolve_format(log_format, sys.stderr)
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:

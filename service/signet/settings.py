@@ -87,8 +87,10 @@ class Settings(BaseSettings):
         description="A request's body must arrive within this long of its headers; else 408.",
     )
     log_level: str = "info"
-    log_format: Literal["json", "text"] = Field(
-        default="json", description="Log lines as JSON objects (with request ids), or as human-readable text."
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="Log lines as JSON objects (with request ids), or as human-readable text; "
+        "auto: text when standard error is a terminal, else JSON.",
     )
 
     max_text_chars: int = Field(

@@ -136,3 +136,46 @@ def test_an_operators_own_vllm_logging_config_is_kept(restore_root_logging, monk
     logs.configure("json", "info", tmp_path)
     assert os.environ["VLLM_LOGGING_CONFIG_PATH"] == "/etc/vllm-logging.json"
     assert not list(tmp_path.iterdir())
+
+
+def _log_one_line(stderr: int, setting: str) -> None:
+    """A fresh process configured with ``setting`` logs one record to ``stderr``."""
+    code = (
+        "import logging; from signet import logs; "
+        f"logs.configure({setting!r}, 'info'); logging.getLogger('signet.test').info('hello')"
+    )
+    subprocess.run([sys.executable, "-c", code], stderr=stderr, check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("setting", "at_a_terminal", "expected"),
+    [
+        ("auto", True, "text"),
+        ("auto", False, "json"),
+        ("json", True, "json"),
+        ("text", False, "text"),
+    ],
+)
+def test_auto_is_text_at_a_terminal_and_json_elsewhere(setting, at_a_terminal, expected):
+    # A real pseudo-terminal, as `make serve` in a shell has, against a pipe, as a container has.
+    if at_a_terminal:
+        controller, terminal = os.openpty()
+        try:
+            _log_one_line(terminal, setting)
+            output = os.read(controller, 65536).decode()
+        finally:
+            os.close(terminal)
+            os.close(controller)
+    else:
+        reader, writer = os.pipe()
+        try:
+            _log_one_line(writer, setting)
+            os.close(writer)
+            output = os.read(reader, 65536).decode()
+        finally:
+            os.close(reader)
+    line = output.strip().splitlines()[-1]
+    if expected == "json":
+        assert json.loads(line)["message"] == "hello"
+    else:
+        assert re.fullmatch(r"\S+ \S+ INFO signet.test: hello", line.strip())
