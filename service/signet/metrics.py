@@ -54,12 +54,25 @@ GENERATED_TOKENS = Counter(
     "Tokens generated for callers, by whether a watermark key was applied.",
     ["watermarked"],
 )
+# The engine requests of a score, by score (uncertainty, consistency) and step: what the
+# request was for. answer: the answer scored (generated greedily, or the caller's one
+# teacher-forced); pmi: the answer after an empty prompt; samples: sampled answers;
+# paraphrases: the answer after each paraphrase of the prompt; entailment: uncertainty's
+# judge questions (similarity "llm"); selfcheck_llm_support, selfcheck_llm_entailment,
+# source_entailment: those methods' judge questions; mqag: MQAG's questions and answers.
+SCORING_ENGINE_REQUESTS = Counter(
+    "signet_scoring_engine_requests",
+    "Engine requests (queue jobs in distributed mode) run for /score/uncertainty and /score/consistency, "
+    "by score and step (what the request was for: answer, pmi, samples, paraphrases, entailment, a judged "
+    "method's name, mqag).",
+    ["score", "step"],
+)
 SCORING_TOKENS = Counter(
     "signet_scoring_tokens",
-    "Tokens the engine ran for /score/uncertainty and /score/consistency (answers, samples, judge "
-    "questions; never watermarked), by kind: prompt (prefilled) or generated. Not in "
+    "Tokens the engine ran for /score/uncertainty and /score/consistency (never watermarked), by score, "
+    "step (as signet_scoring_engine_requests_total) and kind: prompt (prefilled) or generated. Not in "
     "signet_generated_tokens_total.",
-    ["kind"],
+    ["score", "step", "kind"],
 )
 SCORED_TOKENS = Counter(
     "signet_scored_tokens",
@@ -108,8 +121,6 @@ for _result in CACHE_RESULTS:
     DETECT_CACHE_REQUESTS.labels(_result)
 for _watermarked in ("true", "false"):
     GENERATED_TOKENS.labels(_watermarked)
-for _kind in ("prompt", "generated"):
-    SCORING_TOKENS.labels(_kind)
 
 
 def status_class(status: int | None) -> str:
@@ -151,10 +162,11 @@ def count_generated(tokens: int, watermarked: bool) -> None:
     GENERATED_TOKENS.labels("true" if watermarked else "false").inc(tokens)
 
 
-def count_scoring_tokens(prompt_tokens: int, generated_tokens: int) -> None:
-    """One engine request of a score: the tokens it prefilled and generated."""
-    SCORING_TOKENS.labels("prompt").inc(prompt_tokens)
-    SCORING_TOKENS.labels("generated").inc(generated_tokens)
+def count_scoring_request(score: str, step: str, prompt_tokens: int, generated_tokens: int) -> None:
+    """One engine request of a score: what it was for and the tokens it prefilled and generated."""
+    SCORING_ENGINE_REQUESTS.labels(score, step).inc()
+    SCORING_TOKENS.labels(score, step, "prompt").inc(prompt_tokens)
+    SCORING_TOKENS.labels(score, step, "generated").inc(generated_tokens)
 
 
 def observe_generation_piece(delta: CompletionDelta, watermarked: bool) -> None:

@@ -212,12 +212,19 @@ def test_a_failed_job_cancels_the_other_jobs_of_its_score(detection_state, redis
     assert running and sorted(cancelled) == sorted(running)
 
 
-def scoring_tokens(client: TestClient, kind: str) -> float:
+def scoring_series(client: TestClient) -> dict[tuple[str, ...], float]:
+    """Every consistency series of signet_scoring_*: (name, step[, kind]) -> value."""
+    series = {}
     for family in text_string_to_metric_families(client.get("/metrics").text):
         for sample in family.samples:
-            if sample.name == "signet_scoring_tokens_total" and sample.labels == {"kind": kind}:
-                return sample.value
-    raise AssertionError("no signet_scoring_tokens_total series")
+            if sample.name.startswith("signet_scoring_") and sample.labels.get("score") == "consistency":
+                key = (
+                    sample.name,
+                    sample.labels["step"],
+                    *([sample.labels["kind"]] if "kind" in sample.labels else []),
+                )
+                series[key] = sample.value
+    return series
 
 
 def _completion(text: str, prompt: list[int]) -> dict:
@@ -249,15 +256,23 @@ def test_a_score_runs_its_judge_questions_in_batches_a_few_at_a_time(detection_s
     body["methods"] = ["selfcheck_llm_support", "selfcheck_llm_entailment"]
     with worker_thread(redis_namespace, {"sample": sample, "batch": batch}, concurrency=32):
         with queued_client(detection_state, redis_namespace) as client:
-            before = [scoring_tokens(client, kind) for kind in ("prompt", "generated")]
+            before = scoring_series(client)
             response = client.post("/score/consistency", json=body)
-            after = [scoring_tokens(client, kind) for kind in ("prompt", "generated")]
+            after = scoring_series(client)
     assert response.status_code == 200, response.text
     cost = response.json()["cost"]
-    assert [after[0] - before[0], after[1] - before[1]] == [cost["prompt_tokens"], cost["generated_tokens"]]
+    added = {key: value - before.get(key, 0.0) for key, value in after.items() if value != before.get(key, 0.0)}
+    tokens = {kind: sum(v for k, v in added.items() if k[0] == "signet_scoring_tokens_total" and k[2] == kind)
+              for kind in ("prompt", "generated")}  # fmt: skip
+    assert [tokens["prompt"], tokens["generated"]] == [cost["prompt_tokens"], cost["generated_tokens"]]
     judged = 2 * 64 * 8
     assert sorted(batches) == [JUDGE_BATCH] * (judged // JUDGE_BATCH)
     assert cost["engine_requests"] == 1 + math.ceil(judged / JUDGE_BATCH) and cost["sequences"] == 8 + judged
+    # Each engine request is counted under what it was for: one for the samples, half the
+    # judge batches for each method's questions.
+    requests = {k[1]: v for k, v in added.items() if k[0] == "signet_scoring_engine_requests_total"}
+    per_method = judged // 2 // JUDGE_BATCH
+    assert requests == {"samples": 1, "selfcheck_llm_support": per_method, "selfcheck_llm_entailment": per_method}
     assert most == MAX_IN_FLIGHT
 
 

@@ -156,10 +156,15 @@ def _same_answer_key(text: str) -> str:
 def test_judge_questions_run_in_batches_and_every_token_is_counted(api):
     """Ten diverse samples judged pairwise: 90 questions in two engine requests (not 90),
     and the tokens of every request in signet_scoring_tokens_total, not in the generated series."""
+    steps = ("answer", "pmi", "samples", "entailment")
     counters = [
-        ("signet_scoring_tokens_total", {"kind": "prompt"}),
-        ("signet_scoring_tokens_total", {"kind": "generated"}),
+        *[("signet_scoring_tokens_total", {"score": "uncertainty", "step": step, "kind": "prompt"}) for step in steps],
+        *[
+            ("signet_scoring_tokens_total", {"score": "uncertainty", "step": step, "kind": "generated"})
+            for step in steps
+        ],
         ("signet_generated_tokens_total", {"watermarked": "false"}),
+        *[("signet_scoring_engine_requests_total", {"score": "uncertainty", "step": step}) for step in steps],
     ]
     before = [_metric(api, name, **labels) for name, labels in counters]
     body = {"prompt": "Write one sentence about anything.", "samples": 10, "temperature": 1.5, "seed": 8}
@@ -172,6 +177,8 @@ def test_judge_questions_run_in_batches_and_every_token_is_counted(api):
     # answer, PMI pass, samples (one request), then the judge questions in batches
     assert cost["engine_requests"] == 3 + math.ceil(judged / JUDGE_BATCH)
     assert cost["sequences"] == 2 + 10 + judged
-    assert after[0] - before[0] == cost["prompt_tokens"]
-    assert after[1] - before[1] == cost["generated_tokens"] > 0
-    assert after[2] == before[2]
+    added = [after[index] - before[index] for index in range(len(counters))]
+    assert sum(added[0:4]) == cost["prompt_tokens"]
+    assert sum(added[4:8]) == cost["generated_tokens"] > 0
+    assert added[8] == 0  # scoring tokens are not generated tokens
+    assert added[9:] == [1, 1, 1, math.ceil(judged / JUDGE_BATCH)]  # requests per step

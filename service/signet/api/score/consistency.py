@@ -115,9 +115,13 @@ async def score_consistency(state: ServiceState, request: ConsistencyRequest, ca
     )
     require_engine(state)
     if request.mode == "self":
-        meter = CostMeter(caller.queue_tenant, "samples", "draw fewer or shorter samples, or check a shorter text")
+        meter = CostMeter(
+            "consistency", caller.queue_tenant, "samples", "draw fewer or shorter samples, or check a shorter text"
+        )
     else:
-        meter = CostMeter(caller.queue_tenant, "source", "give a shorter source or text, or ask fewer questions")
+        meter = CostMeter(
+            "consistency", caller.queue_tenant, "source", "give a shorter source or text, or ask fewer questions"
+        )
     if request.mode == "self":
         gathered = await _self_consistency(state, meter, request, sentences, methods)
     else:
@@ -240,7 +244,7 @@ async def _llm_selfcheck(
 ) -> list[float]:
     question = LLM_SELFCHECKS[method]
     asked = [question(sample, sentence.text) for sentence in sentences for sample in samples]
-    labels = np.array(await judge.yes_no(state, meter, asked)).reshape(len(sentences), len(samples), 2)
+    labels = np.array(await judge.yes_no(state, meter, asked, method)).reshape(len(sentences), len(samples), 2)
     return list(support_scores(labels[..., 0], labels[..., 1]))
 
 
@@ -266,7 +270,7 @@ async def _reference(
     entailment = None
     if "source_entailment" in methods:
         questions = [judge.premise_entailment_question(request.source, s.text) for s in sentences]
-        entailment = judge.yes_probabilities(state, meter, questions)
+        entailment = judge.yes_probabilities(state, meter, questions, "source_entailment")
     mqag = _mqag(state, meter, request) if set(methods) & set(MQAG_METHODS) else None
     results = await all_or_none(task for task in (entailment, mqag) if task is not None)
     if entailment is not None:
@@ -301,7 +305,7 @@ async def _mqag(state: ServiceState, meter: CostMeter, request: ConsistencyReque
     options = SamplingOptions(
         max_tokens=QUESTION_TOKENS, temperature=QUESTION_TEMPERATURE, seed=request.seed, n=request.questions
     )
-    replies = await ask(state, meter, prompt_ids, options)
+    replies = await ask(state, meter, prompt_ids, options, "mqag")
     parsed = {}
     for reply in replies:
         question = parse_question(judge.QUESTION_START + reply.text)
@@ -318,8 +322,8 @@ async def _mqag(state: ServiceState, meter: CostMeter, request: ConsistencyReque
     answerable_asks = [judge.answerable_prompt(request.source, question) for question, _ in questions]
     distributions, answerable = await all_or_none(
         [
-            judge.option_probabilities(state, meter, asks, [4] * len(asks)),
-            judge.yes_probabilities(state, meter, answerable_asks),
+            judge.option_probabilities(state, meter, asks, [4] * len(asks), "mqag"),
+            judge.yes_probabilities(state, meter, answerable_asks, "mqag"),
         ]
     )
     return [

@@ -44,6 +44,7 @@ class CostMeter:
     many at once, and what they cost. ``budget_field``: the request field a caller changes to
     fit SIGNET_SCORE_MAX_TOKENS, and ``budget_advice`` says how."""
 
+    score: str  # "uncertainty" or "consistency": the metrics' score label
     tenant: str | None = None
     budget_field: str = "samples"
     budget_advice: str = "ask for fewer samples"
@@ -54,13 +55,14 @@ class CostMeter:
     generated_tokens: int = 0
     in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT))
 
-    def count(self, prompt_tokens: int, completions: list[Completion]) -> None:
+    def count(self, step: str, prompt_tokens: int, completions: list[Completion]) -> None:
+        """One engine request, for ``step`` (signet.metrics: SCORING_ENGINE_REQUESTS)."""
         generated = sum(completion.completion_tokens for completion in completions)
         self.engine_requests += 1
         self.sequences += len(completions)
         self.prompt_tokens += prompt_tokens
         self.generated_tokens += generated
-        metrics.count_scoring_tokens(prompt_tokens, generated)
+        metrics.count_scoring_request(self.score, step, prompt_tokens, generated)
 
     def report(self) -> Cost:
         return Cost(
@@ -109,7 +111,7 @@ def admit(state: ServiceState, meter: CostMeter, prompt_tokens: int, options: Sa
 
 
 async def ask(
-    state: ServiceState, meter: CostMeter, prompt_ids: list[int], options: SamplingOptions
+    state: ServiceState, meter: CostMeter, prompt_ids: list[int], options: SamplingOptions, step: str
 ) -> list[Completion]:
     """One engine request (``options.n`` answers); never watermarked: scores describe the model."""
     admit(state, meter, len(prompt_ids), options, options.n)  # the prompt is read once for all n answers
@@ -118,12 +120,12 @@ async def ask(
             completions = await state.engine.sample(prompt_ids, options, None, meter.tenant)
         except EngineError as error:
             raise engine_problem(error) from error
-    meter.count(len(prompt_ids), completions)
+    meter.count(step, len(prompt_ids), completions)
     return completions
 
 
 async def ask_batch(
-    state: ServiceState, meter: CostMeter, prompts: list[list[int]], options: SamplingOptions
+    state: ServiceState, meter: CostMeter, prompts: list[list[int]], options: SamplingOptions, step: str
 ) -> list[Completion]:
     """One answer to each prompt, JUDGE_BATCH prompts per engine request; never watermarked.
     A failed batch cancels the others."""
@@ -134,7 +136,7 @@ async def ask_batch(
                 completions = await state.engine.generate_batch(batch, options, None, meter.tenant)
             except EngineError as error:
                 raise engine_problem(error) from error
-        meter.count(sum(len(prompt) for prompt in batch), completions)
+        meter.count(step, sum(len(prompt) for prompt in batch), completions)
         return completions
 
     admit(state, meter, sum(len(prompt) for prompt in prompts), options, len(prompts))  # all, before any batch runs
@@ -165,16 +167,16 @@ def check_fits(state: ServiceState, prompt_tokens: int, max_tokens: int, field: 
 async def generate_answer(state: ServiceState, meter: CostMeter, prompt_ids: list[int], max_tokens: int) -> Completion:
     """The greedy answer with the top logprobs at every token: the answer the model finds most likely."""
     options = SamplingOptions(max_tokens=max_tokens, temperature=0.0, logprobs=MAX_LOGPROBS)
-    (answer,) = await ask(state, meter, prompt_ids, options)
+    (answer,) = await ask(state, meter, prompt_ids, options, "answer")
     return answer
 
 
 async def teacher_force(
-    state: ServiceState, meter: CostMeter, context_ids: list[int], answer_ids: list[int]
+    state: ServiceState, meter: CostMeter, context_ids: list[int], answer_ids: list[int], step: str
 ) -> TokenLogprobs:
     """The model's logprobs at each answer token after ``context_ids``: one prefill, no sampling."""
     options = SamplingOptions(max_tokens=1, temperature=0.0, prompt_logprobs=MAX_LOGPROBS)
-    (completion,) = await ask(state, meter, context_ids + answer_ids, options)
+    (completion,) = await ask(state, meter, context_ids + answer_ids, options, step)
     scored = completion.prompt_logprobs  # positions 1.., so the answer is the last len(answer_ids)
     start = len(scored.chosen) - len(answer_ids)
     return TokenLogprobs(scored.chosen[start:], scored.top_ids[start:], scored.top[start:])
@@ -191,4 +193,4 @@ async def draw_samples(
 ) -> list[Completion]:
     """``count`` answers in one request, each with its tokens' logprobs (logprobs=0: no top list)."""
     options = SamplingOptions(max_tokens=max_tokens, temperature=temperature, seed=seed, n=count, logprobs=0)
-    return await ask(state, meter, prompt_ids, options)
+    return await ask(state, meter, prompt_ids, options, "samples")

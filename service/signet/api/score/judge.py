@@ -51,31 +51,35 @@ def label_logprobs(first_token: TokenLogprobs, labels: Sequence[frozenset[int]])
     return values
 
 
-async def _first_tokens(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[TokenLogprobs]:
+async def _first_tokens(
+    state: ServiceState, meter: CostMeter, questions: Sequence[str], step: str
+) -> list[TokenLogprobs]:
     """Each question as one chat turn, answered with one token: in batches (``ask_batch``)."""
     options = SamplingOptions(max_tokens=1, temperature=0.0, logprobs=MAX_LOGPROBS)
     turns = [[{"role": "user", "content": question}] for question in questions]
     prompts = await run_in_threadpool(lambda: [encode_prompt(state.tokenizer, None, turn) for turn in turns])
-    return [reply.logprobs for reply in await ask_batch(state, meter, prompts, options)]
+    return [reply.logprobs for reply in await ask_batch(state, meter, prompts, options, step)]
 
 
-async def yes_no(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[tuple[float, float]]:
-    """(log p(yes), log p(no)) for each question, asked in batches."""
+async def yes_no(
+    state: ServiceState, meter: CostMeter, questions: Sequence[str], step: str
+) -> list[tuple[float, float]]:
+    """(log p(yes), log p(no)) for each question, asked in batches; ``step`` names them in the metrics."""
     labels = (_label_ids(state.tokenizer, _YES), _label_ids(state.tokenizer, _NO))
-    replies = await _first_tokens(state, meter, questions)
+    replies = await _first_tokens(state, meter, questions, step)
     return [tuple(label_logprobs(reply, labels)) for reply in replies]
 
 
-async def yes_probabilities(state: ServiceState, meter: CostMeter, questions: Sequence[str]) -> list[float]:
+async def yes_probabilities(state: ServiceState, meter: CostMeter, questions: Sequence[str], step: str) -> list[float]:
     """p(yes) / (p(yes) + p(no)) for each question."""
-    return [1.0 / (1.0 + math.exp(no - yes)) for yes, no in await yes_no(state, meter, questions)]
+    return [1.0 / (1.0 + math.exp(no - yes)) for yes, no in await yes_no(state, meter, questions, step)]
 
 
 async def option_probabilities(
-    state: ServiceState, meter: CostMeter, questions: Sequence[str], option_counts: Sequence[int]
+    state: ServiceState, meter: CostMeter, questions: Sequence[str], option_counts: Sequence[int], step: str
 ) -> list[list[float]]:
     """For each multiple-choice question, the distribution over its option letters."""
-    replies = await _first_tokens(state, meter, questions)
+    replies = await _first_tokens(state, meter, questions, step)
     distributions = []
     for reply, count in zip(replies, option_counts, strict=True):
         labels = [_label_ids(state.tokenizer, (letter,)) for letter in OPTION_LETTERS[:count]]

@@ -80,6 +80,7 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest, ca
     )
     require_engine(state)
     meter = CostMeter(
+        "uncertainty",
         caller.queue_tenant,
         "samples",
         "ask for fewer or shorter samples (max_tokens), give a shorter prompt, or use similarity 'embedding'",
@@ -173,7 +174,7 @@ async def _answer(
     if request.response is not None:
         answer_ids = await encode_text(state, request.response)
         check_fits(state, len(prompt_ids) + len(answer_ids), 1, "response", "the prompt with the response")
-        return answer_ids, await teacher_force(state, meter, prompt_ids, answer_ids), request.response
+        return answer_ids, await teacher_force(state, meter, prompt_ids, answer_ids, "answer"), request.response
     answer = await generate_answer(state, meter, prompt_ids, request.max_tokens)
     return answer.token_ids, answer.logprobs, answer.text
 
@@ -188,7 +189,7 @@ async def _pmi(
         tokenizer = state.tokenizer
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         context = [start]
-    return pmi_score(answer, await teacher_force(state, meter, context, answer_ids))
+    return pmi_score(answer, await teacher_force(state, meter, context, answer_ids, "pmi"))
 
 
 async def _samples(
@@ -266,6 +267,7 @@ async def entailment_matrix(state: ServiceState, meter: CostMeter, question: str
         state,
         meter,
         [judge.entailment_question(question, first_answer[distinct[i]], first_answer[distinct[j]]) for i, j in pairs],
+        "entailment",
     )
     between_distinct = np.eye(len(distinct))
     for (i, j), probability in zip(pairs, probabilities, strict=True):
@@ -281,7 +283,7 @@ async def _decomposition(
     contexts = [await encode(state, *_paraphrased(request, paraphrase)) for paraphrase in request.paraphrases]
     for context in contexts:
         check_fits(state, len(context) + len(answer_ids), 1, "paraphrases", "a paraphrase with the answer")
-    members = [answer, *await all_or_none(teacher_force(state, meter, c, answer_ids) for c in contexts)]
+    members = [answer, *await all_or_none(teacher_force(state, meter, c, answer_ids, "paraphrases") for c in contexts)]
     split = await run_in_threadpool(_decompose, members, len(answer_ids))
     parts = {
         "total_uncertainty": (split.sequence.total, [token.total for token in split.per_token]),
