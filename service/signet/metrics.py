@@ -8,8 +8,9 @@ without bound.
 
 Any layer may import this module: it imports nothing of Signet's. One uvicorn process
 serves each pod, so no multiprocess mode is needed. ``GET /metrics``
-(``signet.api.metrics``) exposes the registry; ``signet worker`` serves no HTTP, so what
-happens on workers reaches the API in the job's outcome and is observed there.
+(``signet.api.metrics``) exposes the registry. What happens to jobs on workers reaches the
+API in the job's outcome and is observed there; a worker's own port
+(SIGNET_WORKER_METRICS_PORT, ``signet.worker``) serves vLLM's series of its engine.
 """
 
 from __future__ import annotations

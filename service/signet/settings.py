@@ -213,10 +213,21 @@ class Settings(BaseSettings):
     worker_drain_seconds: float = Field(
         default=25.0, ge=0.0, le=3600.0, description="On SIGTERM, how long a worker finishes its running jobs."
     )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_535,
+        description="A port where the worker serves its Prometheus metrics (vLLM's own vllm: series: KV-cache use, "
+        "requests running and waiting, time to first token, inter-token latency); unset: none.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="The address the worker's metrics port listens on: 0.0.0.0 in a pod, for Prometheus to scrape.",
+    )
     worker_ready_file: Path | None = Field(
         default=None,
         description="A file the worker creates once its engine is loaded, touches every second while the "
-        "engine is healthy, and removes when it starts draining: for exec probes (workers serve no HTTP).",
+        "engine is healthy, and removes when it starts draining: for exec probes (workers serve no API).",
     )
 
     detect_cache_ttl_seconds: int = Field(

@@ -50,3 +50,30 @@ def check_pip_install(command: str, where: str) -> None:
     assert "--no-deps" in arguments and "--no-build-isolation" in arguments, (
         f"{where}: {command!r} installs neither from a lock with --require-hashes nor the project with --no-deps"
     )
+
+
+MONITORING = ROOT / "k8s" / "components" / "monitoring"
+_SERIES_SUFFIXES = ("_total", "_bucket", "_sum", "_count")
+
+
+def monitored_families() -> set[str]:
+    """The metric families the Grafana dashboard and the alerts query (``vllm:...`` and
+    ``signet_...``), as Prometheus' text format names them: without ``_total``, ``_bucket``,
+    ``_sum`` or ``_count``."""
+    import json
+
+    import yaml
+
+    dashboard = json.loads((MONITORING / "dashboards" / "signet.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    queries += [r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]]
+    names = {name for query in queries for name in re.findall(r"\b(?:signet_|vllm:)[a-z0-9_:]+", query)}
+    return {next((name[: -len(s)] for s in _SERIES_SUFFIXES if name.endswith(s)), name) for name in names}
+
+
+def exposed_families(exposition: str) -> set[str]:
+    """The metric families a /metrics answer holds, samples or not."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {family.name for family in text_string_to_metric_families(exposition)}

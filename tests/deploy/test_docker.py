@@ -24,7 +24,15 @@ import pytest
 import yaml
 
 from signet.settings import Settings
-from tests.deploy.common import ENV_PREFIX, ROOT, SETTINGS_ENV, check_pip_install, pip_installs, tool
+from tests.deploy.common import (
+    ENV_PREFIX,
+    ROOT,
+    SETTINGS_ENV,
+    check_pip_install,
+    monitored_families,
+    pip_installs,
+    tool,
+)
 
 DOCKER = ROOT / "docker"
 DOCKERFILES = ("Dockerfile.api", "Dockerfile.worker", "Dockerfile.worker-cpu")
@@ -437,9 +445,15 @@ def test_prometheus_scrapes_the_api_metrics_route(monkeypatch: pytest.MonkeyPatc
     config = yaml.safe_load((DOCKER / "prometheus.yml").read_text(encoding="utf-8"))
     apis = services_built_from(API_DOCKERFILE)
     routes = {route.path for route in router.routes}
-    jobs = config["scrape_configs"]
-    assert jobs
-    for job in jobs:
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"signet-api", "signet-worker"}
+    worker = jobs.pop("signet-worker")
+    (discovery,) = worker["dns_sd_configs"]
+    (service,) = discovery["names"]
+    assert service in services_built_from("Dockerfile.worker-cpu")
+    worker_settings = effective_settings(service_env(services()[service]), monkeypatch)
+    assert (discovery["port"], worker_settings.worker_metrics_host) == (worker_settings.worker_metrics_port, "0.0.0.0")
+    for job in jobs.values():
         assert job.get("metrics_path", "/metrics") in routes, f"{job['job_name']}: the API serves no such path"
         targets = [target for group in job["static_configs"] for target in group["targets"]]
         assert targets
@@ -511,7 +525,11 @@ def test_dashboard_queries_only_series_signet_exports() -> None:
         assert expressions, f"{name} queries nothing"
         for expression in expressions:
             used = set(re.findall(r"\bsignet_[a-z0-9_]+", expression))
-            assert used, f"{name}: {expression!r} queries no Signet series"
+            # vLLM's series come from the workers' metrics port: tests/e2e/test_distributed.py
+            # checks the k8s dashboard's on a real worker, and this one uses the same names.
+            engine = set(re.findall(r"\bvllm:[a-z0-9_:]+", expression))
+            assert used or engine, f"{name}: {expression!r} queries neither a Signet nor a vLLM series"
+            queried |= engine
             unknown = used - exported
             assert not unknown, f"{name}: {expression!r} queries {unknown}, not in signet/metrics.py"
             queried |= used
@@ -524,6 +542,10 @@ def test_dashboard_queries_only_series_signet_exports() -> None:
         "signet_generated_tokens_total",
     }
     assert wanted <= queried, f"the dashboards do not show {wanted - queried}"
+    engine = {name for name in queried if name.startswith("vllm:")}
+    assert engine, "the dashboards show nothing of the engines"
+    unchecked = {re.sub(r"_(bucket|sum|count|total)$", "", name) for name in engine} - monitored_families()
+    assert not unchecked, f"{unchecked}: not among the names the e2e test finds on a real worker (the k8s dashboard's)"
 
 
 # ------------------------------------------------------------------------- .dockerignore

@@ -344,15 +344,44 @@ def test_api_port_and_probes(rendered):
     assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [settings.port]
 
 
-def test_service_monitor_scrapes_the_metrics_route(rendered):
-    (monitor,) = rendered.all("ServiceMonitor")
-    selector = monitor["spec"]["selector"]["matchLabels"]
-    services = [s for s in rendered.all("Service") if selects(selector, s["metadata"]["labels"])]
-    assert [s["metadata"]["name"] for s in services] == ["signet-api"]
+def test_service_monitors_scrape_the_api_route_and_the_worker_port(rendered):
+    monitors = {m["metadata"]["name"]: m for m in rendered.all("ServiceMonitor")}
+    assert set(monitors) == {"signet-api", "signet-worker"}
+    for name, service_name, component in [
+        ("signet-api", "signet-api", "api"),
+        ("signet-worker", "signet-worker-metrics", "worker"),
+    ]:
+        selector = monitors[name]["spec"]["selector"]["matchLabels"]
+        services = [s for s in rendered.all("Service") if selects(selector, s["metadata"]["labels"])]
+        assert [s["metadata"]["name"] for s in services] == [service_name]
+        assert selected_components(rendered, services[0]["spec"]["selector"]) == {component}
+        for endpoint in monitors[name]["spec"]["endpoints"]:
+            assert endpoint["port"] in {p["name"] for p in services[0]["spec"]["ports"]}
+            assert endpoint["path"] == "/metrics"
     _, served = app_paths()
-    for endpoint in monitor["spec"]["endpoints"]:
-        assert endpoint["port"] in {p["name"] for p in services[0]["spec"]["ports"]}
-        assert endpoint["path"] == "/metrics" and endpoint["path"] in served
+    assert "/metrics" in served
+
+
+def test_workers_serve_metrics_on_the_port_their_service_and_policy_name(rendered):
+    settings = rendered.settings("worker")
+    assert settings.worker_metrics_port is not None and settings.worker_metrics_host == "0.0.0.0"
+    (port,) = rendered.container("worker")["ports"]
+    assert (port["name"], port["containerPort"]) == ("metrics", settings.worker_metrics_port)
+    service = rendered.one("Service", "signet-worker-metrics")
+    assert service["spec"]["clusterIP"] == "None"  # every pod scraped, not one behind a load balancer
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        (settings.worker_metrics_port, "metrics")
+    ]
+    workload = rendered.workload("worker")
+    policies = [
+        p
+        for p in rendered.all("NetworkPolicy")
+        if selects(p["spec"]["podSelector"]["matchLabels"], pod_labels(workload))
+    ]
+    opened = [
+        port["port"] for policy in policies for rule in policy["spec"].get("ingress", []) for port in rule["ports"]
+    ]
+    assert opened == [settings.worker_metrics_port]
 
 
 def test_commands_are_signet_subcommands(rendered):
@@ -613,10 +642,19 @@ def queries(rendered: Rendered) -> dict[str, list[str]]:
     return {"alerts": list(alerts.values()), "alert_names": list(alerts), "dashboard": panels + variables}
 
 
+def engine_series(query: str) -> list[str]:
+    """vLLM's series a query names. They exist only where an engine runs: the e2e test
+    (tests/e2e/test_distributed.py) checks them on a real worker."""
+    return re.findall(r"\bvllm:[a-z0-9_:]+\b", query)
+
+
 def check_query(query: str) -> None:
     series = exported_series()
     names = re.findall(r"\bsignet_[a-z0-9_]+\b", query)
-    assert names, f"no signet series in {query!r}"
+    assert names or engine_series(query), f"neither a signet nor a vllm series in {query!r}"
+    for name, matchers in re.findall(r"\b(vllm:[a-z0-9_:]+)\{([^}]*)\}", query):
+        for label in re.findall(r'(\w+)\s*[!=]~?\s*"', matchers):
+            assert label in TARGET_LABELS, f"{name}: select vLLM's series by target labels only: {query!r}"
     unknown = [name for name in names if name not in series]
     assert not unknown, f"{unknown} are not series of service/signet/metrics.py: {query!r}"
     _, served = app_paths()
@@ -636,7 +674,9 @@ def test_alert_and_dashboard_queries_use_real_series(rendered):
     assert "signet_queue_depth" in alerts and "signet_workers" in alerts
     dashboard = " ".join(found["dashboard"])
     shown = ["signet_http_requests_total", "signet_http_request_duration_seconds_bucket", "signet_queue_depth"]
-    shown += ["signet_workers", "signet_generated_tokens_total"]
+    shown += ["signet_workers", "signet_generated_tokens_total", "signet_scoring_tokens_total"]
+    shown += ["vllm:kv_cache_usage_perc", "vllm:num_requests_waiting", "vllm:time_to_first_token_seconds_bucket"]
+    shown += ["vllm:inter_token_latency_seconds_bucket"]
     for name in shown:
         assert name in dashboard, f"the dashboard shows no {name}"
     dashboard_map = rendered.generated("ConfigMap", "signet-grafana-dashboard")

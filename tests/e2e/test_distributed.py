@@ -24,6 +24,7 @@ import httpx
 import openai
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.services import (
     STARTUP_TIMEOUT_S,
@@ -38,6 +39,7 @@ from harness.services import (
 from signet.engine.protocol import EngineError, EngineStatus
 from signet.queue.producer import JobQueue
 from signet.redis_link import RedisLink
+from tests.deploy.common import exposed_families, monitored_families
 
 pytestmark = pytest.mark.engine
 
@@ -88,6 +90,7 @@ class Cluster:
     second_api: RunningServer
     workers: dict[str, subprocess.Popen]
     worker_logs: dict[str, Path]
+    worker_metrics: dict[str, str]  # name -> the URL of its SIGNET_WORKER_METRICS_PORT
     redis_server: RedisServer
     namespace: str
 
@@ -121,17 +124,21 @@ def cluster(tmp_path_factory, detection_state) -> Iterator[Cluster]:
     }
     with ExitStack() as stack:
         stack.callback(redis_server.stop)
-        workers, logs = {}, {}
+        workers, logs, metrics_urls = {}, {}, {}
         for name in ("w1", "w2"):
             logs[name] = folder / f"{name}.log"
+            port = free_port()
+            metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
             workers[name] = stack.enter_context(
-                signet_process("worker", logs[name], **environment, SIGNET_WORKER_NAME=name)
+                signet_process(
+                    "worker", logs[name], **environment, SIGNET_WORKER_NAME=name, SIGNET_WORKER_METRICS_PORT=str(port)
+                )
             )
         api = stack.enter_context(running_signet_server(folder, **environment))
         second_folder = folder / "second-api"
         second_folder.mkdir()
         second_api = stack.enter_context(running_signet_server(second_folder, **environment))
-        cluster = Cluster(api, second_api, workers, logs, redis_server, namespace)
+        cluster = Cluster(api, second_api, workers, logs, metrics_urls, redis_server, namespace)
         _wait_for_workers(cluster, 2)
         yield cluster
 
@@ -239,6 +246,28 @@ def test_scores_gather_samples_and_logprobs_through_the_queue(cluster):
     assert len(scores["pmi"]["per_token"]) == answer["response_tokens"]
     assert scores["mean_token_entropy"]["bounds"]["lower"] <= scores["mean_token_entropy"]["bounds"]["upper"]
     assert answer["cost"]["engine_requests"] == 3  # answer, PMI pass, samples: embeddings need no judge
+
+
+def test_workers_export_the_engine_series_the_dashboard_and_alerts_use(cluster):
+    """Runs after generations went through both workers. Each worker's metrics port has vLLM's
+    series, labelled with the model's name (never its path); the API pods have Signet's."""
+    _generate(cluster.api.url, PROMPTS[2], 3, 8).raise_for_status()
+    wanted = monitored_families()
+    api_families = exposed_families(httpx.get(f"{cluster.api.url}/metrics", timeout=10).text)
+    missing = {name for name in wanted if name.startswith("signet_")} - api_families
+    assert not missing, f"the API exports no {sorted(missing)}"
+    generated = 0.0
+    for name, url in cluster.worker_metrics.items():
+        exposition = httpx.get(url, timeout=10).text
+        missing = {family for family in wanted if family.startswith("vllm:")} - exposed_families(exposition)
+        assert not missing, f"worker {name} exports no {sorted(missing)}"
+        for family in text_string_to_metric_families(exposition):
+            for sample in family.samples:
+                if sample.name.startswith("vllm:") and "model_name" in sample.labels:
+                    assert "/" not in sample.labels["model_name"], sample
+                if sample.name == "vllm:generation_tokens_total":
+                    generated += sample.value
+    assert generated >= 8  # the generation above, at least, ran on one of them
 
 
 def test_a_job_no_worker_can_run_is_dead_lettered_and_its_caller_told(cluster):

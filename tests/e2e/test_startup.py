@@ -1,4 +1,4 @@
-"""Startup failures end ``signet serve`` with one clear line, not a traceback."""
+"""Startup failures end ``signet serve`` and ``signet worker`` with one clear line, not a traceback."""
 
 import json
 import os
@@ -7,13 +7,18 @@ import subprocess
 
 import pytest
 
-from harness.services import free_port, signet_command
+from harness.services import free_port, keys_environment, signet_command
 
 
 def _serve(tmp_path, **environment):
+    environment = {"SIGNET_CACHE_DIR": str(tmp_path), "SIGNET_PORT": str(free_port()), **environment}
+    return _one_error_line("serve", environment)
+
+
+def _one_error_line(command: str, environment: dict[str, str]) -> str:
     completed = subprocess.run(
-        signet_command("serve"),
-        env={**os.environ, "SIGNET_CACHE_DIR": str(tmp_path), "SIGNET_PORT": str(free_port()), **environment},
+        signet_command(command),
+        env={**os.environ, **environment},
         capture_output=True,
         text=True,
         timeout=120,
@@ -53,6 +58,20 @@ def test_port_in_use(tmp_path):
         taken.listen()
         line = _serve(tmp_path, SIGNET_PORT=str(taken.getsockname()[1]))
     assert "cannot listen" in line
+
+
+def test_worker_metrics_port_in_use(tmp_path, detection_state):
+    # detection_state has prepared the embedded model: the worker gets as far as its port.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        environment = {
+            **keys_environment(tmp_path),
+            "SIGNET_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "SIGNET_WORKER_METRICS_PORT": str(taken.getsockname()[1]),
+        }
+        line = _one_error_line("worker", environment)
+    assert "cannot serve metrics" in line and "SIGNET_WORKER_METRICS_PORT" in line
 
 
 def test_model_prepare_refuses_when_a_model_is_configured(tmp_path):

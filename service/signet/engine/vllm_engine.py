@@ -46,6 +46,9 @@ class EngineOptions:
     memory_fraction: float
     max_concurrency: int
     eager: bool = False
+    # vLLM's Prometheus series (vllm:...); off only to measure what they cost
+    # (bench/engine_stats_overhead.py).
+    stats: bool = True
 
 
 def _detokenizes(options: SamplingOptions) -> bool:
@@ -71,6 +74,7 @@ class VllmEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
+        from vllm.v1.metrics.loggers import PrometheusStatLogger
 
         from signet.engine.logits_processors import KEYS_FILE_CONFIG, WatermarkLogitsProcessor
 
@@ -89,10 +93,17 @@ class VllmEngine:
             # runner rewind its torch generator, which CPU generators cannot do, and the
             # engine dies ("CPU Generator does not use offset"): prefill whole prompts there.
             enable_chunked_prefill=False if current_platform.is_cpu() else None,
+            # vLLM's own series (vllm:num_requests_running, vllm:kv_cache_usage_perc, ...) go
+            # into this process's Prometheus registry, which /metrics (embedded) and a worker's
+            # metrics port serve. Only the Prometheus logger: the default logging one writes a
+            # throughput line every 10 s.
             disable_log_stats=True,
+            # The model_name label of those series: the name Signet's responses give the model,
+            # never the folder's path.
+            served_model_name=model_dir.name,
         )
         try:
-            llm = AsyncLLM.from_engine_args(arguments)
+            llm = AsyncLLM.from_engine_args(arguments, stat_loggers=[PrometheusStatLogger] if options.stats else None)
         except Exception as error:  # vLLM raises bare RuntimeError/ValueError
             raise EngineStartError(f"the vLLM engine failed to start: {error}") from error
         return cls(llm, llm.model_config.max_model_len)

@@ -1,7 +1,7 @@
 """The queue's numbers for ``GET /metrics``: its depth, and the workers busy or idle.
 
-Workers serve no HTTP, but each writes a heartbeat hash every few seconds
-(``JobWorker._heartbeat``: ``running``, ``concurrency``, counters). The API reads the
+Workers serve no API (only their engine's metrics), but each writes a heartbeat hash
+every few seconds (``JobWorker._heartbeat``: ``running``, ``concurrency``, counters). The API reads the
 hashes of the workers seen within the liveness window at each scrape: one ZRANGEBYSCORE
 and one pipelined round trip, however many workers there are.
 """
