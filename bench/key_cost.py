@@ -7,7 +7,8 @@ scheme, each with its own secret, for the embedded model's vocabulary, runs what
 ``signet serve`` runs at start (``prewarm_schemes``), then detects ``--texts`` windows of
 ``--tokens`` ids of human text (tests/data/corpus/human.jsonl) with every key. Each key
 sees each text once; kgw-lefthash caches the green lists of previous tokens that come
-back from text to text (at most 24 MiB), which is what a key costs in a busy process.
+back from text to text, so its figure grows with the texts a process has seen, up to the
+24 MiB of its cache (32 MiB with all its bookkeeping).
 
 * **memory per key**: the process's resident memory after detection with ``--keys``
   keys, minus the same with one key, divided by ``--keys - 1``. Code, the tokenizer

@@ -140,7 +140,7 @@ def test_text_generated_with_green_mask_is_flagged_by_transformers_and_random_te
 
 def test_cache_returns_identical_masks_and_evidence_after_eviction():
     parameters = LefthashParameters(vocab_size=50_257, gamma=0.25)
-    three_rows = 3 * parameters.packed_row_bytes
+    three_rows = 3 * (parameters.packed_row_bytes + lefthash.ROW_BOOKKEEPING_BYTES)
     tiny, roomy, uncached = (LefthashScheme(parameters, cache_bytes=size) for size in (three_rows, 2**26, 0))
     previous_tokens = RANDOM.integers(0, parameters.vocab_size, 20).tolist()
     expected = roomy.green_mask(previous_tokens)
@@ -148,9 +148,11 @@ def test_cache_returns_identical_masks_and_evidence_after_eviction():
         np.testing.assert_array_equal(tiny.green_mask(previous_tokens), expected)
         np.testing.assert_array_equal(uncached.green_mask(previous_tokens), expected)
     assert len(tiny._cache) == 3 and len(uncached._cache) == 0
-    token_ids = _text_with_repeats(parameters.vocab_size)
-    expected_evidence = roomy.evidence(token_ids)
-    for scheme in (tiny, uncached, roomy):  # roomy answers from its cache this time
+    # Every previous token is one the masks cached: roomy reads all its rows, tiny the 3 it
+    # kept, uncached none; a scheme that never drew a row follows every token.
+    token_ids = RANDOM.choice(previous_tokens, size=400)
+    expected_evidence = LefthashScheme(parameters).evidence(token_ids)
+    for scheme in (tiny, uncached, roomy):
         evidence = scheme.evidence(token_ids)
         np.testing.assert_array_equal(evidence.scores, expected_evidence.scores)
         np.testing.assert_array_equal(evidence.is_scored, expected_evidence.is_scored)
@@ -192,6 +194,24 @@ def test_previous_tokens_that_keep_coming_back_earn_a_cached_row(draw_counter, m
     assert followed == []  # every row came from the cache
 
 
+def test_an_evicted_row_must_be_earned_again(draw_counter):
+    parameters = LefthashParameters(vocab_size=1_000)
+    scheme = LefthashScheme(
+        parameters, cache_bytes=2 * (parameters.packed_row_bytes + lefthash.ROW_BOOKKEEPING_BYTES)
+    )  # two rows
+    for _ in range(lefthash.ADMIT_AFTER):
+        scheme.evidence([1, 2, 1, 2])  # previous tokens 1 and 2: admitted on the 4th detection
+    assert len(draw_counter) == 2
+    for _ in range(lefthash.ADMIT_AFTER):
+        scheme.evidence([3, 4, 3, 4])  # 3 and 4 evict them
+    assert len(draw_counter) == 4
+    for _ in range(lefthash.ADMIT_AFTER - 1):
+        scheme.evidence([1, 2, 1, 2])  # followed, not drawn: 1 and 2 start counting again
+    assert len(draw_counter) == 4
+    scheme.evidence([1, 2, 1, 2])
+    assert len(draw_counter) == 6
+
+
 def test_one_detection_draws_at_most_its_bound_of_rows(draw_counter):
     scheme = LefthashScheme(LefthashParameters(vocab_size=49_152))
     token_ids = np.arange(0, 49_152, 97)  # 507 distinct previous tokens
@@ -216,16 +236,33 @@ def test_detection_reads_the_rows_generation_cached(draw_counter, monkeypatch):
     assert followed == []  # every previous token's row was cached
 
 
-def test_a_key_holds_at_most_32_mib():
-    # Issue 20's bound on a key's memory, for the embedded model's vocabulary and one twice as large.
-    for vocab_size in (49_152, 100_000):
-        scheme = LefthashScheme(LefthashParameters(vocab_size=vocab_size))
-        assert scheme._cache.max_bytes + scheme._sightings.nbytes <= 32 * 2**20
+@pytest.mark.parametrize("vocab_size", [1_000, 49_152, 100_000, 2**22])  # 2**22: the most a key may name
+def test_a_key_holds_at_most_32_mib(vocab_size):
+    # Issue 20's bound on a key's memory, with every row of its cache filled.
+    scheme = LefthashScheme(LefthashParameters(vocab_size=vocab_size))
+    assert scheme._cache.capacity >= 16  # 23 rows of 512 KiB at 2**22 ids, 4,085 at 49,152
+    assert scheme._cache.max_bytes + scheme._sightings.nbytes <= 32 * 2**20
+
+
+def test_a_repeated_bigram_is_followed_once(monkeypatch):
+    # The detection budget charges distinct bigrams: work per position would let one cheap
+    # text of a repeated bigram cost thousands of follows.
+    followed = []
+    follow = PartialRandperm.in_greenlists
+    monkeypatch.setattr(
+        PartialRandperm,
+        "in_greenlists",
+        lambda self, seeds, starts, tokens: followed.append(len(tokens)) or follow(self, seeds, starts, tokens),
+    )
+    scheme = LefthashScheme(LefthashParameters(vocab_size=49_152), cache_bytes=0)
+    evidence = scheme.evidence(np.tile([123, 4_567], 5_000), ignore_repeated_ngrams=False)
+    assert followed == [2]  # (123, 4567) and (4567, 123)
+    assert evidence.num_scored_tokens == 9_999
 
 
 def test_cache_evicts_the_least_recently_used_green_list(draw_counter):
     parameters = LefthashParameters(vocab_size=1_000)
-    scheme = LefthashScheme(parameters, cache_bytes=2 * parameters.packed_row_bytes)
+    scheme = LefthashScheme(parameters, cache_bytes=2 * (parameters.packed_row_bytes + lefthash.ROW_BOOKKEEPING_BYTES))
     for token in (10, 20, 10, 30):  # 30 evicts 20, the least recently used
         scheme.green_mask([token])
     assert len(draw_counter) == 3
@@ -239,7 +276,9 @@ def test_concurrent_detection_with_evictions_matches_serial():
     parameters = LefthashParameters(vocab_size=4_099, gamma=0.25)
     texts = [_text_with_repeats(parameters.vocab_size, length=300, distinct_tokens=60) for _ in range(8)]
     expected = [LefthashScheme(parameters).evidence(text).scores for text in texts]
-    shared = LefthashScheme(parameters, cache_bytes=16 * parameters.packed_row_bytes)  # far fewer rows than tokens
+    shared = LefthashScheme(
+        parameters, cache_bytes=16 * (parameters.packed_row_bytes + lefthash.ROW_BOOKKEEPING_BYTES)
+    )  # far fewer rows than tokens
     matches: list[bool] = []  # an assert inside a thread would not fail the test
 
     def detect(index):

@@ -19,8 +19,8 @@ by following it through those ``k`` swaps without shuffling anything else.
   filled at start, so a key costs no start-up time, and at most 24 MiB (below).
 * **Generation** needs whole green lists: about 42 us each, against about 180 us for a
   single-threaded ``torch.randperm``. They are cached per previous token, bit-packed, in
-  a bounded LRU (24 MiB by default, 4,096 rows of a 49,152-token vocabulary), which
-  detection also reads when a row is there.
+  a bounded LRU (24 MiB by default, about 4,000 rows of a 49,152-token vocabulary; all a
+  key holds stays within 32 MiB whatever the vocabulary), which detection also reads.
 * **Detection caches the frequent rows too**, in the same LRU: a previous token that
   keeps coming back earns its whole row (``_admit_frequent``), so a busy process answers
   most tokens from the cache without having filled anything at start.
@@ -50,13 +50,20 @@ if TYPE_CHECKING:
 
 SCHEME_NAME = "kgw-lefthash"
 DEFAULT_HASHING_KEY = 15485863  # the millionth prime: transformers', TGI's and lm-watermarking's default
-# Green lists cached for generation: 4,096 rows of a 49,152-token vocabulary (6 KiB each).
-# A decode step needs one row per sequence, and the rows of frequent previous tokens stay.
+# Green lists cached for generation and for detection's frequent previous tokens: 4,096
+# rows of a 49,152-token vocabulary (6 KiB each). A decode step needs one row per sequence.
 DEFAULT_CACHE_BYTES = 24 * 2**20
+# All a key may hold, bookkeeping included (issue 20): the rows get what the per-token
+# arrays leave, so even a 2**22-token vocabulary stays within it.
+MAX_KEY_BYTES = 32 * 2**20
 # Detection caches a previous token's green list on its 4th detection without one, at most
-# 64 lists per call (2.7 ms): see LefthashScheme._admit_frequent.
+# 64 lists per call (2.7 ms at 49,152 ids), and at most 16 MiB of unpacked rows per call
+# (4 rows of a 2**22-token vocabulary): see LefthashScheme._admit_frequent.
 ADMIT_AFTER = 4
 MAX_ADMITTED_PER_CALL = 64
+_MAX_ADMITTED_BYTES = 16 * 2**20
+# A cached row's bookkeeping besides its bytes: its token (int64) and its last use (int64).
+ROW_BOOKKEEPING_BYTES = 16
 
 # transformers reduces the seed modulo 2**64 - 1 (not 2**64) before torch sees it.
 _SEED_MODULUS = 2**64 - 1
@@ -153,10 +160,13 @@ class LefthashScheme(WatermarkScheme):
     def __init__(self, parameters: LefthashParameters, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.parameters = parameters
         self._randperm = PartialRandperm(parameters.vocab_size, parameters.greenlist_size)
+        # cache_bytes pays for rows with their bookkeeping; the per-token arrays (the cache's
+        # slot, int32, and the sightings, uint8) come out of MAX_KEY_BYTES first.
+        room = min(cache_bytes, MAX_KEY_BYTES - 5 * parameters.vocab_size)
         self._cache = _PackedGreenlistCache(
             vocab_size=parameters.vocab_size,
             row_bytes=parameters.packed_row_bytes,
-            capacity=cache_bytes // parameters.packed_row_bytes,
+            capacity=max(room, 0) // (parameters.packed_row_bytes + ROW_BOOKKEEPING_BYTES),
         )
         # Detections each previous token went without a cached row, up to ADMIT_AFTER (_admit_frequent).
         self._sightings = np.zeros(parameters.vocab_size, dtype=np.uint8)
@@ -258,34 +268,40 @@ class LefthashScheme(WatermarkScheme):
         so a previous token earns one on its ``ADMIT_AFTER``-th detection without it. In
         text, previous tokens are Zipf-distributed: the rows that pass are the frequent
         ones, and a detecting process converges on them without a table filled at start.
-        At most ``MAX_ADMITTED_PER_CALL`` rows are drawn per call, so a text made of many
-        distinct tokens cannot make one request draw thousands of rows.
+        At most ``MAX_ADMITTED_PER_CALL`` rows (and 16 MiB of unpacked rows) are drawn per
+        call, so a text made of many distinct tokens cannot make one request draw thousands
+        of rows. An admitted token starts counting again: if its row is evicted, it must
+        earn it anew, so texts that name every token cannot keep the cache churning.
         """
         if self._cache.capacity == 0:
             return False
+        limit = min(MAX_ADMITTED_PER_CALL, self._cache.capacity, max(1, _MAX_ADMITTED_BYTES // self.vocab_size))
         distinct_tokens = np.unique(previous_tokens)
         distinct_tokens = distinct_tokens[(distinct_tokens >= 0) & (distinct_tokens < self.parameters.vocab_size)]
         # Unlocked: a lost increment between threads only delays an admission.
         sightings = self._sightings[distinct_tokens].astype(np.int64) + 1
         self._sightings[distinct_tokens] = np.minimum(sightings, ADMIT_AFTER)
-        due = distinct_tokens[sightings >= ADMIT_AFTER][:MAX_ADMITTED_PER_CALL]
+        due = distinct_tokens[sightings >= ADMIT_AFTER][:limit]
         if len(due) == 0:
             return False
+        self._sightings[due] = 0
         self._draw_and_cache(due)
         return True
 
     def _follow(self, previous_tokens: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Whether each target is green, following it through its previous token's draws.
 
-        Targets are grouped by previous token so that each one's draws are made once.
+        Each distinct (previous token, target) pair is followed once, so a text that
+        repeats one bigram costs one follow, not one per position: the work stays in
+        proportion to the distinct bigrams, which is what the detection budget charges.
+        Pairs are grouped by previous token so that each one's draws are made once.
         """
-        order = np.argsort(previous_tokens, kind="stable")
-        distinct_tokens, group_starts = np.unique(previous_tokens[order], return_index=True)
-        green = np.empty(len(targets), dtype=bool)
-        green[order] = self._randperm.in_greenlists(
-            self._seeds(distinct_tokens), np.append(group_starts, len(order)), targets[order]
-        )
-        return green
+        distinct_tokens, token_index = np.unique(previous_tokens, return_inverse=True)
+        # Targets lie in [0, vocab_size) here, so this numbers each distinct pair, sorted by previous token.
+        pairs, pair_of_position = np.unique(token_index * self.vocab_size + targets, return_inverse=True)
+        group_starts = np.searchsorted(pairs // self.vocab_size, np.arange(len(distinct_tokens) + 1))
+        green_pairs = self._randperm.in_greenlists(self._seeds(distinct_tokens), group_starts, pairs % self.vocab_size)
+        return green_pairs[pair_of_position]
 
     def _packed_greenlists(self, distinct_tokens: np.ndarray) -> np.ndarray:
         """uint8 [len(distinct_tokens), packed_row_bytes], from the cache where possible."""
@@ -322,8 +338,8 @@ class _PackedGreenlistCache:
         self._vocab_size = vocab_size
         self._lock = threading.Lock()
         self._row_bytes = row_bytes
-        # Allocated on the first write: a process that only detects (an API pod) never holds it,
-        # and a fresh scheme costs no 24 MiB allocation (0.9 ms a scheme, measured).
+        # Allocated on the first write: a process that never generates nor sees a previous token
+        # come back holds none, and a fresh scheme costs no 24 MiB allocation (0.9 ms, measured).
         self._rows: np.ndarray | None = None
         self._slot_of_token = np.full(vocab_size, -1, dtype=np.int32)
         self._token_of_slot = np.full(self.capacity, -1, dtype=np.int64)

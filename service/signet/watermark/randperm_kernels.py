@@ -5,7 +5,7 @@ kernels answer "is token t green?" without shuffling the vocabulary (``in_greenl
 and draw whole green lists for generation (``greenlist_rows``). ``highest_ids`` finds
 selfhash's generation candidates.
 
-Imported only through ``lefthash.kernels()``, on first use, never at import time, for the
+Imported only through ``randperm.kernels()``, on first use, never at import time, for the
 reason ``philox_kernels.py`` gives: vLLM's CPU worker crashes on numba's objects if they
 are loaded when it starts.
 
