@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 from pathlib import Path
-from wsgiref.simple_server import WSGIServer
 
 from signet.engine.model_store import model_vocab_size
 from signet.engine.vllm_engine import EngineOptions, VllmEngine
@@ -19,6 +18,7 @@ from signet.queue.consumer import JobWorker, PiecePublisher, WorkerOptions
 from signet.queue.jobs import JobSigner
 from signet.redis_link import RedisLink
 from signet.settings import Settings
+from signet.worker_metrics import MetricsPort
 
 logger = logging.getLogger(__name__)
 
@@ -48,42 +48,30 @@ def run_worker(settings: Settings, model_dir: Path, keys_file: Path) -> int:
     keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))  # to check the keys jobs name
     check_fingerprints_may_be_shared(keys)
     options = worker_options(settings)
-    metrics_server = _serve_metrics(settings)  # before the engine loads: a taken port fails in a second
+    # Bound before the engine loads (a taken port fails in a second), served once it runs.
+    metrics_port = (
+        None
+        if settings.worker_metrics_port is None
+        else MetricsPort(settings.worker_metrics_host, settings.worker_metrics_port)
+    )
     try:
-        return asyncio.run(_serve_jobs(settings, model_dir, keys_file, keys, options))
+        return asyncio.run(_serve_jobs(settings, model_dir, keys_file, keys, options, metrics_port))
     finally:
-        if metrics_server is not None:
-            metrics_server.shutdown()
-
-
-def _serve_metrics(settings: Settings) -> WSGIServer | None:
-    """Serve this process's Prometheus registry on SIGNET_WORKER_METRICS_PORT, in a thread.
-
-    vLLM's engine adds its own series (vllm:...) to that registry when it starts, so the
-    port answers from the start and has the engine's series once it is loaded. It serves
-    counts and timings only, as the API's /metrics does: no text, key or tenant.
-    """
-    port = settings.worker_metrics_port
-    if port is None:
-        return None
-    from prometheus_client import start_http_server
-
-    try:
-        server, _ = start_http_server(port, addr=settings.worker_metrics_host)
-    except OSError as error:
-        raise OSError(
-            error.errno,
-            f"cannot serve metrics on {settings.worker_metrics_host}:{port} (SIGNET_WORKER_METRICS_PORT): "
-            f"{error.strerror}",
-        ) from error
-    logger.info("metrics on http://%s:%d/metrics", settings.worker_metrics_host, port)
-    return server
+        if metrics_port is not None:
+            metrics_port.close()
 
 
 async def _serve_jobs(
-    settings: Settings, model_dir: Path, keys_file: Path, keys: KeyRegistry, options: WorkerOptions
+    settings: Settings,
+    model_dir: Path,
+    keys_file: Path,
+    keys: KeyRegistry,
+    options: WorkerOptions,
+    metrics_port: MetricsPort | None,
 ) -> int:
     engine = VllmEngine.start(model_dir, keys_file, engine_options(settings))
+    if metrics_port is not None:
+        metrics_port.start()  # after vLLM forked its engine process: no thread of ours runs through the fork
     link = RedisLink.from_settings(settings)
     publisher = PiecePublisher(link, options.claim_idle_seconds)
     handlers = {

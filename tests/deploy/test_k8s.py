@@ -378,10 +378,14 @@ def test_workers_serve_metrics_on_the_port_their_service_and_policy_name(rendere
         for p in rendered.all("NetworkPolicy")
         if selects(p["spec"]["podSelector"]["matchLabels"], pod_labels(workload))
     ]
-    opened = [
-        port["port"] for policy in policies for rule in policy["spec"].get("ingress", []) for port in rule["ports"]
-    ]
-    assert opened == [settings.worker_metrics_port]
+    rules = [rule for policy in policies for rule in policy["spec"].get("ingress", [])]
+    # Only the metrics port, and only from Prometheus: never an ingress rule without sources.
+    assert [port["port"] for rule in rules for port in rule["ports"]] == [settings.worker_metrics_port]
+    for rule in rules:
+        assert rule.get("from"), "an ingress rule without sources admits everyone"
+        for peer in rule["from"]:
+            assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+            assert "namespaceSelector" in peer and "ipBlock" not in peer
 
 
 def test_commands_are_signet_subcommands(rendered):
