@@ -50,8 +50,9 @@ if TYPE_CHECKING:
 
 SCHEME_NAME = "kgw-lefthash"
 DEFAULT_HASHING_KEY = 15485863  # the millionth prime: transformers', TGI's and lm-watermarking's default
-# Green lists cached for generation and for detection's frequent previous tokens: 4,096
-# rows of a 49,152-token vocabulary (6 KiB each). A decode step needs one row per sequence.
+# Green lists cached for generation and for detection's frequent previous tokens: 4,085
+# rows of a 49,152-token vocabulary (6 KiB and 16 bytes of bookkeeping each). A decode
+# step needs one row per sequence.
 DEFAULT_CACHE_BYTES = 24 * 2**20
 # All a key may hold, bookkeeping included (issue 20): the rows get what the per-token
 # arrays leave, so even a 2**22-token vocabulary stays within it.
