@@ -16,21 +16,13 @@ import asyncio
 import statistics
 import time
 
-from bench.watermark_overhead import PROMPTS, _round
+from bench.watermark_overhead import _round, engine_inputs
 
 
 async def stats_ratio(rounds: int, concurrency: int, tokens: int) -> None:
-    from signet.engine.model_store import encode_prompt, load_tokenizer, resolve_model_dir
     from signet.engine.vllm_engine import EngineOptions, VllmEngine
-    from signet.keys import resolve_keys_file
-    from signet.settings import Settings
 
-    settings = Settings()
-    model_dir = resolve_model_dir(settings.model, settings.resolved_cache_dir)
-    keys_file = resolve_keys_file(settings.keys_file, settings.resolved_cache_dir)
-    tokenizer = load_tokenizer(model_dir)
-    prompts = (PROMPTS * concurrency)[:concurrency]
-    prompt_ids = [encode_prompt(tokenizer, turns=[{"role": "user", "content": prompt}]) for prompt in prompts]
+    _, model_dir, keys_file, prompt_ids = engine_inputs(concurrency)
     engines = {
         stats: VllmEngine.start(model_dir, keys_file, EngineOptions(2048, 0.2, concurrency, True, stats=stats))
         for stats in (True, False)

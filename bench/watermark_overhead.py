@@ -46,19 +46,28 @@ async def _round(engine, prompt_ids, tokens, key_id):
     return sum(completion.completion_tokens for completion in completions) / elapsed
 
 
-async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bool, key_ids: list[str]) -> None:
+def engine_inputs(concurrency: int) -> tuple[object, Path, Path, list[list[int]]]:
+    """What an engine bench needs: the settings, the model and keys file they name, and
+    ``concurrency`` chat prompts (PROMPTS, repeated as needed) as token ids."""
     from signet.engine.model_store import encode_prompt, load_tokenizer, resolve_model_dir
-    from signet.engine.vllm_engine import EngineOptions, VllmEngine
-    from signet.keys import KeyRegistry, resolve_keys_file
+    from signet.keys import resolve_keys_file
     from signet.settings import Settings
 
     settings = Settings()
     model_dir = resolve_model_dir(settings.model, settings.resolved_cache_dir)
     keys_file = resolve_keys_file(settings.keys_file, settings.resolved_cache_dir)
-    key_ids = key_ids or [KeyRegistry.load(keys_file).default_key_id]
     tokenizer = load_tokenizer(model_dir)
     prompts = (PROMPTS * concurrency)[:concurrency]
     prompt_ids = [encode_prompt(tokenizer, turns=[{"role": "user", "content": prompt}]) for prompt in prompts]
+    return settings, model_dir, keys_file, prompt_ids
+
+
+async def generation_ratio(rounds: int, concurrency: int, tokens: int, eager: bool, key_ids: list[str]) -> None:
+    from signet.engine.vllm_engine import EngineOptions, VllmEngine
+    from signet.keys import KeyRegistry
+
+    settings, model_dir, keys_file, prompt_ids = engine_inputs(concurrency)
+    key_ids = key_ids or [KeyRegistry.load(keys_file).default_key_id]
     started = time.perf_counter()
     engine = VllmEngine.start(
         model_dir,

@@ -69,7 +69,12 @@ def monitored_families() -> set[str]:
     rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
     queries += [r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]]
     names = {name for query in queries for name in re.findall(r"\b(?:signet_|vllm:)[a-z0-9_:]+", query)}
-    return {next((name[: -len(s)] for s in _SERIES_SUFFIXES if name.endswith(s)), name) for name in names}
+    return {family_of(name) for name in names}
+
+
+def family_of(series: str) -> str:
+    """The metric family a series belongs to: its name without ``_total``, ``_bucket``, ``_sum`` or ``_count``."""
+    return next((series[: -len(suffix)] for suffix in _SERIES_SUFFIXES if series.endswith(suffix)), series)
 
 
 def exposed_families(exposition: str) -> set[str]:

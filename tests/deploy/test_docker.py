@@ -29,6 +29,7 @@ from tests.deploy.common import (
     ROOT,
     SETTINGS_ENV,
     check_pip_install,
+    family_of,
     monitored_families,
     pip_installs,
     tool,
@@ -544,7 +545,7 @@ def test_dashboard_queries_only_series_signet_exports() -> None:
     assert wanted <= queried, f"the dashboards do not show {wanted - queried}"
     engine = {name for name in queried if name.startswith("vllm:")}
     assert engine, "the dashboards show nothing of the engines"
-    unchecked = {re.sub(r"_(bucket|sum|count|total)$", "", name) for name in engine} - monitored_families()
+    unchecked = {family_of(name) for name in engine} - monitored_families()
     assert not unchecked, f"{unchecked}: not among the names the e2e test finds on a real worker (the k8s dashboard's)"
 
 
