@@ -116,8 +116,9 @@ def processor_step_cost(steps: int = 300) -> None:
     from vllm.v1.sample.logits_processor import BatchUpdate
 
     from bench.detection_quality import KEYS
-    from signet.engine.logits_processors import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG, WatermarkLogitsProcessor
+    from signet.engine.logits_processors import WatermarkLogitsProcessor
     from signet.engine.model_store import load_tokenizer, resolve_model_dir
+    from signet.engine.watermark_requests import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG
     from signet.settings import Settings
 
     settings = Settings()

@@ -13,6 +13,10 @@ processor imports, so the processor itself, not a copy, runs on both devices.
    small model (random weights) on the same batch.
 4. A transformers generation on the GPU through the same processor; the generated tokens'
    green share must sit far above gamma.
+5. Model Runner V2's processor (engine/logits_processors_v2.py) on the GPU against the V1
+   processor on the CPU, same logits and histories, and its cost per step at batch 1-256. For
+   kgw and unigram, which gather their contexts on the device, a step runs once more with
+   CUDA's sync debug mode set to raise: any copy back to the host fails the check.
 
 Writes a JSON report to --out (default: gpu-check.json) and prints a summary.
 """
@@ -20,6 +24,7 @@ Writes a JSON report to --out (default: gpu-check.json) and prints a summary.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import json
 import statistics
@@ -42,6 +47,7 @@ KEYS = {
         {"key_id": "kgw4", "secret": "gpu-check-secret-9876543210", "scheme": "kgw", "context_width": 4},
         {"key_id": "lefthash", "scheme": "kgw-lefthash", "hashing_key": 15485863, "gamma": 0.25, "delta": 2.0},
         {"key_id": "gumbel", "scheme": "gumbel", "key": 42, "context_width": 4},
+        {"key_id": "unigram", "scheme": "unigram", "secret": "gpu-check-secret-unigram-01"},
     ],
 }
 
@@ -66,6 +72,7 @@ def install_vllm_stand_in() -> None:
             self.added, self.removed, self.moved = list(added), list(removed), list(moved)
 
     modules = {name: types.ModuleType(name) for name in ("vllm", "vllm.v1", "vllm.v1.sample")}
+    modules.update(v2_stand_in())
     modules["vllm.v1.sample.logits_processor"] = types.ModuleType("vllm.v1.sample.logits_processor")
     modules["vllm"].SamplingParams = SamplingParams
     stand_in = modules["vllm.v1.sample.logits_processor"]
@@ -75,6 +82,160 @@ def install_vllm_stand_in() -> None:
         MoveDirectionality,
     )
     sys.modules.update(modules)
+
+
+def v2_stand_in() -> dict[str, types.ModuleType]:
+    """Model Runner V2's names: its interface types (plain dataclasses in vLLM too) and a
+    staging pool that copies through pinned memory, as vLLM's ``UvaBufferPool`` does."""
+
+    @dataclasses.dataclass(frozen=True)
+    class LogitsProcRequestState:
+        device: torch.device
+        max_num_reqs: int
+        vocab_size: int
+        all_token_ids: object
+        prompt_len: object
+        prefill_len: object
+        total_len: object
+
+    @dataclasses.dataclass(frozen=True)
+    class LogitsContext:
+        expanded_idx_mapping: torch.Tensor
+        idx_mapping: torch.Tensor
+        idx_mapping_np: np.ndarray
+        expanded_local_pos: torch.Tensor
+        input_ids: torch.Tensor
+        pos: torch.Tensor
+        seq_lens_upper_bound_np: np.ndarray
+
+    class UvaBufferPool:
+        def __init__(self, size: int, dtype: torch.dtype) -> None:
+            self.dtype = dtype
+
+        def copy_to_gpu(self, array: np.ndarray) -> torch.Tensor:
+            host = torch.from_numpy(array).pin_memory()  # the caching host allocator keeps it until the copy ends
+            return host.to("cuda", non_blocking=True)
+
+    names = [
+        "vllm.v1.worker",
+        "vllm.v1.worker.gpu",
+        "vllm.v1.worker.gpu.sample",
+        "vllm.v1.worker.gpu.sample.logits_processor",
+        "vllm.v1.worker.gpu.sample.logits_processor.interface",
+        "vllm.v1.worker.gpu.buffer_utils",
+    ]
+    modules = {name: types.ModuleType(name) for name in names}
+    interface = modules["vllm.v1.worker.gpu.sample.logits_processor.interface"]
+    interface.LogitsProcessor = type("LogitsProcessor", (), {})
+    interface.LogitsProcRequestState, interface.LogitsContext = LogitsProcRequestState, LogitsContext
+    modules["vllm.v1.worker.gpu.buffer_utils"].UvaBufferPool = UvaBufferPool
+    return modules
+
+
+class V2Batch:
+    """A Model Runner V2 batch on ``device``: one request per slot, all watermarked with one key."""
+
+    def __init__(self, keys_file: Path, vocabulary: int, device: torch.device, key_id: str, rows: list[list[int]]):
+        from vllm import SamplingParams
+        from vllm.v1.worker.gpu.sample.logits_processor.interface import LogitsProcRequestState
+
+        from signet.engine.logits_processors_v2 import WatermarkLogitsProcessorV2
+        from signet.engine.watermark_requests import WATERMARK_KEY_ID_ARG
+
+        self.device, self.lengths = device, np.array([len(row) for row in rows], dtype=np.int32)
+        self.tokens = torch.zeros(len(rows), max(self.lengths) + 4096, dtype=torch.int32)
+        for slot, row in enumerate(rows):
+            self.tokens[slot, : len(row)] = torch.tensor(row, dtype=torch.int32)
+        self.tokens = self.tokens.to(device)
+        prompt = np.full(len(rows), 8, dtype=np.int32)
+        state = LogitsProcRequestState(
+            device, len(rows), vocabulary, types.SimpleNamespace(gpu=self.tokens), types.SimpleNamespace(np=prompt),
+            None, None,
+        )  # fmt: skip
+        config = types.SimpleNamespace(
+            additional_config={"signet_keys_file": str(keys_file)},
+            model_config=types.SimpleNamespace(get_vocab_size=lambda: vocabulary),
+            speculative_config=None,
+        )
+        self.processor = WatermarkLogitsProcessorV2(config, state)
+        params = SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: key_id}, temperature=1.0)
+        for slot in range(len(rows)):
+            self.processor.add_request(slot, params)
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        from vllm.v1.worker.gpu.sample.logits_processor.interface import LogitsContext
+
+        slots = np.arange(len(self.lengths), dtype=np.int32)
+        on_device = torch.arange(len(slots), device=self.device)
+        last = torch.from_numpy(self.lengths.astype(np.int64) - 1).to(self.device)
+        context = LogitsContext(
+            on_device, on_device, slots, torch.zeros_like(on_device), self.tokens[on_device, last].long(), last,
+            self.lengths,
+        )  # fmt: skip
+        return self.processor.apply(logits, context)
+
+    def append(self, tokens: torch.Tensor) -> None:
+        """Commit one token per request on the device, as the runner does after sampling."""
+        slots = torch.arange(len(self.lengths), device=self.device)
+        self.tokens[slots, torch.from_numpy(self.lengths.astype(np.int64)).to(self.device)] = tokens.int()
+        self.lengths = self.lengths + 1
+
+
+def v2_same_marks(keys_file: Path, device: torch.device, vocabulary: int, batch: int) -> dict:
+    """Model Runner V2's processor on the device against the V1 processor on the CPU."""
+    results = {}
+    for key_id in ("kgw", "kgw4", "unigram", "lefthash", "gumbel"):
+        rows = histories(batch, vocabulary, 24, seed=7)
+        logits = torch.randn(batch, vocabulary, generator=torch.Generator().manual_seed(3))
+        try:
+            v1, _ = with_rows(processor(keys_file, vocabulary, torch.device("cpu")), key_id, rows)
+            expected = v1.apply(logits.clone())
+            got = V2Batch(keys_file, vocabulary, device, key_id, rows).apply(logits.clone().to(device)).cpu()
+        except ImportError as error:  # numba, for the gumbel noise
+            results[key_id] = {"skipped": f"{error}"}
+            continue
+        if key_id == "gumbel":
+            same = (expected.argmax(dim=1) == got.argmax(dim=1)).float().mean().item()
+            results[key_id] = {"rows": batch, "same_token_share": same}
+        else:
+            results[key_id] = {
+                "rows": batch,
+                "identical_green_lists": bool(torch.equal((expected - logits) != 0, (got - logits) != 0)),
+                "identical_logits": bool(torch.equal(expected, got)),
+            }
+    return results
+
+
+def v2_step_costs(keys_file: Path, device: torch.device, vocabulary: int, batches: list[int], repeats: int) -> list:
+    """Model Runner V2's processor per decode step; for kgw and unigram, whether a step ever
+    waits for the device (CUDA's sync debug mode turned to errors)."""
+    rows = []
+    for batch in batches:
+        row: dict = {"batch": batch}
+        logits = torch.randn(batch, vocabulary, device=device)
+        for key_id in ("kgw", "unigram", "lefthash", "gumbel"):
+            try:
+                runner = V2Batch(keys_file, vocabulary, device, key_id, histories(batch, vocabulary, 24, 1))
+                tokens = iter(range(10**9))
+
+                def one_step(runner=runner, tokens=tokens, logits=logits, batch=batch) -> None:
+                    runner.apply(logits.clone())
+                    runner.append(torch.tensor([next(tokens) % vocabulary for _ in range(batch)]).to(device))
+
+                row[f"{key_id}_ms"] = timed(one_step, repeats, device) * 1e3
+                if device.type == "cuda" and key_id in ("kgw", "unigram"):
+                    torch.cuda.set_sync_debug_mode("error")
+                    try:
+                        runner.apply(logits.clone())
+                        row[f"{key_id}_host_sync"] = "none"
+                    except RuntimeError as error:
+                        row[f"{key_id}_host_sync"] = str(error)[:200]
+                    finally:
+                        torch.cuda.set_sync_debug_mode("default")
+            except ImportError as error:
+                row[f"{key_id}_ms"] = f"skipped: {error}"
+        rows.append(row)
+    return rows
 
 
 def processor(keys_file: Path, vocabulary: int, device: torch.device):
@@ -94,7 +255,7 @@ def with_rows(proc, key_id: str, histories: list[list[int]], temperature: float 
     from vllm import SamplingParams
     from vllm.v1.sample.logits_processor import BatchUpdate
 
-    from signet.engine.logits_processors import WATERMARK_KEY_ID_ARG
+    from signet.engine.watermark_requests import WATERMARK_KEY_ID_ARG
 
     params = SamplingParams(extra_args={WATERMARK_KEY_ID_ARG: key_id}, temperature=temperature)
     outputs = [history[8:] for history in histories]
@@ -276,10 +437,23 @@ def main() -> None:
             "randperm": randperm_agreement(device, arguments.vocabulary),
             "step_costs": step_costs(keys_file, device, arguments.vocabulary, batches, arguments.repeats),
             "generation": generation(keys_file, device, arguments.vocabulary, arguments.tokens),
+            "v2_same_marks": v2_same_marks(keys_file, device, arguments.vocabulary, batch=64),
+            "v2_step_costs": v2_step_costs(keys_file, device, arguments.vocabulary, batches, arguments.repeats),
         }
     arguments.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
-    failures = [key for key, result in report["same_marks"].items() if result.get("identical_green_lists") is False]
+    failures = [
+        f"{check}: {key}"
+        for check in ("same_marks", "v2_same_marks")
+        for key, result in report[check].items()
+        if result.get("identical_green_lists") is False or result.get("same_token_share", 1.0) < 0.99
+    ]
+    failures += [
+        f"v2 {name} at batch {row['batch']}"
+        for row in report["v2_step_costs"]
+        for name, value in row.items()
+        if name.endswith("_host_sync") and value != "none"
+    ]
     if report["generation"]["z"] < 4:
         failures.append("generation z < 4")
     if failures:

@@ -29,3 +29,9 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     # z about 8.5 with a standard deviation near 1; below 4 by chance with probability < 1e-4
     # (and the seeds are fixed)
     assert report["generation"]["tokens"] == 64 and report["generation"]["z"] > 4
+    # Model Runner V2's processor against V1's, on the same logits and histories.
+    v2 = report["v2_same_marks"]
+    assert all(v2[key]["identical_logits"] for key in ("kgw", "kgw4", "unigram", "lefthash"))
+    assert v2["gumbel"]["same_token_share"] == 1.0
+    assert [row["batch"] for row in report["v2_step_costs"]] == [1, 4]
+    assert all(row["kgw_ms"] > 0 and row["lefthash_ms"] > 0 for row in report["v2_step_costs"])

@@ -13,7 +13,8 @@ import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 
-from signet.engine.logits_processors import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG, WatermarkLogitsProcessor
+from signet.engine.logits_processors import WatermarkLogitsProcessor
+from signet.engine.watermark_requests import KEYS_FILE_CONFIG, WATERMARK_KEY_ID_ARG
 from signet.keys import KeyRegistry
 
 VOCAB_SIZE = 1_000

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -59,6 +58,16 @@ def _detokenizes(options: SamplingOptions) -> bool:
     return not wants_logprobs or bool(options.stop)
 
 
+def _watermark_processor(v2_model_runner: bool) -> type:
+    if v2_model_runner:
+        from signet.engine.logits_processors_v2 import WatermarkLogitsProcessorV2
+
+        return WatermarkLogitsProcessorV2
+    from signet.engine.logits_processors import WatermarkLogitsProcessor
+
+    return WatermarkLogitsProcessor
+
+
 class VllmEngine:
     """The ``Engine`` protocol on vLLM's ``AsyncLLM``."""
 
@@ -69,18 +78,16 @@ class VllmEngine:
 
     @classmethod
     def start(cls, model_dir: Path, keys_file: Path, options: EngineOptions) -> VllmEngine:
-        # Our processor implements the V1 runner's interface; keep GPUs on that runner too.
-        os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
         from vllm.v1.metrics.loggers import PrometheusStatLogger
 
-        from signet.engine.logits_processors import KEYS_FILE_CONFIG, WatermarkLogitsProcessor
+        from signet.engine.watermark_requests import KEYS_FILE_CONFIG
 
         arguments = AsyncEngineArgs(
             model=str(model_dir),
-            logits_processors=[WatermarkLogitsProcessor],
             additional_config={KEYS_FILE_CONFIG: str(keys_file)},
             max_model_len=options.max_model_len,
             gpu_memory_utilization=options.memory_fraction,
@@ -103,7 +110,16 @@ class VllmEngine:
             served_model_name=model_dir.name,
         )
         try:
-            llm = AsyncLLM.from_engine_args(arguments, stat_loggers=[PrometheusStatLogger] if options.stats else None)
+            config = arguments.create_engine_config(UsageContext.ENGINE_CONTEXT)
+            # vLLM picks its model runner while it builds the config (V2 where Triton is, so
+            # on GPUs; V1 on this CPU build), and each runner loads only processors written
+            # for its own interface.
+            config.model_config.logits_processors = [_watermark_processor(config.use_v2_model_runner)]
+            llm = AsyncLLM.from_vllm_config(
+                config,
+                stat_loggers=[PrometheusStatLogger] if options.stats else None,
+                disable_log_stats=arguments.disable_log_stats,
+            )
         except Exception as error:  # vLLM raises bare RuntimeError/ValueError
             raise EngineStartError(f"the vLLM engine failed to start: {error}") from error
         return cls(llm, llm.model_config.max_model_len)
@@ -212,7 +228,7 @@ class VllmEngine:
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
-        from signet.engine.logits_processors import WATERMARK_KEY_ID_ARG
+        from signet.engine.watermark_requests import WATERMARK_KEY_ID_ARG
 
         # vLLM itself refuses only a prompt that fills the context, with an error of its own,
         # and cuts a longer generation short. Both engines keep the rule the API checks.

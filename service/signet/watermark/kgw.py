@@ -84,8 +84,8 @@ class KgwScheme(WatermarkScheme):
     def __init__(self, secret: bytes, parameters: KgwParameters) -> None:
         self.parameters = parameters
         self._key = PrfKey.from_secret(secret, _KEY_DOMAIN)
-        # Per (vocab_size, device): built once, since they depend only on the key.
-        self._vocabulary_hashes: dict[tuple[int, torch.device], Words] = {}
+        # Per (vocab_size, device, numpy or torch): built once, since they depend only on the key.
+        self._vocabulary_hashes: dict[tuple[int, torch.device, bool], Words] = {}
 
     def __repr__(self) -> str:
         return f"KgwScheme({self.parameters}, key=<redacted>)"
@@ -116,6 +116,19 @@ class KgwScheme(WatermarkScheme):
         for index, mask in zip(row_indices, self._green_masks(contexts, logits), strict=True):
             logits[index].add_(mask, alpha=self.parameters.delta)
 
+    @property
+    def device_context_width(self) -> int:
+        return self.parameters.context_width
+
+    def apply_watermark_on_device(
+        self, logits: torch.Tensor, row_indices: torch.Tensor, contexts: torch.Tensor
+    ) -> None:
+        """Add ``delta`` to each row's green logits: seeds, masks and the sum all on the device."""
+        seeds = context_seed(self._key, list(contexts.T))
+        hashes = self._device_vocabulary_hashes(logits.shape[1], logits.device, as_torch=True)
+        green = self.green_mask(seeds.unsqueeze(1), hashes)
+        logits.index_add_(0, row_indices, green.to(logits.dtype), alpha=self.parameters.delta)
+
     def _green_masks(self, contexts: list[tuple[int, ...]], logits: torch.Tensor) -> list[torch.Tensor]:
         """One boolean [V] green mask per context, from the cache or computed together."""
         cache_keys = [(self, logits.shape[1], logits.device, context) for context in contexts]
@@ -140,19 +153,21 @@ class KgwScheme(WatermarkScheme):
             return torch.from_numpy(self.green_mask(np.array(seeds, dtype=np.uint32)[:, None], hashes))
         return self.green_mask(torch.tensor(seeds, dtype=torch.int64, device=logits.device).unsqueeze(1), hashes)
 
-    def _device_vocabulary_hashes(self, vocab_size: int, device: torch.device) -> Words:
+    def _device_vocabulary_hashes(self, vocab_size: int, device: torch.device, as_torch: bool = False) -> Words:
         """The vocabulary hashes, built once: numpy uint32 on CPU (the same mix32 runs
-        about 6x faster there than in int64 torch), int64 torch on accelerators."""
+        about 6x faster there than in int64 torch), int64 torch on accelerators or when
+        ``as_torch`` asks for torch on the CPU too."""
         import torch  # here, not at the top: the API process detects without torch installed
 
-        cached = self._vocabulary_hashes.get((vocab_size, device))
+        as_numpy = device.type == "cpu" and not as_torch
+        cached = self._vocabulary_hashes.get((vocab_size, device, as_numpy))
         if cached is None:
-            if device.type == "cpu":
+            if as_numpy:
                 vocabulary = np.arange(vocab_size, dtype=np.uint32)
             else:
                 vocabulary = torch.arange(vocab_size, dtype=torch.int64, device=device)
             cached = self.vocabulary_hashes(vocabulary)
-            self._vocabulary_hashes[(vocab_size, device)] = cached
+            self._vocabulary_hashes[(vocab_size, device, as_numpy)] = cached
         return cached
 
     # Detection --------------------------------------------------------------------

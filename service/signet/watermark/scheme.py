@@ -95,6 +95,28 @@ class WatermarkScheme(ABC):
         import torch inside this method: the API process imports schemes without it.
         """
 
+    # Generation with the tokens on the device (vLLM's Model Runner V2). A scheme whose
+    # transform is a function of the last few tokens alone offers it; the others keep state
+    # per request on the host (gumbel's seen contexts) or draw green lists there
+    # (kgw-lefthash's mt19937), and generate through ``apply_watermark``.
+
+    @property
+    def device_context_width(self) -> int | None:
+        """How many preceding tokens ``apply_watermark_on_device`` reads; None: it has none."""
+        return None
+
+    def apply_watermark_on_device(
+        self, logits: torch.Tensor, row_indices: torch.Tensor, contexts: torch.Tensor
+    ) -> None:
+        """``apply_watermark`` with everything on ``logits``' device, never reading it back.
+
+        ``row_indices``: int64 [rows]. ``contexts``: int64 [rows, width], each row's last
+        tokens, prompt included, oldest first; ``width`` is ``device_context_width``, or
+        fewer where a sequence is shorter (as ``GenerationRow.context`` gives them). The
+        result must equal ``apply_watermark``'s for the same rows, bit for bit.
+        """
+        raise NotImplementedError(f"{self.name} generates through apply_watermark only")
+
     def prewarm(self) -> None:
         """Load compiled code before requests need it (servers run it in a thread); never a table per key."""
         return None  # most schemes have nothing to load

@@ -101,6 +101,16 @@ class UnigramScheme(WatermarkScheme):
         for index in row_indices:
             logits[index].add_(mask, alpha=self.parameters.delta)
 
+    @property
+    def device_context_width(self) -> int:
+        return 0  # one green list for every position
+
+    def apply_watermark_on_device(
+        self, logits: torch.Tensor, row_indices: torch.Tensor, contexts: torch.Tensor
+    ) -> None:
+        mask = self._mask(logits.shape[1], logits.device).to(logits.dtype)
+        logits.index_add_(0, row_indices, mask.expand(len(row_indices), -1), alpha=self.parameters.delta)
+
     def _mask(self, vocab_size: int, device: torch.device) -> torch.Tensor:
         import torch  # here, not at the top: the API process detects without torch installed
 
