@@ -162,17 +162,20 @@ class V2Batch:
         for slot in range(len(rows)):
             self.processor.add_request(slot, params)
 
-    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+    def context(self):
+        """This step's LogitsContext, built as the runner builds it (uploads included)."""
         from vllm.v1.worker.gpu.sample.logits_processor.interface import LogitsContext
 
         slots = np.arange(len(self.lengths), dtype=np.int32)
         on_device = torch.arange(len(slots), device=self.device)
         last = torch.from_numpy(self.lengths.astype(np.int64) - 1).to(self.device)
-        context = LogitsContext(
+        return LogitsContext(
             on_device, on_device, slots, torch.zeros_like(on_device), self.tokens[on_device, last].long(), last,
             self.lengths,
         )  # fmt: skip
-        return self.processor.apply(logits, context)
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.processor.apply(logits, self.context())
 
     def append(self, tokens: torch.Tensor) -> None:
         """Commit one token per request on the device, as the runner does after sampling."""
@@ -224,9 +227,11 @@ def v2_step_costs(keys_file: Path, device: torch.device, vocabulary: int, batche
 
                 row[f"{key_id}_ms"] = timed(one_step, repeats, device) * 1e3
                 if device.type == "cuda" and key_id in ("kgw", "unigram"):
+                    context, step_logits = runner.context(), logits.clone()  # the runner's uploads, not the processor's
+                    torch.cuda.synchronize()
                     torch.cuda.set_sync_debug_mode("error")
                     try:
-                        runner.apply(logits.clone())
+                        runner.processor.apply(step_logits, context)
                         row[f"{key_id}_host_sync"] = "none"
                     except RuntimeError as error:
                         row[f"{key_id}_host_sync"] = str(error)[:200]

@@ -12,8 +12,10 @@ scheme's, shared with the V1 processor through ``WatermarkScheme``:
   token positions are known on the host and go up through vLLM's staging buffers;
 * any other scheme (kgw-lefthash, kgw-selfhash, gumbel, gumbel-dual-key, synthid) keeps
   per-request state or draws its green lists on the host, so its rows' new tokens are copied
-  down once per step (one device-to-host copy for all of them) into the same
-  ``GenerationRow`` the V1 processor keeps, and ``apply_watermark`` runs as on V1.
+  down into the same ``GenerationRow`` the V1 processor keeps, and ``apply_watermark`` runs
+  as on V1. That copy (one for all such rows) waits for the device: a step with any of
+  them synchronizes once. A request copies its whole sequence on its first step (and again
+  after preemption), one token a step after that.
 
 Speculative decoding is refused when the engine starts: its draft rows would need contexts
 that include unverified tokens, and no scheme here is written for that.
@@ -103,17 +105,17 @@ class WatermarkLogitsProcessorV2(LogitsProcessor):
                 rows = np.array(group, dtype=np.int64)
                 ends = lengths[rows].astype(np.int64)[:, None]
                 token_positions = ends - width + np.arange(width, dtype=np.int64)
-                gather = upload.gather(rows[:, None], _slots_of(batch_slots, rows)[:, None], token_positions, ends - 1)
+                gather = upload.gather(_slots_of(batch_slots, rows)[:, None], token_positions)
                 on_device.append((scheme, upload.add(rows), gather, (len(group), width)))
         pieces = self._new_tokens([p for _, positions in on_host for p in positions], batch_slots, lengths)
         copy_down = upload.gather(*_piece_arrays(pieces)) if pieces else None
         sent = upload.send(self._staging)
         if copy_down is not None:
-            self._append(pieces, self._tokens(sent, copy_down, ctx).tolist())  # the one device-to-host copy
+            self._append(pieces, self._tokens(sent, copy_down).tolist())  # the one device-to-host copy
         for scheme, positions in on_host:
             scheme.apply_watermark(logits, positions, [self._slots[batch_slots[p]].row for p in positions])
         for scheme, rows, gather, shape in on_device:
-            contexts = self._tokens(sent, gather, ctx).view(shape)
+            contexts = self._tokens(sent, gather).view(shape)
             scheme.apply_watermark_on_device(logits, sent[rows], contexts)
         return logits
 
@@ -138,15 +140,16 @@ class WatermarkLogitsProcessorV2(LogitsProcessor):
             offset += end - start
             slot.known = end
 
-    def _tokens(self, sent: list[torch.Tensor], gather: tuple[int, int, int, int], ctx: LogitsContext) -> torch.Tensor:
-        """int64 tokens at the gathered positions, read on the device.
+    def _tokens(self, sent: list[torch.Tensor], gather: tuple[int, int]) -> torch.Tensor:
+        """int64 tokens at the gathered (slot, position) pairs, read on the device.
 
-        A row's last token is the one fed to the model this step (``ctx.input_ids``); the
-        earlier ones are committed in ``all_token_ids``.
+        Every position before the sampled one is committed in ``all_token_ids`` when
+        ``apply`` runs: a prefill's tokens are staged there before the forward pass, and a
+        decode's last sampled token is written there (``post_update``) on the same stream
+        before the next step, which is also what vLLM's own thinking-budget stage reads.
         """
-        rows, slots, positions, lasts = (sent[index] for index in gather)
-        committed = self._all_token_ids.gpu[slots, positions].long()
-        return torch.where(positions == lasts, ctx.input_ids[rows].long(), committed)
+        slots, positions = (sent[index] for index in gather)
+        return self._all_token_ids.gpu[slots, positions].long()
 
 
 def _by_width(positions: list[int], lengths: np.ndarray, width: int) -> list[tuple[list[int], int]]:
@@ -161,14 +164,11 @@ def _slots_of(batch_slots: list[int], rows: np.ndarray) -> np.ndarray:
     return np.array([batch_slots[row] for row in rows], dtype=np.int64)
 
 
-def _piece_arrays(pieces: list[tuple]) -> tuple[np.ndarray, ...]:
-    """The (row, slot, position, last position) of every token the pieces cover."""
-    spans = [(p, s, np.arange(start, end, dtype=np.int64), end - 1) for p, s, start, end in pieces]
+def _piece_arrays(pieces: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """The (slot, position) of every token the pieces cover."""
     return (
-        np.concatenate([np.full(len(r), p, dtype=np.int64) for p, _, r, _ in spans]),
-        np.concatenate([np.full(len(r), s, dtype=np.int64) for _, s, r, _ in spans]),
-        np.concatenate([r for _, _, r, _ in spans]),
-        np.concatenate([np.full(len(r), last, dtype=np.int64) for _, _, r, last in spans]),
+        np.concatenate([np.full(end - start, slot, dtype=np.int64) for _, slot, start, end in pieces]),
+        np.concatenate([np.arange(start, end, dtype=np.int64) for _, _, start, end in pieces]),
     )
 
 
@@ -184,7 +184,7 @@ class _Upload:
         return len(self._arrays) - 1
 
     def gather(self, *arrays: np.ndarray) -> tuple[int, ...]:
-        """Arrays that broadcast together (rows, slots, positions, lasts), flattened alike."""
+        """Arrays that broadcast together (slots, positions), flattened alike."""
         return tuple(self.add(array) for array in np.broadcast_arrays(*arrays))
 
     def send(self, staging: _Staging) -> list[torch.Tensor]:
