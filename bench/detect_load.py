@@ -6,7 +6,9 @@
 Starts one ``signet serve`` API process in distributed mode (SIGNET_REDIS_URL: the local
 Redis, SIGNET_TEST_REDIS_URL or 127.0.0.1:6379, a fresh namespace; no worker, which /detect
 and /healthz do not need), with one ``kgw`` key and the detection cache off
-(SIGNET_DETECT_CACHE_TTL_SECONDS=0), so every /detect tokenizes and scores its text.
+(SIGNET_DETECT_CACHE_TTL_SECONDS=0), so every /detect tokenizes and scores its text, and the
+per-caller detection budget set far above what a run spends (SIGNET_DETECT_TOKEN_BUDGET=10**12:
+still checked in Redis on every /detect, never refusing).
 Other settings are the defaults: no API keys (development mode on loopback), no rate limits,
 log level info.
 
@@ -61,7 +63,16 @@ def windows(tokens: int) -> list[str]:
     return [corpus[spans[start][0] : spans[start + tokens - 1][1]] for start in starts]
 
 
-def locust_run(folder: Path, route: str, url: str, users: int, seconds: int, server: psutil.Process) -> dict:
+def locust_run(
+    folder: Path,
+    route: str,
+    url: str,
+    users: int,
+    seconds: int,
+    server: psutil.Process,
+    redis: psutil.Process | None = None,
+) -> dict:
+    """One headless locust run; CPU sampled for the server, locust and, if given, Redis."""
     prefix = folder / f"{route}-{time.monotonic_ns()}"
     command = [
         str(Path(sys.executable).with_name("locust")),
@@ -71,17 +82,20 @@ def locust_run(folder: Path, route: str, url: str, users: int, seconds: int, ser
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     locust = psutil.Process(process.pid)
-    samples = []  # (wall, server cpu, locust cpu) every 0.5 s while the load runs
+    samples = []  # (wall, server cpu, locust cpu, redis cpu) every 0.5 s while the load runs
     while process.poll() is None:
         try:
-            samples.append((time.monotonic(), _cpu(server), _cpu(locust)))
+            samples.append((time.monotonic(), _cpu(server), _cpu(locust), _cpu(redis) if redis else 0.0))
         except psutil.NoSuchProcess:
             break
         time.sleep(0.5)
     output = process.stdout.read()
     # CPU over the steady part: from 3 s in (locust started, users spawned) to the last sample
     steady = [sample for sample in samples if sample[0] >= samples[0][0] + 3] or samples
-    (began, server_began, locust_began), (ended, server_ended, locust_ended) = steady[0], steady[-1]
+    (began, server_began, locust_began, redis_began), (ended, server_ended, locust_ended, redis_ended) = (
+        steady[0],
+        steady[-1],
+    )
     with open(f"{prefix}_stats.csv") as handle:
         (row,) = [row for row in csv.DictReader(handle) if row["Name"] != "Aggregated"]
     return {
@@ -94,12 +108,20 @@ def locust_run(folder: Path, route: str, url: str, users: int, seconds: int, ser
         "p99": float(row["99%"]),
         "server_cpu": (server_ended - server_began) / (ended - began),
         "locust_cpu": (locust_ended - locust_began) / (ended - began),
+        "redis_cpu": (redis_ended - redis_began) / (ended - began),
     }
 
 
 def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+    """CPU seconds of the process and its live children (the API processes of ``--processes``)."""
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def breakdown(texts: list[str], calls: int) -> None:
@@ -196,6 +218,8 @@ def main() -> None:
             "SIGNET_REDIS_URL": redis_test_url(),
             "SIGNET_REDIS_NAMESPACE": f"signet-bench-{uuid.uuid4().hex[:8]}",
             "SIGNET_DETECT_CACHE_TTL_SECONDS": "0",
+            # The budget stays on (its Redis round trip is part of every /detect), far above what a run spends.
+            "SIGNET_DETECT_TOKEN_BUDGET": str(10**12),
             "SIGNET_KEYS_FILE": str(keys_file),
         }
         with running_signet_server(folder, **environment) as server:

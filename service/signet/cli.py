@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="listen address (default: SIGNET_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: SIGNET_PORT or 8000)")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        help="API processes sharing the port, distributed mode only (default: SIGNET_API_PROCESSES or 1)",
+    )
     commands.add_parser("worker", help="run one vLLM engine on jobs from the queue at SIGNET_REDIS_URL")
     model = commands.add_parser("model", help="manage the served model")
     model_commands = model.add_subparsers(dest="model_command", required=True)
@@ -84,14 +89,17 @@ def _load_settings(overrides: dict) -> Settings:
     return settings
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind before the slow engine start, so a taken port fails in a second, not a minute."""
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """Bind before the slow engine start, so a taken port fails in a second, not a minute.
+    ``reuse_port``: one of several API processes' sockets on the port (``signet.processes``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets
     # whose proto says TCP. With proto 0, every keep-alive response waited out the
     # client's delayed ACK: 40 ms added to each request after a connection's first.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as error:
@@ -109,21 +117,51 @@ def _set_switch_interval(settings: Settings) -> None:
     sys.setswitchinterval(settings.switch_interval_seconds)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    """One API process, or ``settings.api_processes`` of them on one port (``signet.processes``)."""
+    from signet.engine.model_store import resolve_model_dir
+    from signet.keys import resolve_keys_file
+
+    if settings.api_processes > 1 and settings.redis_url is None:
+        raise StartupError(
+            f"--processes {settings.api_processes} needs distributed mode (SIGNET_REDIS_URL): "
+            "in embedded mode each process would load its own engine"
+        )
+    _set_switch_interval(settings)
+    listener = _bind(settings.host, settings.port)
+    if settings.api_processes > 1:
+        # Fails above while any socket holds the port; then one socket per process (signet.processes).
+        listener.close()
+        listeners = [_bind(settings.host, settings.port, reuse_port=True) for _ in range(settings.api_processes)]
+    cache_dir = settings.resolved_cache_dir
+    model_dir = resolve_model_dir(settings.model, cache_dir)
+    keys_file = resolve_keys_file(settings.keys_file, cache_dir)
+    if settings.api_processes == 1:
+        _serve_on(listener, settings, model_dir, keys_file)
+        return 0
+    from signet.processes import run_processes
+
+    return run_processes(listeners, lambda listener: _serve_child(listener, settings, model_dir, keys_file))
+
+
+def _serve_child(listener: socket.socket, settings: Settings, model_dir: Path, keys_file: Path) -> None:
+    """``_serve_on`` in a forked API process, its start-up errors told in one line as ``main`` tells them."""
+    try:
+        _serve_on(listener, settings, model_dir, keys_file)
+    except _startup_errors() as error:
+        print(f"signet: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _serve_on(listener: socket.socket, settings: Settings, model_dir: Path, keys_file: Path) -> None:
     import uvicorn
 
     from signet.api.app import create_app
     from signet.api.connections import server_config
     from signet.api.gate import allowed_hosts
     from signet.api.state import ServiceState
-    from signet.engine.model_store import resolve_model_dir
-    from signet.keys import prewarm_schemes, resolve_keys_file
+    from signet.keys import prewarm_schemes
 
-    _set_switch_interval(settings)
-    listener = _bind(settings.host, settings.port)
-    cache_dir = settings.resolved_cache_dir
-    model_dir = resolve_model_dir(settings.model, cache_dir)
-    keys_file = resolve_keys_file(settings.keys_file, cache_dir)
     state = ServiceState.load(settings, model_dir, keys_file)
     # A daemon thread: detection works before it is done; the first request would load the kernels itself.
     threading.Thread(target=prewarm_schemes, args=(state.keys,), name="prewarm", daemon=True).start()
@@ -188,21 +226,29 @@ def worker(settings: Settings) -> int:
     return run_worker(settings, model_dir, keys_file)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
-    if arguments.command in ("detect", "generate", "score"):
-        return run_client_command(arguments)  # a client of a running service: no engine, no settings
-    logs.configure()  # JSON at INFO until the settings say otherwise (see _load_settings)
-    # Imported here, not above: the client commands need none of them and start faster without.
-    from signet.engine.model_store import ModelError, prepare_embedded_model
+def _startup_errors() -> tuple[type[Exception], ...]:
+    """What start-up tells the user in one line. Imported here, not at the top: the client
+    commands need none of these modules and start faster without."""
+    from signet.engine.model_store import ModelError
     from signet.engine.vllm_engine import EngineStartError
     from signet.keys import KeyRegistryError
     from signet.redis_link import RedisModeError
     from signet.tenants import TenantsFileError
 
+    return (StartupError, ModelError, KeyRegistryError, TenantsFileError, EngineStartError, RedisModeError, OSError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    if arguments.command in ("detect", "generate", "score"):
+        return run_client_command(arguments)  # a client of a running service: no engine, no settings
+    logs.configure()  # JSON at INFO until the settings say otherwise (see _load_settings)
+    from signet.engine.model_store import prepare_embedded_model
+
     try:
         if arguments.command == "serve":
-            serve(_load_settings({"host": arguments.host, "port": arguments.port}))
+            overrides = {"host": arguments.host, "port": arguments.port, "api_processes": arguments.processes}
+            return serve(_load_settings(overrides))
         elif arguments.command == "openapi":
             from signet.api.app import write_document
 
@@ -218,15 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(path)
         elif arguments.command == "apikey":
             apikey(arguments.apikey_command, getattr(arguments, "name", None))
-    except (
-        StartupError,
-        ModelError,
-        KeyRegistryError,
-        TenantsFileError,
-        EngineStartError,
-        RedisModeError,
-        OSError,
-    ) as error:
+    except _startup_errors() as error:
         print(f"signet: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

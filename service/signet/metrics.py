@@ -6,11 +6,12 @@ methods, status classes, scheme names, verdicts, cache results): never a path, a
 a key id, a tenant, an API key or a secret, so a series can neither leak them nor grow
 without bound.
 
-Any layer may import this module: it imports nothing of Signet's. One uvicorn process
-serves each pod, so no multiprocess mode is needed. ``GET /metrics``
-(``signet.api.metrics``) exposes the registry. What happens to jobs on workers reaches the
-API in the job's outcome and is observed there; a worker's own port
-(SIGNET_WORKER_METRICS_PORT, ``signet.worker``) serves vLLM's series of its engine.
+Any layer may import this module. ``GET /metrics`` (``signet.api.metrics``) exposes the
+registry; with several API processes on one port (``signet.processes``) prometheus_client's
+multiprocess mode keeps these counters and histograms in files the scrape sums. What
+happens to jobs on workers reaches the API in the job's outcome and is observed there; a
+worker's own port (SIGNET_WORKER_METRICS_PORT, ``signet.worker``) serves vLLM's series of
+its engine.
 """
 
 from __future__ import annotations

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    api_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes sharing the port (distributed mode only; `signet serve --processes`). "
+        "Each has its own connection limits; Redis holds what they share.",
+    )
     switch_interval_seconds: float = Field(
         default=0.005,
         gt=0.0,
