@@ -101,7 +101,8 @@ def signet_process(
     command: str, log_path: Path, prefix: Sequence[str] = (), **environment: str
 ) -> Iterator[subprocess.Popen]:
     """``signet <command>`` in its own process group (vLLM's engine process included), so
-    stopping or killing the group leaves nothing behind. ``prefix`` runs it through another
+    stopping or killing the group leaves nothing behind (``serve --processes``' API processes
+    have groups of their own, and die with their parent). ``prefix`` runs it through another
     command that execs it (``ip netns exec <host>``: harness/netns.py)."""
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import re
 import socket
 import sys
@@ -22,6 +23,9 @@ from signet.client.commands import run as run_client_command
 from signet.settings import Settings
 
 logger = logging.getLogger("signet")
+
+
+LISTEN_BACKLOG = 2048  # uvicorn's default, which it sets again when it serves the socket
 
 
 class StartupError(Exception):
@@ -129,19 +133,35 @@ def serve(settings: Settings) -> int:
         )
     _set_switch_interval(settings)
     listener = _bind(settings.host, settings.port)
-    if settings.api_processes > 1:
-        # Fails above while any socket holds the port; then one socket per process (signet.processes).
-        listener.close()
-        listeners = [_bind(settings.host, settings.port, reuse_port=True) for _ in range(settings.api_processes)]
     cache_dir = settings.resolved_cache_dir
     model_dir = resolve_model_dir(settings.model, cache_dir)
     keys_file = resolve_keys_file(settings.keys_file, cache_dir)
     if settings.api_processes == 1:
+        # Multiprocess mode is signet.processes' to choose: a directory left set would make
+        # /metrics sum whatever files it holds.
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         _serve_on(listener, settings, model_dir, keys_file)
         return 0
     from signet.processes import run_processes
 
+    _check_files(settings, model_dir, keys_file)  # once here, not once per process
+    # The bind above fails while any socket holds the port; now one socket per process,
+    # listening at once, so no other group can join them while the processes start.
+    listener.close()
+    listeners = [_bind(settings.host, settings.port, reuse_port=True) for _ in range(settings.api_processes)]
+    for reuse_port_listener in listeners:
+        reuse_port_listener.listen(LISTEN_BACKLOG)
     return run_processes(listeners, lambda listener: _serve_child(listener, settings, model_dir, keys_file))
+
+
+def _check_files(settings: Settings, model_dir: Path, keys_file: Path) -> None:
+    """The keys and tenants files, parsed as each API process will parse them."""
+    from signet.engine.model_store import model_vocab_size
+    from signet.keys import KeyRegistry
+    from signet.tenants import resolve_tenants
+
+    keys = KeyRegistry.load(keys_file, model_vocab_size(model_dir))
+    resolve_tenants(settings, keys.key_ids)
 
 
 def _serve_child(listener: socket.socket, settings: Settings, model_dir: Path, keys_file: Path) -> None:

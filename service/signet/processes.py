@@ -17,10 +17,16 @@ a time. The parent binds the port, forks N children that each serve it, and supe
   process, which neither the Service nor the ServiceMonitor knows.
 * **Everything else they share is in Redis**: the queue, the detection cache, rate limits,
   the registry. Connection limits and in-flight bounds are per process.
-* **Fail together.** SIGTERM or SIGINT to the parent is passed to every child once; each
-  drains as a single process would. A child that exits on its own stops the others, and
-  the parent exits non-zero, so the pod restarts whole. Children have their own process
-  group (a terminal's Ctrl-C reaches them once, through the parent) and die with the parent.
+* **Fail together.** SIGTERM or SIGINT to the parent is passed to every child: the first
+  drains each as a single process would, a second cuts the drain short. A child that exits
+  on its own stops the others, and the parent exits non-zero, so the pod restarts whole.
+  Children have their own process group (a terminal's Ctrl-C reaches them once, through the
+  parent) and die with the parent.
+* **Checked once.** The parent binds the port and loads the keys and tenants files before it
+  forks, so a bad file is told in one line, not once per process.
+* **Per connection.** The kernel balances connections, not requests, and a probe reaches one
+  process: a few long-lived keep-alive connections can load the processes unevenly, and a
+  process that hangs without exiting fails only the probes that reach it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 logger = logging.getLogger("signet")
 
@@ -45,7 +52,11 @@ def run_processes(listeners: list[socket.socket], serve: Callable[[socket.socket
     """Fork a child per listener, running ``serve(listener)``; the exit status for the parent."""
     if "prometheus_client" in sys.modules:  # its value class is fixed when it is first imported
         raise RuntimeError("prometheus_client was imported before the API processes were forked")
-    metrics_directory = tempfile.mkdtemp(prefix="signet-metrics-")
+    # Held back until the handlers below are in place: a SIGTERM during the forks would
+    # otherwise kill the parent and leave the metrics directory behind.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    _remove_stale_directories()
+    metrics_directory = tempfile.mkdtemp(prefix=f"{_DIRECTORY_PREFIX}{os.getpid()}-")
     os.environ[METRICS_DIRECTORY_VARIABLE] = metrics_directory
     parent = os.getpid()
     children: dict[int, int] = {}  # pid -> index
@@ -53,11 +64,19 @@ def run_processes(listeners: list[socket.socket], serve: Callable[[socket.socket
         for index, listener in enumerate(listeners):
             pid = os.fork()
             if pid == 0:
-                for other in listeners:
-                    if other is not listener:
-                        other.close()
-                os._exit(_child(index, len(listeners), parent, lambda listener=listener: serve(listener)))
+                code = 1
+                try:
+                    for other in listeners:
+                        if other is not listener:
+                            other.close()
+                    code = _child(index, len(listeners), parent, lambda listener=listener: serve(listener))
+                finally:
+                    os._exit(code)  # never back into the parent's code, whatever happened
             children[pid] = index
+            try:
+                os.setpgid(pid, pid)  # as the child does itself: whichever runs first
+            except OSError:
+                pass
         for listener in listeners:
             listener.close()  # the children hold them
         return _supervise(children)
@@ -65,16 +84,43 @@ def run_processes(listeners: list[socket.socket], serve: Callable[[socket.socket
         shutil.rmtree(metrics_directory, ignore_errors=True)
 
 
-def _child(index: int, count: int, parent: int, serve: Callable[[], None]) -> int:
-    os.setpgid(0, 0)
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        return 1
-    logger.info("API process %d of %d (pid %d)", index + 1, count, os.getpid())
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_DIRECTORY_PREFIX = "signet-metrics-"
+_CLEAN_EXITS = {0, -signal.SIGTERM, -signal.SIGINT, 130}  # drained, or cut short by a second signal
+
+
+def _remove_stale_directories() -> None:
+    """Metrics directories a parent killed outright (SIGKILL, out of memory) left behind: its
+    pid is gone, or is ours (a restarted container's first process gets the same pid)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_DIRECTORY_PREFIX}*-*"):
+        pid = path.name[len(_DIRECTORY_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _child(index: int, count: int, parent: int, serve: Callable[[], None]) -> int:
+    for number in _STOP_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    try:
+        os.setpgid(0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            return 1
+        logger.info("API process %d of %d (pid %d)", index + 1, count, os.getpid())
         serve()
     except SystemExit as exit:  # start-up errors, already told in one line
-        return exit.code if isinstance(exit.code, int) else 1
+        return exit.code if isinstance(exit.code, int) else int(exit.code is not None)
     except KeyboardInterrupt:
         return 130
     except Exception:
@@ -89,28 +135,31 @@ def _supervise(children: dict[int, int]) -> int:
     stopping = False
 
     def stop(signum: int = signal.SIGTERM, frame=None) -> None:
+        """Each signal to every child: the first drains it, a second cuts the drain short
+        (uvicorn's own rule). SIGHUP (a closed terminal) counts as SIGTERM."""
         nonlocal stopping
-        if stopping:
-            return
         stopping = True
         for pid in children:
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM if signum == signal.SIGHUP else signum)
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for number in _STOP_SIGNALS:
+        signal.signal(number, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     status = 0
     while children:
         pid, wait_status = os.wait()
-        index = children.pop(pid)
+        index = children.pop(pid, None)
+        if index is None:  # as a container's first process, we also reap orphans that are not ours
+            continue
         code = os.waitstatus_to_exitcode(wait_status)
         if not stopping:
             logger.error("API process %d exited (%d): stopping the others", index + 1, code)
             status = 1
             stop()
-        elif code not in (0, -signal.SIGTERM):
+        elif code not in _CLEAN_EXITS:
             status = status or 1
             logger.error("API process %d exited (%d) while stopping", index + 1, code)
     return status

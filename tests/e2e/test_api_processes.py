@@ -135,3 +135,21 @@ def test_processes_need_distributed_mode(tmp_path):
     )
     assert completed.returncode == 1
     assert "needs distributed mode (SIGNET_REDIS_URL)" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_a_bad_keys_file_is_told_once(tmp_path):
+    keys_file = tmp_path / "bad-keys.json"
+    keys_file.write_text('{"keys": [{"key_id": "a", "secret": "tooshort"}]}')
+    environment = {
+        **os.environ,
+        **keys_environment(tmp_path),
+        "SIGNET_KEYS_FILE": str(keys_file),
+        "SIGNET_REDIS_URL": redis_test_url(),
+        "SIGNET_PORT": str(free_port()),
+    }
+    completed = subprocess.run(
+        [*signet_command("serve"), "--processes", "2"], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 1
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("signet: error:")]
+    assert len(errors) == 1 and "keys.0.secret" in errors[0] and "tooshort" not in completed.stderr, completed.stderr
