@@ -112,6 +112,31 @@ def locust_run(
     }
 
 
+def server_environment(keys_file: Path) -> dict[str, str]:
+    """A distributed-mode API on the local Redis, in a namespace of its own, that tokenizes
+    and scores every /detect: the detection cache off, the per-caller budget on (its Redis
+    round trip is part of every /detect) but far above what a run spends."""
+    return {
+        "SIGNET_REDIS_URL": redis_test_url(),
+        "SIGNET_REDIS_NAMESPACE": f"signet-bench-{uuid.uuid4().hex[:8]}",
+        "SIGNET_DETECT_CACHE_TTL_SECONDS": "0",
+        "SIGNET_DETECT_TOKEN_BUDGET": str(10**12),
+        "SIGNET_KEYS_FILE": str(keys_file),
+    }
+
+
+def share_texts(folder: Path, url: str, texts: list[str]) -> list[int]:
+    """Write the texts, and the token counts the server reports for them (which every load
+    response must repeat), where the locustfile reads them; returns the counts."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        counts = [client.post("/detect", json={"text": text}).json()["num_tokens"] for text in texts]
+    (folder / "texts.json").write_text(json.dumps(texts))
+    (folder / "tokens.json").write_text(json.dumps(counts))
+    os.environ["SIGNET_BENCH_TEXTS"] = str(folder / "texts.json")
+    os.environ["SIGNET_BENCH_TOKENS"] = str(folder / "tokens.json")
+    return counts
+
+
 def _cpu(process: psutil.Process) -> float:
     """CPU seconds of the process and its live children (the API processes of ``--processes``)."""
     total = 0.0
@@ -214,22 +239,8 @@ def main() -> None:
         folder = Path(folder)
         keys_file = folder / "bench-keys.json"
         keys_file.write_text(json.dumps(KEYS))
-        environment = {
-            "SIGNET_REDIS_URL": redis_test_url(),
-            "SIGNET_REDIS_NAMESPACE": f"signet-bench-{uuid.uuid4().hex[:8]}",
-            "SIGNET_DETECT_CACHE_TTL_SECONDS": "0",
-            # The budget stays on (its Redis round trip is part of every /detect), far above what a run spends.
-            "SIGNET_DETECT_TOKEN_BUDGET": str(10**12),
-            "SIGNET_KEYS_FILE": str(keys_file),
-        }
-        with running_signet_server(folder, **environment) as server:
-            # the token counts the server itself reports, which every load response must repeat
-            with httpx.Client(base_url=server.url, timeout=60) as client:
-                counts = [client.post("/detect", json={"text": text}).json()["num_tokens"] for text in texts]
-            (folder / "texts.json").write_text(json.dumps(texts))
-            (folder / "tokens.json").write_text(json.dumps(counts))
-            os.environ["SIGNET_BENCH_TEXTS"] = str(folder / "texts.json")
-            os.environ["SIGNET_BENCH_TOKENS"] = str(folder / "tokens.json")
+        with running_signet_server(folder, **server_environment(keys_file)) as server:
+            counts = share_texts(folder, server.url, texts)
             process = psutil.Process(server.process.pid)
             locust_run(folder, "detect", server.url, arguments.users, 6, process)  # warm-up, not counted
             runs: dict[str, list[dict]] = {route: [] for route in USERS}

@@ -27,18 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import httpx
 import psutil
 
-from bench.detect_load import KEYS, locust_run, windows
+from bench.detect_load import KEYS, locust_run, server_environment, share_texts, windows
 from harness.services import redis_test_url, running_signet_server
 
 
@@ -67,16 +64,7 @@ def tokenizer_rates(texts: list[str], seconds: float = 5.0) -> dict[str, float]:
 
 
 def run_load(folder: Path, processes: int, users: int, seconds: int, rounds_index: int) -> dict:
-    keys_file = folder / "bench-keys.json"
-    environment = {
-        "SIGNET_REDIS_URL": redis_test_url(),
-        "SIGNET_REDIS_NAMESPACE": f"signet-bench-{uuid.uuid4().hex[:8]}",
-        "SIGNET_DETECT_CACHE_TTL_SECONDS": "0",
-        # The budget stays on (its Redis round trip is part of every /detect), far above what a run spends.
-        "SIGNET_DETECT_TOKEN_BUDGET": str(10**12),
-        "SIGNET_KEYS_FILE": str(keys_file),
-        "SIGNET_API_PROCESSES": str(processes),
-    }
+    environment = {**server_environment(folder / "bench-keys.json"), "SIGNET_API_PROCESSES": str(processes)}
     run_folder = folder / f"run-{rounds_index}-{processes}"
     run_folder.mkdir()
     with running_signet_server(run_folder, **environment) as server:
@@ -131,20 +119,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         (folder / "bench-keys.json").write_text(json.dumps(KEYS))
-        probe = folder / "probe"  # the token counts the server itself reports, which every response must repeat
+        probe = folder / "probe"
         probe.mkdir()
-        environment = {
-            "SIGNET_REDIS_URL": redis_test_url(),
-            "SIGNET_REDIS_NAMESPACE": f"signet-bench-{uuid.uuid4().hex[:8]}",
-            "SIGNET_KEYS_FILE": str(folder / "bench-keys.json"),
-        }
-        with running_signet_server(probe, **environment) as server:
-            with httpx.Client(base_url=server.url, timeout=60) as client:
-                counts = [client.post("/detect", json={"text": text}).json()["num_tokens"] for text in texts]
-        (folder / "texts.json").write_text(json.dumps(texts))
-        (folder / "tokens.json").write_text(json.dumps(counts))
-        os.environ["SIGNET_BENCH_TEXTS"] = str(folder / "texts.json")
-        os.environ["SIGNET_BENCH_TOKENS"] = str(folder / "tokens.json")
+        with running_signet_server(probe, **server_environment(folder / "bench-keys.json")) as server:
+            counts = share_texts(folder, server.url, texts)
         for index in range(arguments.rounds):
             for processes in (1, 2) if index % 2 == 0 else (2, 1):
                 run = run_load(folder, processes, arguments.users, arguments.run_time, index)
