@@ -166,7 +166,7 @@ def breakdown(texts: list[str], calls: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         keys_file = Path(folder) / "bench-keys.json"
         keys_file.write_text(json.dumps(KEYS))
-        settings = Settings(detect_cache_ttl_seconds=0, keys_file=keys_file)
+        settings = Settings(detect_cache_ttl_seconds=0, keys_file=keys_file, detect_token_budget=10**12)
         model_dir = resolve_model_dir(settings.model, settings.resolved_cache_dir)
         state = ServiceState.load(settings, model_dir, keys_file)
     tokenizer, scheme = state.tokenizer, state.keys.scheme("main")
@@ -218,6 +218,44 @@ def breakdown(texts: list[str], calls: int) -> None:
                 print(f"  {'in-process ASGI (httpx client included): ' + route:76s} {elapsed:8.1f} us", flush=True)
 
     asyncio.run(over_asgi())
+    asyncio.run(serialization(state, texts, calls))
+
+
+async def serialization(state, texts: list[str], calls: int, rounds: int = 16) -> None:
+    """The /detect routes serialize their model in their own thread; FastAPI, given the model,
+    would validate it again and serialize it in a second thread-pool trip. Both, alternating,
+    as CPU time of this process per request (threads included)."""
+    from signet.api.app import create_app
+    from signet.api.detect import router
+
+    own = router._serialized
+    variants = {"model returned (FastAPI serializes)": lambda response: response, "serialized in the route": own}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    app = create_app(state)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+            for round_index in range(rounds):
+                names = list(variants) if round_index % 2 == 0 else list(reversed(variants))
+                for name in names:
+                    router._serialized = variants[name]
+                    began = time.process_time()
+                    for index in range(calls):
+                        response = await client.post("/detect", json={"text": texts[index % len(texts)]})
+                        response.raise_for_status()
+                    times[name].append((time.process_time() - began) / calls * 1e6)
+    finally:
+        router._serialized = own
+    ratios = [
+        mine / theirs
+        for mine, theirs in zip(
+            times["serialized in the route"], times["model returned (FastAPI serializes)"], strict=True
+        )
+    ]
+    for name, values in times.items():
+        print(f"  {'in-process ASGI /detect, CPU per request, ' + name:76s} {statistics.median(values):8.1f} us")
+    print(
+        f"  serialized in the route / model returned: median of {rounds} paired rounds {statistics.median(ratios):.3f}"
+    )
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from signet.api.auth import CallerDependency
 from signet.api.detect.batch import detect_batch
@@ -24,7 +25,7 @@ def detect_route(
     admit(state, request, caller)
     response = detect(state, body, caller)
     charge(state, request, caller, [response])
-    return response
+    return _serialized(response)
 
 
 @router.post(
@@ -40,4 +41,11 @@ def detect_batch_route(
     # One charge for the whole batch, the sum of its answered items: all or nothing, so a
     # refused batch reveals no item, and its 429 carries one Retry-After.
     charge(state, request, caller, [item.result for item in response.results if item.result is not None])
-    return response
+    return _serialized(response)
+
+
+def _serialized(response: BaseModel) -> Response:
+    """The body ``response_model`` declares, serialized in the route's own thread. A model
+    returned from a plain ``def`` route is validated again by FastAPI and serialized in a
+    second trip through the thread pool (``serialize_response``)."""
+    return Response(response.model_dump_json(), media_type="application/json")
