@@ -95,7 +95,7 @@ class WatermarkLogitsProcessorV2(LogitsProcessor):
         # Without drafts this bound is exact: how many tokens the sampled one follows.
         lengths = ctx.seq_lens_upper_bound_np
         upload = _Upload()
-        on_device, on_host = [], []  # (scheme, rows' upload index, gather) / (positions, pieces, gather)
+        on_device, on_host = [], []  # (scheme, rows' upload index, gather, shape) / (scheme, positions)
         for positions in by_key.values():
             scheme = self._slots[batch_slots[positions[0]]].scheme
             if scheme.device_context_width is None:
