@@ -320,7 +320,12 @@ def main() -> None:
         f"ratio detect/healthz: requests/s median {statistics.median(ratios):.3f} (per round "
         f"{[round(ratio, 3) for ratio in ratios]}); server CPU per request {cost['healthz'] / cost['detect']:.3f}"
     )
-    failed = [run for route_runs in runs.values() for run in route_runs if run["failures"] or run["returncode"]]
+    exit_on_failures([run for route_runs in runs.values() for run in route_runs])
+
+
+def exit_on_failures(runs: list[dict]) -> None:
+    """Exit non-zero, with locust's output, if any run had a failed request or locust failed."""
+    failed = [run for run in runs if run["failures"] or run["returncode"]]
     if failed:
         for run in failed:
             print(run["output"][-3000:], file=sys.stderr)

@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-from bench.detect_load import KEYS, locust_run, server_environment, share_texts, windows
+from bench.detect_load import KEYS, exit_on_failures, locust_run, server_environment, share_texts, windows
 from harness.services import redis_test_url, running_signet_server
 
 
@@ -68,7 +67,7 @@ def run_load(folder: Path, processes: int, users: int, seconds: int, rounds_inde
     run_folder = folder / f"run-{rounds_index}-{processes}"
     run_folder.mkdir()
     with running_signet_server(run_folder, **environment) as server:
-        _wait_for_processes(server, processes)
+        server.wait_until_all_listen(processes)
         server_process = psutil.Process(server.process.pid)
         locust_run(folder, "detect", server.url, users, 6, server_process)  # warm-up, not counted
         return locust_run(folder, "detect", server.url, users, seconds, server_process, redis_process())
@@ -81,23 +80,6 @@ def redis_process() -> psutil.Process | None:
         if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
             return psutil.Process(connection.pid)
     return None
-
-
-def _wait_for_processes(server, processes: int) -> None:
-    """Until every API process listens (the first /readyz proves only one)."""
-    port = int(server.url.rsplit(":", 1)[1])
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        serving = [server.process.pid] if processes == 1 else [child.pid for child in _listening(server, port)]
-        if len(serving) == processes:
-            return
-        time.sleep(0.5)
-    sys.exit(f"not all {processes} API processes listen:\n{server.log()[-3000:]}")
-
-
-def _listening(server, port: int) -> list[psutil.Process]:
-    children = psutil.Process(server.process.pid).children()
-    return [child for child in children if any(c.laddr.port == port for c in child.net_connections("tcp"))]
 
 
 def main() -> None:
@@ -174,11 +156,7 @@ def main() -> None:
         f"per server core {statistics.median(per_core):.2f}; the most 2 could gain with locust's and Redis's CPU "
         f"taken out: {statistics.median(ceiling):.2f}x"
     )
-    failed = [run for process_runs in runs.values() for run in process_runs if run["failures"] or run["returncode"]]
-    if failed:
-        for run in failed:
-            print(run["output"][-3000:], file=sys.stderr)
-        sys.exit(f"FAILED: {sum(run['failures'] for run in failed)} failed requests")
+    exit_on_failures([run for process_runs in runs.values() for run in process_runs])
 
 
 if __name__ == "__main__":

@@ -95,6 +95,30 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def listening_processes(self) -> list:  # of psutil.Process
+        """The processes listening on the port: ``serve`` itself, or its API processes
+        (``serve --processes``)."""
+        import psutil
+
+        parent = psutil.Process(self.process.pid)
+        return [
+            process
+            for process in [parent, *parent.children()]
+            if any(connection.laddr.port == self.port for connection in process.net_connections("tcp"))
+        ]
+
+    def wait_until_all_listen(self, processes: int, timeout: float = 120) -> None:
+        """Until ``processes`` processes listen: with several, the first /readyz proves only one."""
+        deadline = time.monotonic() + timeout
+        while len(self.listening_processes()) != processes:
+            if time.monotonic() > deadline:
+                raise ServiceStartError(f"not {processes} processes listening:\n{self.log()[-3000:]}")
+            time.sleep(0.5)
+
 
 @contextmanager
 def signet_process(

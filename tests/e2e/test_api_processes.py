@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from harness.services import (
     signet_command,
 )
 
+ESTABLISHED = psutil.CONN_ESTABLISHED
 TEXT = "The committee met on Tuesday to review the budget, and most members asked for more time before voting."
 
 
@@ -42,25 +42,10 @@ def _children(server) -> list[psutil.Process]:
     return psutil.Process(server.process.pid).children()
 
 
-def _wait_all_ready(server) -> None:
-    """/readyz answered by whichever process a connection lands on: until both have started."""
-    deadline = time.monotonic() + 120
-    port = int(server.url.rsplit(":", 1)[1])
-    while time.monotonic() < deadline:
-        listening = [
-            child for child in _children(server) if any(c.laddr.port == port for c in child.net_connections("tcp"))
-        ]
-        if len(listening) == 2:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"both API processes did not listen:\n{server.log()[-3000:]}")
-
-
 def test_connections_spread_over_both_processes_and_metrics_count_them_all(two_processes):
     server = two_processes
     assert len(_children(server)) == 2
-    _wait_all_ready(server)
-    port = int(server.url.rsplit(":", 1)[1])
+    server.wait_until_all_listen(2)
     # 16 connections held open: the kernel hashes each to one of the two listening sockets.
     # All 16 on one process: probability 2 * 2**-16 = 3e-5.
     clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(16)]
@@ -68,7 +53,7 @@ def test_connections_spread_over_both_processes_and_metrics_count_them_all(two_p
         for client in clients:
             assert client.post("/detect", json={"text": TEXT}).status_code == 200
         per_child = [
-            sum(1 for c in child.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+            sum(1 for c in child.net_connections("tcp") if c.laddr.port == server.port and c.status == ESTABLISHED)
             for child in _children(server)
         ]
         assert sorted(per_child)[0] >= 1 and sum(per_child) == 16, per_child
@@ -86,7 +71,7 @@ def test_connections_spread_over_both_processes_and_metrics_count_them_all(two_p
 
 def test_sigterm_stops_both_and_cleans_up(two_processes):
     server = two_processes
-    _wait_all_ready(server)
+    server.wait_until_all_listen(2)
     children = _children(server)
     (metrics_directory,) = Path(server.log_path).parent.glob("signet-metrics-*")
     kinds = sorted(path.name.split("_")[0] for path in metrics_directory.iterdir())
@@ -99,7 +84,7 @@ def test_sigterm_stops_both_and_cleans_up(two_processes):
 
 def test_a_process_that_dies_stops_the_other_and_the_parent_fails(two_processes):
     server = two_processes
-    _wait_all_ready(server)
+    server.wait_until_all_listen(2)
     first, second = _children(server)
     first.kill()
     assert server.process.wait(timeout=60) == 1
