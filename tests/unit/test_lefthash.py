@@ -300,6 +300,19 @@ def test_short_texts_have_no_scored_tokens():
         assert evidence.num_tokens == len(token_ids) and evidence.num_scored_tokens == 0
 
 
+@pytest.mark.parametrize(
+    "hashing_key",
+    # products below the modulus (numpy's path), just past it, far past it (Python's), zero
+    [DEFAULT_HASHING_KEY, (2**64 - 2) // 49_151, (2**64 - 2) // 49_151 + 1, OTHER_HASHING_KEY, 2**64 - 1, 0],
+)
+def test_seeds_equal_mt19937_seed_on_both_paths(hashing_key):
+    scheme = LefthashScheme(LefthashParameters(vocab_size=49_152, hashing_key=hashing_key))
+    for tokens in ([0, 1, 49_151], [-3, 5, 49_151], RANDOM.integers(0, 49_152, 300), []):
+        tokens = np.asarray(tokens, dtype=np.int64)
+        expected = [lefthash.mt19937_seed(hashing_key, token) for token in tokens.tolist()]
+        assert scheme._seeds(tokens).tolist() == expected
+
+
 def test_repr_redacts_the_hashing_key():
     parameters = LefthashParameters(vocab_size=1_000, hashing_key=987_654_321)
     for text in (repr(parameters), repr(LefthashScheme(parameters))):
