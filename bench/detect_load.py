@@ -222,9 +222,9 @@ def breakdown(texts: list[str], calls: int) -> None:
 
 
 async def serialization(state, texts: list[str], calls: int, rounds: int = 16) -> None:
-    """The /detect routes serialize their model in their own thread; FastAPI, given the model,
-    would validate it again and serialize it in a second thread-pool trip. Both, alternating,
-    as CPU time of this process per request (threads included)."""
+    """The /detect routes serialize their model in the detection thread; FastAPI, given the
+    model, would validate it again and serialize it on the event loop. Both, alternating, as
+    CPU time of this process per request (threads included)."""
     from signet.api.app import create_app
     from signet.api.detect import router
 
@@ -321,6 +321,24 @@ def main() -> None:
         f"{[round(ratio, 3) for ratio in ratios]}); server CPU per request {cost['healthz'] / cost['detect']:.3f}"
     )
     exit_on_failures([run for route_runs in runs.values() for run in route_runs])
+
+
+def per_core_table(label: str, runs: dict[object, list[dict]], bound: float) -> None:
+    """Per variant, medians over its runs: requests/s, p50, the worst p99, server cores, and
+    requests/s per core of server CPU, also as a share of ``bound`` (texts per CPU-second)."""
+    header = ["req/s", "p50 ms", "p99 ms", "cores", "per core", "/ tokenizer"]
+    print(f"{label:>9s} " + " ".join(f"{name:>11s}" for name in header))
+    for variant, variant_runs in runs.items():
+        per_core = statistics.median(run["rps"] / run["server_cpu"] for run in variant_runs)
+        values = [
+            f"{statistics.median(run['rps'] for run in variant_runs):.1f}",
+            f"{statistics.median(run['p50'] for run in variant_runs):.1f}",
+            f"{max(run['p99'] for run in variant_runs):.1f}",
+            f"{statistics.median(run['server_cpu'] for run in variant_runs):.2f}",
+            f"{per_core:.0f}",
+            f"{per_core / bound:.2f}",
+        ]
+        print(f"{variant!s:>9s} " + " ".join(f"{value:>11s}" for value in values))
 
 
 def exit_on_failures(runs: list[dict]) -> None:

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
         description="Longest text or prompt accepted (characters).",
     )
     max_batch_items: int = Field(default=64, ge=1, le=10_000, description="Most items in one POST /detect/batch.")
+    detect_threads: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Threads of an API process that run /detect and /detect/batch (tokenizing and scoring). "
+        "The GIL lets one of them run Python at a time, and the tokenizer, which lets go of it, part of "
+        "another: more threads only hand the GIL around (bench/detect_load.py, docs/BENCHMARKS.md). More "
+        "cores are used with more processes (SIGNET_API_PROCESSES).",
+    )
     max_batch_chars: int = Field(
         default=400_000, ge=1, description="Most characters (or token ids) in one POST /detect/batch, all items."
     )

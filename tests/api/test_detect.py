@@ -212,3 +212,48 @@ def test_an_explicit_null_text_is_the_same_as_none(detect_client):
     assert with_ids.status_code == 200, with_ids.text
     alone = detect_client.post("/detect", json={"text": None})
     assert alone.status_code == 422 and alone.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_detections_run_in_their_own_pool_of_detect_threads(detection_state, monkeypatch, threads):
+    """At most SIGNET_DETECT_THREADS detections run at once, each off the event loop's thread."""
+    import asyncio
+    import dataclasses
+    import threading
+    import time
+
+    import httpx
+
+    from signet.api.app import create_app
+    from signet.api.detect import router
+
+    state = dataclasses.replace(
+        detection_state, settings=detection_state.settings.model_copy(update={"detect_threads": threads})
+    )
+    running, most, threads_seen, lock = 0, 0, set(), threading.Lock()
+    detect = router.detect
+
+    def counted_detect(*args, **kwargs):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            threads_seen.add(threading.get_ident())
+        time.sleep(0.05)  # long enough for the other requests to arrive
+        with lock:
+            running -= 1
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(router, "detect", counted_detect)
+
+    async def send_eight() -> tuple[list[int], int]:
+        transport = httpx.ASGITransport(app=create_app(state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            responses = await asyncio.gather(
+                *(client.post("/detect", json={"token_ids": list(range(1, 40))}) for _ in range(8))
+            )
+        return [response.status_code for response in responses], threading.get_ident()
+
+    statuses, loop_thread = asyncio.run(send_eight())
+    assert statuses == [200] * 8
+    assert most == threads and loop_thread not in threads_seen

@@ -4,10 +4,11 @@ to remote workers) and the stores for cached results and rate limits."""
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+from anyio import CapacityLimiter
 from fastapi import Depends, Request
 
 from signet.cache.detection import DetectionCache, MemoryDetectionCache, RedisDetectionCache
@@ -46,6 +47,12 @@ class ServiceState:
     embedder: Any | None = None  # signet.engine.embeddings.SentenceEmbedder, loaded on first use
     generation_store: GenerationStore | None = None  # None: SIGNET_PROVENANCE=false
     recorder: GenerationRecorder | None = None  # started with the app (api/app.py), when there is a store
+    # The threads /detect and /detect/batch run in (SIGNET_DETECT_THREADS), apart from the
+    # 40 of the default pool: api/detect/router.py says why.
+    detect_threads: CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.detect_threads = CapacityLimiter(self.settings.detect_threads)
 
     @classmethod
     def load(cls, settings: Settings, model_dir: Path, keys_file: Path) -> ServiceState:

@@ -1,31 +1,34 @@
 from __future__ import annotations
 
+from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from signet.api.auth import CallerDependency
+from signet.api.auth import Caller, CallerDependency
 from signet.api.detect.batch import detect_batch
 from signet.api.detect.budget import admit, charge
 from signet.api.detect.protocol import DetectBatchRequest, DetectBatchResponse, DetectRequest, DetectResponse
 from signet.api.detect.service import detect
 from signet.api.responses import problem_responses
-from signet.api.state import StateDependency
+from signet.api.state import ServiceState, StateDependency
 
 router = APIRouter(tags=["detection"])
 
 
-# Plain ``def``s: tokenizing and scoring are CPU work, so FastAPI runs them in its
-# thread pool instead of stalling the event loop that streams generations.
+# Tokenizing and scoring are CPU work, so they run in threads, never on the event loop
+# that streams generations: in a pool of their own, SIGNET_DETECT_THREADS (2) wide, not in
+# the default pool of 40 that plain ``def`` routes get. The tokenizer lets go of the GIL,
+# so with 16 requests in flight forty threads kept handing it to each other: on the 2-core
+# dev machine one API process answered 447-500 /detect a second per core of CPU with 40
+# threads, 515-553 with 4 and 585-607 with 2, and 14-24% more a second in all, p99 32 ms
+# against 48 (bench/detect_threads.py, docs/BENCHMARKS.md).
 @router.post(
     "/detect", response_model=DetectResponse, summary="Test a text for watermarks", responses=problem_responses(404)
 )
-def detect_route(
+async def detect_route(
     body: DetectRequest, request: Request, state: StateDependency, caller: CallerDependency
-) -> DetectResponse:
-    admit(state, request, caller)
-    response = detect(state, body, caller)
-    charge(state, request, caller, [response])
-    return _serialized(response)
+) -> Response:
+    return await to_thread.run_sync(_detect, state, request, caller, body, limiter=state.detect_threads)
 
 
 @router.post(
@@ -33,9 +36,20 @@ def detect_route(
     response_model=DetectBatchResponse,
     summary="Test several texts; each item succeeds or fails on its own",
 )
-def detect_batch_route(
+async def detect_batch_route(
     body: DetectBatchRequest, request: Request, state: StateDependency, caller: CallerDependency
-) -> DetectBatchResponse:
+) -> Response:
+    return await to_thread.run_sync(_detect_batch, state, request, caller, body, limiter=state.detect_threads)
+
+
+def _detect(state: ServiceState, request: Request, caller: Caller, body: DetectRequest) -> Response:
+    admit(state, request, caller)
+    response = detect(state, body, caller)
+    charge(state, request, caller, [response])
+    return _serialized(response)
+
+
+def _detect_batch(state: ServiceState, request: Request, caller: Caller, body: DetectBatchRequest) -> Response:
     admit(state, request, caller)
     response = detect_batch(state, body, caller)
     # One charge for the whole batch, the sum of its answered items: all or nothing, so a
@@ -45,7 +59,7 @@ def detect_batch_route(
 
 
 def _serialized(response: BaseModel) -> Response:
-    """The body ``response_model`` declares, serialized in the route's own thread. A model
-    returned from a plain ``def`` route is validated again by FastAPI and serialized in a
-    second trip through the thread pool (``serialize_response``)."""
+    """The body ``response_model`` declares, serialized in the detection thread. A model
+    returned to FastAPI would be validated again and serialized on the event loop
+    (``serialize_response``)."""
     return Response(response.model_dump_json(), media_type="application/json")
