@@ -21,7 +21,11 @@ router = APIRouter(tags=["detection"])
 # so with 16 requests in flight forty threads kept handing it to each other: on the 2-core
 # dev machine one API process answered 447-500 /detect a second per core of CPU with 40
 # threads, 515-553 with 4 and 585-607 with 2, and 14-24% more a second in all, p99 32 ms
-# against 48 (bench/detect_threads.py, docs/BENCHMARKS.md).
+# against 48 (bench/detect_threads.py, docs/BENCHMARKS.md). The price: a request waits
+# for a free thread rather than sharing the GIL with the running ones, so behind the
+# largest detections (100,000 characters with per-token details and three keys: 0.5 s)
+# a short one waits that long; forty threads would have slowed both instead. The
+# detection budget bounds how many of those one tenant can send.
 @router.post(
     "/detect", response_model=DetectResponse, summary="Test a text for watermarks", responses=problem_responses(404)
 )
