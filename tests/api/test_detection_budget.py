@@ -113,16 +113,27 @@ def test_the_budget_counts_scored_tokens_then_answers_429_with_retry_after(clien
         answered += 1
     else:
         pytest.fail("the budget was never spent")
-    cost = _price(unlimited, text=text)  # what the refused request would have cost
+    cost = _price(unlimited, text=text)  # what the refused request cost
     assert spent <= BUDGET < spent + cost and answered >= 5
-    # The bucket refills one token per WINDOW / BUDGET = 12 s: the refused request fits once
-    # the missing tokens are back, not before.
+    # The refused answer was computed, so it is paid for all the same. The bucket refills one
+    # token per WINDOW / BUDGET = 12 s: the request fits again once the tokens it was missing
+    # and its own cost are back.
     missing = spent + cost - BUDGET
-    assert _refused(response, cost) == missing * 12
-    clock.now += missing * 12 - 1
-    assert _detect(client, MOD_BOT, text=text).status_code == 429
-    clock.now += 1
+    retry_after = _refused(response, cost)
+    assert retry_after == (missing + cost) * 12
+    clock.now += retry_after
     assert _detect(client, MOD_BOT, text=text).status_code == 200
+
+
+def test_a_refused_answer_is_paid_for_so_its_repeats_are_refused_before_any_work(client, unlimited, texts):
+    """Found by review: when a refusal took nothing, a caller a little short of a large
+    request's cost could send it again and again, each copy tokenized and scored in full."""
+    assert [_detect(client, MOD_BOT, text="Hello there.").status_code for _ in range(10)] == [200] * 10  # 250
+    large = " ".join(texts[1:5])
+    _refused(_detect(client, MOD_BOT, text=large), _price(unlimited, text=large))
+    for _ in range(3):  # in debt now: refused at admission, before the text is looked at
+        refused = _detect(client, MOD_UI, text=large, key_id="absent")  # an unknown key: 404 after any work
+        assert refused.status_code == 429 and "none is left" in refused.json()["detail"]
 
 
 def test_requests_cost_nothing_but_their_scored_tokens(client, unlimited, texts):
@@ -133,9 +144,9 @@ def test_requests_cost_nothing_but_their_scored_tokens(client, unlimited, texts)
     # ... so what is left depends on tokens, not on the request count: a text of fewer than
     # 50 scored tokens still fits, one of more does not.
     small, large = texts[0], " ".join(texts[1:5])
-    assert _price(unlimited, text=small) <= 50 < _price(unlimited, text=large)
-    _refused(_detect(client, MOD_BOT, text=large), _price(unlimited, text=large))
+    assert _price(unlimited, text=small) <= 50 < _price(unlimited, text=small) + _price(unlimited, text=large)
     assert _detect(client, MOD_BOT, text=small).status_code == 200
+    _refused(_detect(client, MOD_BOT, text=large), _price(unlimited, text=large))
 
 
 def test_a_short_text_costs_25_scored_tokens(client, unlimited):
@@ -174,7 +185,8 @@ def test_each_key_tested_is_charged(client, unlimited, texts):
     # 5 keys of some 40 scored tokens: the second such request does not fit in 300
     response = _detect(client, MOD_BOT, text=texts[1], key_ids=five)
     _refused(response, _price(unlimited, text=texts[1], key_ids=five))
-    assert _detect(client, MOD_BOT, text=texts[1]).status_code == 200  # one key's worth still fits
+    # paid for all the same (5 keys' worth twice is over 300): the caller is in debt
+    assert "none is left" in _detect(client, MOD_BOT, text=texts[1]).json()["detail"]
 
 
 def test_batch_items_are_charged_together(client, unlimited, texts):

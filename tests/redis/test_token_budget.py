@@ -1,4 +1,4 @@
-"""The cost-weighted GCRA behind the detection budget: ``acquire(identity, cost)`` in memory
+"""The cost-weighted GCRA behind the detection budget: ``acquire``, ``check`` and ``debit`` in memory
 (a fake clock, exact) and in Redis (its own clock, real time), and what the budget does while
 Redis is down (per-process budgets, not none).
 
@@ -62,6 +62,20 @@ def test_a_request_larger_than_the_budget_needs_a_full_bucket_and_leaves_a_debt(
     assert budget.acquire("t", 0).allowed  # nothing to charge, nothing refused
 
 
+def test_a_debit_is_taken_even_when_it_does_not_fit_and_leaves_a_debt():
+    """The budget's charge: the answer's work is done, so its cost is taken refused or not."""
+    clock = FakeClock()
+    budget = _budget(clock)
+    assert budget.debit("t", 800).allowed
+    # 300 do not fit in the 200 left: refused, and taken (1,100 of 1,000). They would fit again
+    # once 400 tokens are back: the 100 of the debt and the 300 themselves.
+    assert budget.debit("t", 300) == RateDecision(False, pytest.approx(40.0))
+    assert budget.check("t", 1) == RateDecision(False, pytest.approx(10.1))  # in debt: 101 tokens away
+    clock.now += 40.0
+    assert budget.debit("t", 300).allowed
+    assert budget.debit("u", 0).allowed and budget.check("u", 1000).allowed  # nothing to take
+
+
 def test_cost_one_is_the_request_limiter_unchanged():
     clock = FakeClock()
     limiter = MemoryRateLimiter(per_minute=60, burst=3, clock=clock)
@@ -106,6 +120,18 @@ def test_redis_oversize_request_from_a_full_bucket_leaves_a_debt(redis_namespace
     assert not refused.allowed and 199.0 < refused.retry_after_seconds <= 200.1
 
 
+def test_redis_debits_a_refused_cost_and_refuses_with_the_time_until_it_fits_again(redis_namespace):
+    link = _link(redis_namespace)
+    budget = RedisRateLimiter(link, 600.0, 1000, prefix="detect-budget")
+    started = time.monotonic()
+    assert budget.debit("tenant:a", 800).allowed
+    refused = budget.debit("tenant:a", 300)  # taken: 1,100 of 1,000; fits again 40 s later
+    elapsed = time.monotonic() - started
+    assert not refused.allowed and 40.0 - elapsed - 0.05 <= refused.retry_after_seconds <= 40.0
+    assert not budget.check("tenant:a", 1).allowed  # in debt: refused before any work
+    assert 109_000 < link.sync.pttl(link.key("detect-budget", "tenant:a")) <= 110_000  # the debt expires too
+
+
 def test_while_redis_is_down_each_process_keeps_a_budget_of_its_own(unreachable_redis_link, caplog):
     clock = FakeClock()
     fallback = _budget(clock)
@@ -117,6 +143,8 @@ def test_while_redis_is_down_each_process_keeps_a_budget_of_its_own(unreachable_
         refused = budget.acquire("tenant:a", 10)
         assert not refused.allowed and refused.retry_after_seconds == pytest.approx(1.0)
         assert budget.acquire("tenant:b", 10).allowed
+        # a debit falls back as a debit: refused and taken all the same
+        assert not budget.debit("tenant:b", 995).allowed and not fallback.check("tenant:b", 1).allowed
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].startswith("detection budgets hold per API process until Redis")
 

@@ -15,7 +15,9 @@ emission interval ``T`` seconds (``60 / per_minute``); the bucket holds ``burst`
 
 So a fresh caller gets ``burst`` units at once, then one every ``T``; a refused request
 changes nothing, and with ``cost`` 1 the retry time of the first refusal after a burst is
-(nearly) one interval. A request that costs more than the whole bucket is allowed only
+(nearly) one interval. ``debit`` is the exception: it takes the cost refused or not, for
+work already done (the /detect budget charges an answer after computing it), and a
+refused debit's retry time counts from the debt it left. A request that costs more than the whole bucket is allowed only
 from a full bucket (``allow_at = tat``) and leaves the caller in debt until it is paid
 back: the long-run rate holds, and no request is refused for ever. Once
 ``stored_tat <= now`` the entry says nothing a missing one would not, so it can be
@@ -52,6 +54,12 @@ class RateLimiter(Protocol):
         """Take ``cost`` units when they fit; a refusal takes nothing."""
         ...
 
+    def debit(self, identity: str, cost: int) -> RateDecision:
+        """Take ``cost`` units whether they fit or not: the price of work already done. The
+        decision says whether they fitted; a refusal's retry time is when ``cost`` would fit
+        again, counted after this debit."""
+        ...
+
     def check(self, identity: str, cost: int = 1) -> RateDecision:
         """Whether ``cost`` units would fit now, taking nothing."""
         ...
@@ -62,6 +70,11 @@ def _check_limits(per_minute: float, burst: int) -> None:
         raise ValueError(f"per_minute must be positive, not {per_minute}")
     if burst < 1:
         raise ValueError(f"burst must be at least 1, not {burst}")
+
+
+# What a decision takes: nothing (check), the cost if it fits (acquire), the cost in any
+# case (debit). The numbers are the Redis script's ARGV[4].
+_CHECK, _TAKE_IF_IT_FITS, _TAKE_ALWAYS = 0, 1, 2
 
 
 def _allow_at(tat: float, cost: int, interval: float, capacity: float) -> float:
@@ -96,26 +109,30 @@ class MemoryRateLimiter:
         self._lock = threading.Lock()
 
     def acquire(self, identity: str, cost: int = 1) -> RateDecision:
-        return self._decide(identity, cost, take=True)
+        return self._decide(identity, cost, _TAKE_IF_IT_FITS)
 
     def check(self, identity: str, cost: int = 1) -> RateDecision:
-        return self._decide(identity, cost, take=False)
+        return self._decide(identity, cost, _CHECK)
 
-    def _decide(self, identity: str, cost: int, *, take: bool) -> RateDecision:
+    def debit(self, identity: str, cost: int) -> RateDecision:
+        return self._decide(identity, cost, _TAKE_ALWAYS)
+
+    def _decide(self, identity: str, cost: int, take: int) -> RateDecision:
         if cost <= 0:
             return ALLOWED  # nothing to charge: even a caller in debt may have it
         with self._lock:
             now = self._clock()
             tat = max(self._tats.get(identity, now), now)
             when = _allow_at(tat, cost, self._interval, self._capacity)
-            if now < when:
-                return RateDecision(False, when - now)
-            if not take:
-                return ALLOWED
+            fits = now >= when
+            if take == _CHECK or (take == _TAKE_IF_IT_FITS and not fits):
+                return ALLOWED if fits else RateDecision(False, when - now)
             if identity not in self._tats and len(self._tats) >= self._max_identities:
                 self._prune(now)
             self._tats[identity] = tat + cost * self._interval
-            return ALLOWED
+            if fits:
+                return ALLOWED
+            return RateDecision(False, _allow_at(self._tats[identity], cost, self._interval, self._capacity) - now)
 
     def __len__(self) -> int:
         return len(self._tats)
@@ -130,8 +147,9 @@ class MemoryRateLimiter:
 
 
 # KEYS[1]: the caller's TAT (microseconds since the epoch, Redis's clock);
-# ARGV: emission interval, capacity (microseconds), cost (units), 1 to take the cost or 0
-# to only check it. Returns {allowed, retry after (µs)}. Lua numbers are doubles: TATs
+# ARGV: emission interval, capacity (microseconds), cost (units), and what to take: 0
+# nothing (check), 1 the cost if it fits (acquire), 2 the cost in any case (debit).
+# Returns {allowed, retry after (µs)}. Lua numbers are doubles: TATs
 # (about 1.8e15 µs) are exact below 2**53.
 # Redis runs a script atomically, so API processes sharing the key cannot both take the
 # last slot; TIME is the one clock they all see. Redis >= 5 replicates a script's effects
@@ -145,15 +163,17 @@ local capacity = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
 if tat < now then tat = now end
-local allow_at = tat - math.max(0, capacity - cost * interval)
-if now < allow_at then
-    return {0, math.ceil(allow_at - now)}
+local room = math.max(0, capacity - cost * interval)
+local fits = now >= tat - room
+if ARGV[4] == '0' or (ARGV[4] == '1' and not fits) then
+    if fits then return {1, 0} end
+    return {0, math.ceil(tat - room - now)}
 end
-if ARGV[4] == '0' then return {1, 0} end
 local new_tat = math.ceil(tat + cost * interval)
 local ttl_ms = math.max(1, math.ceil((new_tat - now) / 1000))
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
-return {1, 0}
+if fits then return {1, 0} end
+return {0, math.ceil(new_tat - room - now)}
 """
 
 
@@ -189,23 +209,27 @@ class RedisRateLimiter:
         self._outage_lock = threading.Lock()
 
     def acquire(self, identity: str, cost: int = 1) -> RateDecision:
-        return self._decide(identity, cost, take=True)
+        return self._decide(identity, cost, _TAKE_IF_IT_FITS)
 
     def check(self, identity: str, cost: int = 1) -> RateDecision:
-        return self._decide(identity, cost, take=False)
+        return self._decide(identity, cost, _CHECK)
 
-    def _decide(self, identity: str, cost: int, *, take: bool) -> RateDecision:
+    def debit(self, identity: str, cost: int) -> RateDecision:
+        return self._decide(identity, cost, _TAKE_ALWAYS)
+
+    def _decide(self, identity: str, cost: int, take: int) -> RateDecision:
         if cost <= 0:
             return ALLOWED  # nothing to charge: no round trip
         key = self._link.key(self._prefix, identity)
-        arguments = (*self._limits, cost, int(take))
+        arguments = (*self._limits, cost, take)
         try:
             allowed, retry_after_us = self._link.call(lambda client: self._run(client, key, arguments))
         except RedisUnavailable as error:
             self._note_outage(error)
             if self._fallback is None:
                 return ALLOWED
-            return self._fallback.acquire(identity, cost) if take else self._fallback.check(identity, cost)
+            fallback = {_CHECK: self._fallback.check, _TAKE_IF_IT_FITS: self._fallback.acquire}
+            return fallback.get(take, self._fallback.debit)(identity, cost)
         self._note_recovery()
         if allowed:
             return ALLOWED

@@ -8,10 +8,16 @@ item of /detect/batch, cached answers included (a repeat tells nothing new, but 
 it keeps the rule simple to state and to check).
 
 The charge is taken after the answer is computed, when its cost is known, and before it
-is sent: a refused answer is never seen. One token is taken before the work starts, so a
-caller in debt is refused without costing a tokenization. A tenant's API keys share one budget, so more
-keys buy no more evidence; in development mode each caller (API key, else address) has
-its own. The limiter is cache/rate_limit.py's GCRA with the cost in scored tokens.
+is sent: a refused answer is never seen, but it is paid for all the same, since its work
+was done. Otherwise a caller a little short of a large request's cost could send it again
+and again, each copy tokenized and scored in full and refused, never in debt (found by
+review: two such requests held both of a process's detection threads, api/detect/router.py).
+Paid for, the refusal leaves the caller in debt, and while it is in debt its requests are
+refused before any work: one unit is checked (not taken) before the work starts.
+
+A tenant's API keys share one budget, so more keys buy no more evidence; in development
+mode each caller (API key, else address) has its own. The limiter is cache/rate_limit.py's
+GCRA with the cost in scored tokens.
 """
 
 from __future__ import annotations
@@ -61,12 +67,13 @@ def admit(state: ServiceState, request: Request, caller: Caller) -> None:
 
 
 def charge(state: ServiceState, request: Request, caller: Caller, responses: Iterable[DetectResponse]) -> None:
-    """Take the answers' cost from the caller's budget; 429 with Retry-After when it does not fit."""
+    """Take the answers' cost from the caller's budget, even when it does not fit (the work is
+    done); 429 with Retry-After when it did not, the answers withheld."""
     budget = state.detect_budget
     if budget is None:
         return
     cost = sum(evidence_cost(response) for response in responses)
-    _refuse_unless(budget.acquire(budget_identity(request, caller), cost), state, caller, cost)
+    _refuse_unless(budget.debit(budget_identity(request, caller), cost), state, caller, cost)
 
 
 def _refuse_unless(decision: RateDecision, state: ServiceState, caller: Caller, cost: int | None) -> None:
