@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         le=256,
         description="Threads of an API process that run /detect and /detect/batch (tokenizing and scoring). "
         "The GIL lets one of them run Python at a time, and the tokenizer, which lets go of it, part of "
-        "another: more threads only hand the GIL around (bench/detect_load.py, docs/BENCHMARKS.md). More "
+        "another: more threads only hand the GIL around (bench/detect_threads.py, docs/BENCHMARKS.md). More "
         "cores are used with more processes (SIGNET_API_PROCESSES).",
     )
     max_batch_chars: int = Field(

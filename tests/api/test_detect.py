@@ -215,7 +215,11 @@ def test_an_explicit_null_text_is_the_same_as_none(detect_client):
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_detections_run_in_their_own_pool_of_detect_threads(detection_state, monkeypatch, threads):
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/detect", {"token_ids": list(range(1, 40))}), ("/detect/batch", {"items": [{"token_ids": list(range(1, 40))}]})],
+)
+def test_detections_run_in_their_own_pool_of_detect_threads(detection_state, monkeypatch, threads, path, body):
     """At most SIGNET_DETECT_THREADS detections run at once, each off the event loop's thread."""
     import asyncio
     import dataclasses
@@ -231,29 +235,93 @@ def test_detections_run_in_their_own_pool_of_detect_threads(detection_state, mon
         detection_state, settings=detection_state.settings.model_copy(update={"detect_threads": threads})
     )
     running, most, threads_seen, lock = 0, 0, set(), threading.Lock()
-    detect = router.detect
 
-    def counted_detect(*args, **kwargs):
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-            threads_seen.add(threading.get_ident())
-        time.sleep(0.05)  # long enough for the other requests to arrive
-        with lock:
-            running -= 1
-        return detect(*args, **kwargs)
+    def counted(work):
+        def run(*args, **kwargs):
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+                threads_seen.add(threading.get_ident())
+            time.sleep(0.2)  # long enough for the other requests to arrive
+            with lock:
+                running -= 1
+            return work(*args, **kwargs)
 
-    monkeypatch.setattr(router, "detect", counted_detect)
+        return run
+
+    monkeypatch.setattr(router, "detect", counted(router.detect))
+    monkeypatch.setattr(router, "detect_batch", counted(router.detect_batch))
 
     async def send_eight() -> tuple[list[int], int]:
         transport = httpx.ASGITransport(app=create_app(state))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            responses = await asyncio.gather(
-                *(client.post("/detect", json={"token_ids": list(range(1, 40))}) for _ in range(8))
-            )
+            responses = await asyncio.gather(*(client.post(path, json=body) for _ in range(8)))
         return [response.status_code for response in responses], threading.get_ident()
 
     statuses, loop_thread = asyncio.run(send_eight())
     assert statuses == [200] * 8
     assert most == threads and loop_thread not in threads_seen
+
+
+def test_a_detection_whose_client_left_while_it_waited_for_a_thread_never_runs(detection_state, monkeypatch):
+    """One thread, held by a slow detection: a second request whose client disconnects while
+    it waits is dropped (499, logged only), and its detection never runs."""
+    import asyncio
+    import dataclasses
+    import json
+    import time
+
+    from signet.api.app import create_app
+    from signet.api.detect import router
+
+    state = dataclasses.replace(
+        detection_state, settings=detection_state.settings.model_copy(update={"detect_threads": 1})
+    )
+    app, detected = create_app(state), []
+    detect = router.detect
+
+    def slow_detect(*args, **kwargs):
+        detected.append(args[1])
+        time.sleep(0.3)
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(router, "detect", slow_detect)
+
+    async def post(body: dict, client_leaves: asyncio.Event) -> int:
+        content = json.dumps(body).encode()
+        messages = [{"type": "http.request", "body": content, "more_body": False}]
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop()
+            await client_leaves.wait()
+            return {"type": "http.disconnect"}
+
+        statuses = []
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
+        headers.append((b"content-length", str(len(content)).encode()))
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/detect", "raw_path": b"/detect", "root_path": "", "query_string": b"", "headers": headers,
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        }  # fmt: skip
+        await app(scope, receive, send)
+        return statuses[0]
+
+    async def both() -> tuple[int, int]:
+        stays, leaves = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(post({"token_ids": list(range(1, 40))}, stays))
+        await asyncio.sleep(0.1)  # the first holds the only thread
+        second = asyncio.create_task(post({"token_ids": list(range(2, 41))}, leaves))
+        await asyncio.sleep(0.05)
+        leaves.set()
+        return await first, await second
+
+    assert asyncio.run(both()) == (200, 499)
+    assert [request.token_ids[0] for request in detected] == [1]

@@ -9,6 +9,7 @@ from signet.api.detect.batch import detect_batch
 from signet.api.detect.budget import admit, charge
 from signet.api.detect.protocol import DetectBatchRequest, DetectBatchResponse, DetectRequest, DetectResponse
 from signet.api.detect.service import detect
+from signet.api.disconnect import cancel_on_disconnect
 from signet.api.responses import problem_responses
 from signet.api.state import ServiceState, StateDependency
 
@@ -25,14 +26,17 @@ router = APIRouter(tags=["detection"])
 # for a free thread rather than sharing the GIL with the running ones, so behind the
 # largest detections (100,000 characters with per-token details and three keys: 0.5 s)
 # a short one waits that long; forty threads would have slowed both instead. The
-# detection budget bounds how many of those one tenant can send.
+# detection budget bounds how many of those one tenant can send (a refused answer is paid
+# for too: api/detect/budget.py). A request whose client leaves while it waits for a
+# thread is dropped (499); one already running finishes, and is charged.
 @router.post(
     "/detect", response_model=DetectResponse, summary="Test a text for watermarks", responses=problem_responses(404)
 )
 async def detect_route(
     body: DetectRequest, request: Request, state: StateDependency, caller: CallerDependency
 ) -> Response:
-    return await to_thread.run_sync(_detect, state, request, caller, body, limiter=state.detect_threads)
+    work = to_thread.run_sync(_detect, state, request, caller, body, limiter=state.detect_threads)
+    return await cancel_on_disconnect(request, work)
 
 
 @router.post(
@@ -43,7 +47,8 @@ async def detect_route(
 async def detect_batch_route(
     body: DetectBatchRequest, request: Request, state: StateDependency, caller: CallerDependency
 ) -> Response:
-    return await to_thread.run_sync(_detect_batch, state, request, caller, body, limiter=state.detect_threads)
+    work = to_thread.run_sync(_detect_batch, state, request, caller, body, limiter=state.detect_threads)
+    return await cancel_on_disconnect(request, work)
 
 
 def _detect(state: ServiceState, request: Request, caller: Caller, body: DetectRequest) -> Response:
