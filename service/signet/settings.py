@@ -108,13 +108,14 @@ class Settings(BaseSettings):
     )
     max_batch_items: int = Field(default=64, ge=1, le=10_000, description="Most items in one POST /detect/batch.")
     detect_threads: int = Field(
-        default=2,
+        default=8,
         ge=1,
         le=256,
-        description="Threads of an API process that run /detect and /detect/batch (tokenizing and scoring). "
-        "The GIL lets one of them run Python at a time, and the tokenizer, which lets go of it, part of "
-        "another: more threads only hand the GIL around (bench/detect_threads.py, docs/BENCHMARKS.md). More "
-        "cores are used with more processes (SIGNET_API_PROCESSES).",
+        description="Threads of an API process that run /detect and /detect/batch (tokenizing, scoring, and "
+        "the waits on Redis of the budget and the cache). Fewer hand the GIL around less: 2 answered 13% more "
+        "than 40 on 2 cores with Redis on the same host, but 46% less with Redis 1 ms away each way, where 8 "
+        "kept within 6% of 40 (bench/detect_threads.py, docs/BENCHMARKS.md). More cores are used with more processes "
+        "(SIGNET_API_PROCESSES).",
     )
     max_batch_chars: int = Field(
         default=400_000, ge=1, description="Most characters (or token ids) in one POST /detect/batch, all items."

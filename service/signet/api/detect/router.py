@@ -17,18 +17,19 @@ router = APIRouter(tags=["detection"])
 
 
 # Tokenizing and scoring are CPU work, so they run in threads, never on the event loop
-# that streams generations: in a pool of their own, SIGNET_DETECT_THREADS (2) wide, not in
+# that streams generations: in a pool of their own, SIGNET_DETECT_THREADS (8) wide, not in
 # the default pool of 40 that plain ``def`` routes get. The tokenizer lets go of the GIL,
-# so with 16 requests in flight forty threads kept handing it to each other: on the 2-core
-# dev machine one API process answered 447-500 /detect a second per core of CPU with 40
-# threads, 515-553 with 4 and 585-607 with 2, and 14-24% more a second in all, p99 32 ms
-# against 48 (bench/detect_threads.py, docs/BENCHMARKS.md). The price: a request waits
-# for a free thread rather than sharing the GIL with the running ones, so behind the
-# largest detections (100,000 characters with per-token details and three keys: 0.5 s)
-# a short one waits that long; forty threads would have slowed both instead. The
-# detection budget bounds how many of those one tenant can send (a refused answer is paid
-# for too: api/detect/budget.py). A request whose client leaves while it waits for a
-# thread is dropped (499); one already running finishes, and is charged.
+# so with 16 requests in flight forty threads kept handing it to each other. A thread also
+# waits on Redis (the budget's two round trips, the cache's), so too narrow a pool idles
+# the CPU behind a distant Redis. On the 2-core dev machine (bench/detect_threads.py,
+# docs/BENCHMARKS.md), against 40 threads: with Redis on the same host 8 threads answered
+# 1.05x the requests a second (p99 41 ms against 49) and 2 threads 1.13x; with Redis 1 ms
+# away each way, 8 threads 0.94x and 2 threads 0.54x. The price of any limit: a request
+# waits for a free thread rather than sharing the GIL with the running ones, behind at
+# most as many of the largest detections (100,000 characters with per-token details and
+# three keys: 0.5 s). The detection budget bounds how many of those one tenant can send
+# (a refused answer is paid for too: api/detect/budget.py). A request whose client leaves
+# while it waits for a thread is dropped (499); one already running finishes, and is charged.
 @router.post(
     "/detect", response_model=DetectResponse, summary="Test a text for watermarks", responses=problem_responses(404)
 )
