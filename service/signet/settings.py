@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         description="Threads of an API process that run /detect and /detect/batch (tokenizing, scoring, and "
         "the waits on Redis of the budget and the cache). Fewer hand the GIL around less: 2 answered 13% more "
         "than 40 on 2 cores with Redis on the same host, but 46% less with Redis 1 ms away each way, where 8 "
-        "kept within 6% of 40 (bench/detect_threads.py, docs/BENCHMARKS.md). More cores are used with more processes "
+        "kept 0.94x of 40 (bench/detect_threads.py, docs/BENCHMARKS.md). More cores are used with more processes "
         "(SIGNET_API_PROCESSES).",
     )
     max_batch_chars: int = Field(

@@ -264,12 +264,10 @@ def test_detections_run_in_their_own_pool_of_detect_threads(detection_state, mon
     assert most == threads and loop_thread not in threads_seen
 
 
-def test_a_detection_whose_client_left_while_it_waited_for_a_thread_never_runs(detection_state, monkeypatch):
-    """One thread, held by a slow detection: a second request whose client disconnects while
-    it waits is dropped (499, logged only), and its detection never runs."""
-    import asyncio
+def _one_thread_with_slow_detections(detection_state, monkeypatch) -> tuple[object, list[tuple]]:
+    """An app whose detections run in one thread and take 0.3 s each; the list gets each
+    detection's first token id, start and end."""
     import dataclasses
-    import json
     import time
 
     from signet.api.app import create_app
@@ -278,50 +276,88 @@ def test_a_detection_whose_client_left_while_it_waited_for_a_thread_never_runs(d
     state = dataclasses.replace(
         detection_state, settings=detection_state.settings.model_copy(update={"detect_threads": 1})
     )
-    app, detected = create_app(state), []
+    detected = []
     detect = router.detect
 
     def slow_detect(*args, **kwargs):
-        detected.append(args[1])
+        started = time.monotonic()
         time.sleep(0.3)
-        return detect(*args, **kwargs)
+        result = detect(*args, **kwargs)
+        detected.append((args[1].token_ids[0], started, time.monotonic()))
+        return result
 
     monkeypatch.setattr(router, "detect", slow_detect)
+    return create_app(state), detected
 
-    async def post(body: dict, client_leaves: asyncio.Event) -> int:
-        content = json.dumps(body).encode()
-        messages = [{"type": "http.request", "body": content, "more_body": False}]
 
-        async def receive() -> dict:
-            if messages:
-                return messages.pop()
-            await client_leaves.wait()
-            return {"type": "http.disconnect"}
+async def _post_raw(app, body: dict, client_leaves) -> int:
+    """POST /detect through the ASGI interface, the client disconnecting once ``client_leaves`` is set."""
+    import json
 
-        statuses = []
+    content = json.dumps(body).encode()
+    messages = [{"type": "http.request", "body": content, "more_body": False}]
 
-        async def send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                statuses.append(message["status"])
+    async def receive() -> dict:
+        if messages:
+            return messages.pop()
+        await client_leaves.wait()
+        return {"type": "http.disconnect"}
 
-        headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
-        headers.append((b"content-length", str(len(content)).encode()))
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-            "path": "/detect", "raw_path": b"/detect", "root_path": "", "query_string": b"", "headers": headers,
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
-        }  # fmt: skip
-        await app(scope, receive, send)
-        return statuses[0]
+    statuses = []
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
+    headers.append((b"content-length", str(len(content)).encode()))
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/detect", "raw_path": b"/detect", "root_path": "", "query_string": b"", "headers": headers,
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    await app(scope, receive, send)
+    return statuses[0]
+
+
+def test_a_detection_whose_client_left_while_it_waited_for_a_thread_never_runs(detection_state, monkeypatch):
+    """One thread, held by a slow detection: a second request whose client disconnects while
+    it waits is dropped (499, logged only), and its detection never runs."""
+    import asyncio
+
+    app, detected = _one_thread_with_slow_detections(detection_state, monkeypatch)
 
     async def both() -> tuple[int, int]:
         stays, leaves = asyncio.Event(), asyncio.Event()
-        first = asyncio.create_task(post({"token_ids": list(range(1, 40))}, stays))
+        first = asyncio.create_task(_post_raw(app, {"token_ids": list(range(1, 40))}, stays))
         await asyncio.sleep(0.1)  # the first holds the only thread
-        second = asyncio.create_task(post({"token_ids": list(range(2, 41))}, leaves))
+        second = asyncio.create_task(_post_raw(app, {"token_ids": list(range(2, 41))}, leaves))
         await asyncio.sleep(0.05)
         leaves.set()
         return await first, await second
 
     assert asyncio.run(both()) == (200, 499)
-    assert [request.token_ids[0] for request in detected] == [1]
+    assert [token for token, _, _ in detected] == [1]
+
+
+def test_a_running_detection_keeps_its_thread_after_its_client_left(detection_state, monkeypatch):
+    """Found by review: a cancelled request gave its place in the pool back while its thread
+    went on, so clients that hung up could run any number of detections at once."""
+    import asyncio
+
+    app, detected = _one_thread_with_slow_detections(detection_state, monkeypatch)
+
+    async def both() -> None:
+        leaves, stays = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(_post_raw(app, {"token_ids": list(range(1, 40))}, leaves))
+        await asyncio.sleep(0.1)  # the first runs in the only thread ...
+        leaves.set()  # ... when its client leaves
+        await asyncio.sleep(0.05)
+        second = await _post_raw(app, {"token_ids": list(range(2, 41))}, stays)
+        assert second == 200
+        await first
+
+    asyncio.run(both())
+    assert [token for token, _, _ in sorted(detected)] == [1, 2]  # both ran to their end ...
+    (_, _, first_ended), (_, second_started, _) = sorted(detected)
+    assert second_started >= first_ended  # ... one after the other, in the one thread

@@ -9,9 +9,11 @@ embedded generation aborts it in vLLM.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import anyio
+from anyio import to_thread
 from fastapi import Request, Response
 
 T = TypeVar("T")
@@ -35,6 +37,33 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
     if work_task.cancelled():
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     return work_task.result()
+
+
+async def in_thread_unless_disconnected(
+    request: Request, limiter: anyio.CapacityLimiter, work: Callable[..., T], *args: object
+) -> T | Response:
+    """``work(*args)`` in a thread of ``limiter``; an empty 499 when the client disconnects
+    while the request still waits for a thread. Work that has started runs to its end.
+
+    Not ``cancel_on_disconnect``: a native ``Task.cancel`` ends anyio's ``run_sync`` at once
+    even while its thread runs (anyio shields against its own cancel scopes only), which
+    gives the thread's place in ``limiter`` back while the thread goes on. A client that
+    hung up after its work started could then have as many threads running as it sent
+    requests (found by review). Cancelled through an anyio cancel scope, a waiting request
+    leaves the queue, and a running one keeps its place until its thread returns.
+    """
+    with anyio.CancelScope() as scope:
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(request, scope))
+        try:
+            return await to_thread.run_sync(work, *args, limiter=limiter)
+        finally:
+            watcher.cancel()
+    return Response(status_code=CLIENT_CLOSED_REQUEST)  # reached only when the scope was cancelled
+
+
+async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+    await _disconnected(request)
+    scope.cancel()
 
 
 async def _disconnected(request: Request) -> None:

@@ -11,7 +11,7 @@ The charge is taken after the answer is computed, when its cost is known, and be
 is sent: a refused answer is never seen, but it is paid for all the same, since its work
 was done. Otherwise a caller a little short of a large request's cost could send it again
 and again, each copy tokenized and scored in full and refused, never in debt (found by
-review: two such requests held both of a process's detection threads, api/detect/router.py).
+review: two such requests held both detection threads a process had then, api/detect/router.py).
 Paid for, the refusal leaves the caller in debt, and while it is in debt its requests are
 refused before any work: one unit is checked (not taken) before the work starts.
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
@@ -9,7 +8,7 @@ from signet.api.detect.batch import detect_batch
 from signet.api.detect.budget import admit, charge
 from signet.api.detect.protocol import DetectBatchRequest, DetectBatchResponse, DetectRequest, DetectResponse
 from signet.api.detect.service import detect
-from signet.api.disconnect import cancel_on_disconnect
+from signet.api.disconnect import in_thread_unless_disconnected
 from signet.api.responses import problem_responses
 from signet.api.state import ServiceState, StateDependency
 
@@ -29,15 +28,15 @@ router = APIRouter(tags=["detection"])
 # most as many of the largest detections (100,000 characters with per-token details and
 # three keys: 0.5 s). The detection budget bounds how many of those one tenant can send
 # (a refused answer is paid for too: api/detect/budget.py). A request whose client leaves
-# while it waits for a thread is dropped (499); one already running finishes, and is charged.
+# while it waits for a thread is dropped (499); one already running finishes in its
+# thread, which it keeps until then, and is charged.
 @router.post(
     "/detect", response_model=DetectResponse, summary="Test a text for watermarks", responses=problem_responses(404)
 )
 async def detect_route(
     body: DetectRequest, request: Request, state: StateDependency, caller: CallerDependency
 ) -> Response:
-    work = to_thread.run_sync(_detect, state, request, caller, body, limiter=state.detect_threads)
-    return await cancel_on_disconnect(request, work)
+    return await in_thread_unless_disconnected(request, state.detect_threads, _detect, state, request, caller, body)
 
 
 @router.post(
@@ -48,8 +47,8 @@ async def detect_route(
 async def detect_batch_route(
     body: DetectBatchRequest, request: Request, state: StateDependency, caller: CallerDependency
 ) -> Response:
-    work = to_thread.run_sync(_detect_batch, state, request, caller, body, limiter=state.detect_threads)
-    return await cancel_on_disconnect(request, work)
+    threads = state.detect_threads
+    return await in_thread_unless_disconnected(request, threads, _detect_batch, state, request, caller, body)
 
 
 def _detect(state: ServiceState, request: Request, caller: Caller, body: DetectRequest) -> Response:
