@@ -17,11 +17,11 @@ So a fresh caller gets ``burst`` units at once, then one every ``T``; a refused 
 changes nothing, and with ``cost`` 1 the retry time of the first refusal after a burst is
 (nearly) one interval. ``debit`` is the exception: it takes the cost refused or not, for
 work already done (the /detect budget charges an answer after computing it), and a
-refused debit's retry time counts from the debt it left. A request that costs more than the whole bucket is allowed only
-from a full bucket (``allow_at = tat``) and leaves the caller in debt until it is paid
-back: the long-run rate holds, and no request is refused for ever. Once
-``stored_tat <= now`` the entry says nothing a missing one would not, so it can be
-dropped: the memory limiter prunes such entries and the Redis key expires then.
+refused debit's retry time counts from the debt it left. A request that costs more than
+the whole bucket is allowed only from a full bucket (``allow_at = tat``) and leaves the
+caller in debt until it is paid back: the long-run rate holds, and no request is refused
+for ever. Once ``stored_tat <= now`` the entry says nothing a missing one would not, so
+it can be dropped: the memory limiter prunes such entries and the Redis key expires then.
 """
 
 from __future__ import annotations
