@@ -266,7 +266,7 @@ def test_detections_run_in_their_own_pool_of_detect_threads(detection_state, mon
 
 def _one_thread_with_slow_detections(detection_state, monkeypatch) -> tuple[object, list[tuple]]:
     """An app whose detections run in one thread and take 0.3 s each; the list gets each
-    detection's first token id, start and end."""
+    detection's first token id and start as it starts, and its end once it ends."""
     import dataclasses
     import time
 
@@ -280,14 +280,25 @@ def _one_thread_with_slow_detections(detection_state, monkeypatch) -> tuple[obje
     detect = router.detect
 
     def slow_detect(*args, **kwargs):
-        started = time.monotonic()
+        detected.append([args[1].token_ids[0], time.monotonic(), None])
         time.sleep(0.3)
         result = detect(*args, **kwargs)
-        detected.append((args[1].token_ids[0], started, time.monotonic()))
+        detected[-1][2] = time.monotonic()
         return result
 
     monkeypatch.setattr(router, "detect", slow_detect)
     return create_app(state), detected
+
+
+async def _until_detecting(detected: list, count: int) -> None:
+    """Until ``count`` detections have started (not a fixed sleep: CI machines are slow)."""
+    import asyncio
+
+    for _ in range(1000):
+        if len(detected) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the detection did not start within 10 s")
 
 
 async def _post_raw(app, body: dict, client_leaves) -> int:
@@ -330,7 +341,7 @@ def test_a_detection_whose_client_left_while_it_waited_for_a_thread_never_runs(d
     async def both() -> tuple[int, int]:
         stays, leaves = asyncio.Event(), asyncio.Event()
         first = asyncio.create_task(_post_raw(app, {"token_ids": list(range(1, 40))}, stays))
-        await asyncio.sleep(0.1)  # the first holds the only thread
+        await _until_detecting(detected, 1)  # the first holds the only thread
         second = asyncio.create_task(_post_raw(app, {"token_ids": list(range(2, 41))}, leaves))
         await asyncio.sleep(0.05)
         leaves.set()
@@ -350,7 +361,7 @@ def test_a_running_detection_keeps_its_thread_after_its_client_left(detection_st
     async def both() -> None:
         leaves, stays = asyncio.Event(), asyncio.Event()
         first = asyncio.create_task(_post_raw(app, {"token_ids": list(range(1, 40))}, leaves))
-        await asyncio.sleep(0.1)  # the first runs in the only thread ...
+        await _until_detecting(detected, 1)  # the first runs in the only thread ...
         leaves.set()  # ... when its client leaves
         await asyncio.sleep(0.05)
         second = await _post_raw(app, {"token_ids": list(range(2, 41))}, stays)
