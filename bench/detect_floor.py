@@ -19,7 +19,6 @@ per CPU-second (bench/detect_scaling.py's bound), measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.detect_load import exit_on_failures, locust_run, per_core_table, windows
+from bench.detect_load import exit_on_failures, locust_run, per_core_table, share_texts, windows
 from bench.detect_scaling import tokenizer_rates
 from harness.services import free_port
 
@@ -50,15 +49,6 @@ def bare_server(port: int, placement: str) -> subprocess.Popen:
             time.sleep(0.2)
     server.kill()
     raise RuntimeError("the bare app did not start")
-
-
-def share_counts(folder: Path, url: str, texts: list[str]) -> None:
-    """The texts and their token counts, where bench/detect_locustfile.py reads them."""
-    counts = [httpx.post(f"{url}/detect", json={"text": text}).json()["num_tokens"] for text in texts]
-    (folder / "texts.json").write_text(json.dumps(texts))
-    (folder / "tokens.json").write_text(json.dumps(counts))
-    os.environ["SIGNET_BENCH_TEXTS"] = str(folder / "texts.json")
-    os.environ["SIGNET_BENCH_TOKENS"] = str(folder / "tokens.json")
 
 
 def main() -> None:
@@ -82,7 +72,7 @@ def main() -> None:
                 server = bare_server(port, placement)
                 try:
                     if not (folder / "texts.json").exists():
-                        share_counts(folder, url, texts)
+                        share_texts(folder, url, texts)
                     process = psutil.Process(server.pid)
                     locust_run(folder, "detect", url, arguments.users, 4, process)  # warm-up, not counted
                     run = locust_run(folder, "detect", url, arguments.users, arguments.run_time, process)

@@ -228,8 +228,12 @@ class RedisRateLimiter:
             self._note_outage(error)
             if self._fallback is None:
                 return ALLOWED
-            fallback = {_CHECK: self._fallback.check, _TAKE_IF_IT_FITS: self._fallback.acquire}
-            return fallback.get(take, self._fallback.debit)(identity, cost)
+            fallback = {
+                _CHECK: self._fallback.check,
+                _TAKE_IF_IT_FITS: self._fallback.acquire,
+                _TAKE_ALWAYS: self._fallback.debit,
+            }
+            return fallback[take](identity, cost)
         self._note_recovery()
         if allowed:
             return ALLOWED
