@@ -5,7 +5,12 @@ import itertools
 import numpy as np
 import pytest
 
-from signet.scoring.evaluation import auroc, prediction_rejection_ratio
+from signet.scoring.evaluation import (
+    auroc,
+    expected_calibration_error,
+    prediction_rejection_ratio,
+    reliability_bins,
+)
 
 
 def auroc_by_pairs(scores, positives):
@@ -168,3 +173,31 @@ def test_prr_does_not_depend_on_the_input_order():
 def test_prr_rejects(uncertainty, quality, max_rejection, message):
     with pytest.raises(ValueError, match=message):
         prediction_rejection_ratio(uncertainty, quality, max_rejection)
+
+
+def test_ece_by_hand():
+    # bin [0.1, 0.2): two answers at 0.1 and 0.15, one positive: |0.125 - 0.5| = 0.375, weight 2/4;
+    # bin [0.9, 1]: 0.9 and 1.0, both positive: |0.95 - 1| = 0.05, weight 2/4
+    probabilities = [0.1, 0.15, 0.9, 1.0]
+    positives = [True, False, True, True]
+    assert reliability_bins(probabilities, positives) == [(0.125, 0.5, 2), (0.95, 1.0, 2)]
+    assert expected_calibration_error(probabilities, positives) == pytest.approx(0.5 * 0.375 + 0.5 * 0.05)
+
+
+def test_ece_of_a_calibrated_forecast_is_small():
+    # Outcomes drawn with the forecast's own probabilities: ECE ~ sqrt(bin variance / n);
+    # 20,000 draws put it under 0.02 with overwhelming probability (its mean is about 0.006)
+    generator = np.random.default_rng(7)
+    probabilities = generator.uniform(size=20_000)
+    assert expected_calibration_error(probabilities, generator.uniform(size=20_000) < probabilities) < 0.02
+    # a forecast of 0.9 for events that happen half the time is off by 0.4
+    assert expected_calibration_error([0.9] * 10, [True, False] * 5) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "positives", "bins"),
+    [([], [], 10), ([0.5, 1.5], [True, False], 10), ([0.5], [True, False], 10), ([0.5], [True], 0)],
+)
+def test_ece_refuses_bad_input(probabilities, positives, bins):
+    with pytest.raises(ValueError):
+        expected_calibration_error(probabilities, positives, bins)

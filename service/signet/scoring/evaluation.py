@@ -1,7 +1,19 @@
-"""How well a score ranks answers: AUROC and the prediction-rejection ratio (PRR).
+"""How well a score ranks answers: AUROC and the prediction-rejection ratio (PRR); how
+well a probability is calibrated: the expected calibration error (ECE).
 
-Both take one score per answer and a label or quality per answer from an evaluation
-set; neither depends on the scale of the scores, only on their order.
+AUROC and PRR take one score per answer and a label or quality per answer from an
+evaluation set; neither depends on the scale of the scores, only on their order. ECE
+takes probabilities, and depends on nothing else.
+
+ECE (Naeini et al. 2015; Guo et al. 2017)
+    Cut [0, 1] into ``bins`` equal-width bins (a probability of exactly 1 goes in the last);
+    in each bin b with n_b of the n answers, compare the mean predicted probability with
+    the share of positives:
+
+        ECE = sum_b (n_b / n) |mean(p in b) - share of positives in b|.
+
+    0 = every bin's probability is its observed rate. The same bins draw the reliability
+    diagram (``reliability_bins``).
 
 AUROC (area under the ROC curve)
     The probability that a random positive scores higher than a random negative, ties
@@ -139,3 +151,31 @@ def prediction_rejection_ratio(
     by_certainty = np.argsort(uncertain, kind="stable")
     method_area = _rejection_area(_tie_averaged(scores, uncertain)[by_certainty], num_points)
     return (method_area - random_area) / (oracle_area - random_area)
+
+
+def reliability_bins(
+    probabilities: Sequence[float], positives: Sequence[bool], bins: int = 10
+) -> list[tuple[float, float, int]]:
+    """Per non-empty equal-width bin: (mean predicted probability, share of positives, count)."""
+    predicted = _finite_array(probabilities, "probabilities")
+    labels = _bool_array(positives, "positives")
+    _same_length(predicted, "probabilities", labels, "positives")
+    if predicted.size == 0:
+        raise ValueError("calibration needs at least one probability")
+    if predicted.min() < 0 or predicted.max() > 1:
+        raise ValueError("probabilities must lie in [0, 1]")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    index = np.minimum((predicted * bins).astype(int), bins - 1)
+    return [
+        (float(predicted[index == b].mean()), float(labels[index == b].mean()), int((index == b).sum()))
+        for b in range(bins)
+        if (index == b).any()
+    ]
+
+
+def expected_calibration_error(probabilities: Sequence[float], positives: Sequence[bool], bins: int = 10) -> float:
+    """sum_b (n_b / n) |mean predicted - observed| over equal-width bins (module docstring)."""
+    table = reliability_bins(probabilities, positives, bins)
+    total = sum(count for _, _, count in table)
+    return sum(count / total * abs(predicted - observed) for predicted, observed, count in table)
