@@ -8,6 +8,11 @@ accepted strings (lower-case). ``load_summaries()``: ``{"id", "source_id", "sour
 "summary", "label", "corruption", "changed"}`` dicts. tests/data/scoring/SOURCES.md says
 how both files were made (by tests/data/scoring/build_sets.py).
 
+``load_reference_answers()`` and ``load_reference_summaries()``: ``{"id", "source_id",
+"source", "question", "text", "label", "kind", "changed", "split"}`` dicts for reference-mode
+consistency (is ``text`` supported by ``source``?), ``label`` "faithful" or "hallucinated",
+``split`` "fit" or "test" by whole passage; made by bench/reference_sets.py (SOURCES.md).
+
 ``INSTRUCTION`` follows every question in its chat turn (bench/scoring_eval.py and
 tests/e2e/test_scoring_eval_live.py ask the same way). ``is_correct`` is the judge for the
 questions: an answer is right when one accepted string appears in it as a whole word or
@@ -80,3 +85,15 @@ def load_questions() -> list[dict[str, Any]]:
 def load_summaries() -> list[dict[str, Any]]:
     """tests/data/scoring/summaries.jsonl: faithful and corrupted summaries of corpus passages."""
     return _load("summaries.jsonl")
+
+
+def load_reference_answers() -> list[dict[str, Any]]:
+    """tests/data/scoring/reference_answers.jsonl: a knowledge window, a question and a short
+    answer, faithful or hallucinated (bench/reference_sets.py)."""
+    return _load("reference_answers.jsonl")
+
+
+def load_reference_summaries() -> list[dict[str, Any]]:
+    """tests/data/scoring/reference_summaries.jsonl: a passage and an abstractive summary,
+    faithful or hallucinated (bench/reference_sets.py); ``question`` is always None."""
+    return _load("reference_summaries.jsonl")
