@@ -61,12 +61,13 @@ GENERATED_TOKENS = Counter(
 # teacher-forced); pmi: the answer after an empty prompt; samples: sampled answers;
 # paraphrases: the answer after each paraphrase of the prompt; entailment: uncertainty's
 # judge questions (similarity "llm"); selfcheck_llm_support, selfcheck_llm_entailment,
-# source_entailment: those methods' judge questions; mqag: MQAG's questions and answers.
+# source_entailment: those methods' judge questions; mqag: MQAG's questions and answers;
+# judge_probe: the probe of api/score/judge_probe.py, once per process, in no caller's cost.
 SCORING_ENGINE_REQUESTS = Counter(
     "signet_scoring_engine_requests",
     "Engine requests (queue jobs in distributed mode) run for /score/uncertainty and /score/consistency, "
     "by score and step (what the request was for: answer, pmi, samples, paraphrases, entailment, a judged "
-    "method's name, mqag).",
+    "method's name, mqag, judge_probe: the served model's entailment probe, once per process).",
     ["score", "step"],
 )
 SCORING_TOKENS = Counter(

@@ -54,6 +54,7 @@ OVER_THE_CAP = {
     "text": " ".join(f"Sentence number {index} is here." for index in range(20)),
     "samples": 32,
     "methods": ["selfcheck_llm_support", "selfcheck_llm_entailment"],
+    "judge": "always",  # the stand-in worker's judge would fail the probe (api/score/judge_probe.py)
 }
 
 
@@ -139,7 +140,7 @@ def test_a_score_over_the_prompt_token_budget_gets_422_before_its_judge_runs(det
 
     source = " ".join(f"The bridge was painted in {1900 + index} by crew number {index}." for index in range(50))
     text = " ".join(f"The bridge was painted in {1900 + index}." for index in range(8))
-    body = {"text": text, "source": source, "methods": ["source_entailment"]}
+    body = {"text": text, "source": source, "methods": ["source_entailment"], "judge": "always"}
     tight = detection_state.settings.model_copy(update={"score_max_tokens": 2000})
     roomy = detection_state.settings.model_copy(update={"score_max_tokens": 100_000})
     with worker_thread(redis_namespace, {"batch": batch}):
@@ -201,6 +202,7 @@ def test_a_failed_job_cancels_the_other_jobs_of_its_score(detection_state, redis
         return await forever(job)
 
     body = {"text": "The bridge opened in 1932.", "source": SOURCE, "methods": ["source_entailment", "mqag_kl"]}
+    body["judge"] = "always"  # the stand-in judge would fail the probe
     with worker_thread(redis_namespace, {"sample": sample, "batch": forever}):
         with queued_client(detection_state, redis_namespace) as client:
             response = client.post("/score/consistency", json=body)
@@ -252,7 +254,7 @@ def test_a_score_runs_its_judge_questions_in_batches_a_few_at_a_time(detection_s
         return {"completions": [_completion("Yes", prompt) for prompt in job.payload["prompts"]]}
 
     text = " ".join(f"The bridge has {index} lanes." for index in range(64))
-    body = {"prompt": "Describe a bridge.", "text": text, "samples": 8}
+    body = {"prompt": "Describe a bridge.", "text": text, "samples": 8, "judge": "always"}
     body["methods"] = ["selfcheck_llm_support", "selfcheck_llm_entailment"]
     with worker_thread(redis_namespace, {"sample": sample, "batch": batch}, concurrency=32):
         with queued_client(detection_state, redis_namespace) as client:

@@ -108,7 +108,8 @@ def test_a_tenant_that_may_not_unmark_gets_uncertainty_scores_without_the_genera
 
 def test_a_tenant_that_may_not_unmark_gets_consistency_scores_without_samples_or_questions(api):
     text = "Paris is the capital of France. Bananas are a kind of metal."
-    body = {"prompt": "Tell me about Paris.", "text": text, "samples": 2, "max_tokens": 24}
+    # judge "always": the embedded model fails the judge probe, and these texts are what is tested
+    body = {"prompt": "Tell me about Paris.", "text": text, "samples": 2, "max_tokens": 24, "judge": "always"}
     body["methods"] = ["selfcheck_unigram", "selfcheck_llm_support"]
     self_check = _post(api, "/score/consistency", body, MARKED_ONLY)
     assert self_check["samples"] == [] and self_check["texts_withheld"] is True
@@ -116,7 +117,7 @@ def test_a_tenant_that_may_not_unmark_gets_consistency_scores_without_samples_or
     assert all(set(sentence["scores"]) == set(body["methods"]) for sentence in self_check["sentences"])
     assert len(_post(api, "/score/consistency", body, MAY_UNMARK)["samples"]) == 2
 
-    reference = {"source": SOURCE, "text": "The bridge opened in 1937.", "questions": 4}
+    reference = {"source": SOURCE, "text": "The bridge opened in 1937.", "questions": 4, "judge": "always"}
     withheld = _post(api, "/score/consistency", reference, MARKED_ONLY)
     shown = _post(api, "/score/consistency", {**reference, "seed": 2}, MAY_UNMARK)
     assert len(withheld["questions"]) <= 4

@@ -10,13 +10,17 @@ from typing import get_args
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from signet.api.score.protocol import SelfCheckMethod
+from signet.api.score.judge_probe import JUDGED_METHODS
+from signet.api.score.protocol import ReferenceMethod, SelfCheckMethod
+from signet.scoring.risk import answer_features, load_risk_model
 
 pytestmark = pytest.mark.engine
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 SELFCHECKS = get_args(SelfCheckMethod)
+JUDGED = [method for method in get_args(ReferenceMethod) if method in JUDGED_METHODS]
 DESCRIBE = [{"role": "user", "content": "Describe the city of Paris in a few long sentences."}]
 
 
@@ -75,6 +79,33 @@ def test_a_watermarked_generation_reports_the_models_own_logprobs(client):
     assert _scores(scored)["max_sequence_probability"]["per_token"] == pytest.approx(per_token, abs=0.25)
 
 
+def test_the_risk_is_the_shipped_calibration_at_the_answers_own_logprobs(client):
+    body = {"messages": QUESTION, "max_tokens": 8, "temperature": 0.0}
+    greedy = _post(client, "/generate?watermark=false&uncertainty=true", body)
+    scores = _scores({"scores": greedy["uncertainty"]})
+    features = answer_features(
+        scores["max_sequence_probability"]["per_token"],
+        scores["mean_token_entropy"]["per_token"],
+        watermarked=False,
+        sampled=False,
+    )
+    risk = greedy["risk"]
+    assert risk["inputs"] == pytest.approx(features)
+    assert risk["value"] == pytest.approx(load_risk_model("uncertainty").probability(features))
+    assert (risk["calibrated"], risk["reason"], risk["fitted_for"]) == (True, None, "SmolLM2-135M-Instruct")
+    assert risk["predicts"] == "the answer is wrong"
+    marked = _post(client, "/generate?uncertainty=true", {**body, "temperature": 1.0, "seed": 4})["risk"]
+    assert marked["calibrated"] is True and marked["inputs"]["watermarked"] == marked["inputs"]["sampled"] == 1.0
+    cooler = _post(client, "/generate?uncertainty=true", {**body, "temperature": 0.5, "seed": 4})["risk"]
+    assert cooler["calibrated"] is False
+    assert cooler["reason"] == "fitted on answers decoded at temperature 0 and 1, and this one was decoded at 0.5"
+    truncated = _post(client, "/generate?uncertainty=true", {**body, "temperature": 1.0, "top_p": 0.9, "seed": 4})[
+        "risk"
+    ]
+    assert truncated["calibrated"] is False and "top_p 0.9" in truncated["reason"]
+    assert _post(client, "/generate?watermark=false", body)["risk"] is None  # only with uncertainty=true
+
+
 def test_a_wrong_answer_is_less_likely_than_the_right_one(client):
     right = _post(
         client, "/score/uncertainty", {"prompt": "2 + 2 =", "response": " 4", "methods": ["max_sequence_probability"]}
@@ -84,6 +115,8 @@ def test_a_wrong_answer_is_less_likely_than_the_right_one(client):
     )
     assert [score["method"] for score in right["scores"]] == ["max_sequence_probability"]
     assert right["scores"][0]["value"] < wrong["scores"][0]["value"]
+    # the risk reads the answer's logprobs whatever `methods` lists
+    assert right["risk"]["value"] < wrong["risk"]["value"] and right["risk"]["calibrated"] is True
     assert right["cost"] == {
         "engine_requests": 1,
         "sequences": 1,
@@ -158,7 +191,8 @@ def test_self_consistency_scores_every_sentence_with_its_span(client):
     body = _post(
         client,
         "/score/consistency",
-        {"prompt": "Tell me about Paris.", "text": text, "samples": 3, "seed": 5, "max_tokens": 48},
+        # judge "always": the embedded model fails the judge probe (below), and the LLM checks are tested here
+        {"prompt": "Tell me about Paris.", "text": text, "samples": 3, "seed": 5, "max_tokens": 48, "judge": "always"},
     )
     assert body["mode"] == "self" and len(body["samples"]) == 3
     assert [text[s["start"] : s["end"]] for s in body["sentences"]] == [s["text"] for s in body["sentences"]]
@@ -191,15 +225,55 @@ def test_reference_mode_flags_a_sentence_the_source_does_not_hold(client):
     assert first["scores"]["source_unigram"] < second["scores"]["source_unigram"]
     assert first["scores"]["source_bigram_novelty"] == 0.0  # copied from the source
     assert second["scores"]["source_bigram_novelty"] == 1.0
-    assert 0.0 <= second["scores"]["source_entailment"] <= 1.0
-    mqag = [score for score in body["scores"] if score["method"].startswith("mqag_")]
-    if mqag:
-        assert any(question["answerable"] for question in body["questions"])
-        for question in body["questions"]:
-            assert sum(question["source_probabilities"]) == pytest.approx(1.0)
-            assert len(question["options"]) == 4
-    else:
-        assert body["warnings"] and body["warnings"][0].startswith("MQAG")
+    assert first["claims"] == []
+    assert [(claim["kind"], claim["text"]) for claim in second["claims"]] == [
+        ("ngram", "Penguins designed its purple towers on the moon")
+    ]
+    # The embedded model fails the judge probe: its LLM-judged methods are left out, and the risk is
+    # computed without them (it reads no model output, so it is calibrated for any model).
+    assert "source_entailment" not in second["scores"]
+    assert not any(score["method"].startswith("mqag_") for score in body["scores"])
+    assert body["warnings"][0].startswith("LLM judge left out: the served model SmolLM2-135M-Instruct scored AUROC")
+    assert body["warnings"][0].endswith("methods left out: " + ", ".join(JUDGED))
+    assert body["cost"]["engine_requests"] == 0  # the probe is in no caller's cost
+    risk = body["risk"]
+    assert risk["calibrated"] is True and risk["fitted_for"] is None and risk["calibration"] == "reference"
+    faithful = _post(client, "/score/consistency", {"source": source, "text": first["text"]})["risk"]
+    assert faithful["value"] < 0.5 < risk["value"]
+
+
+def test_a_changed_fact_is_a_claim_whose_reason_quotes_the_source(client):
+    source = "The Golden Gate Bridge opened in 1937. Its main span is 1,280 metres long."
+    text = "The Golden Gate Bridge opened in 1947, and its main span is 1,280 metres long."
+    body = _post(client, "/score/consistency", {"source": source, "text": text, "methods": ["source_unigram"]})
+    (claim,) = body["sentences"][0]["claims"]
+    assert (claim["kind"], text[claim["start"] : claim["end"]]) == ("date", "1947")
+    assert claim["reason"] == "the source says 1937 where it states this"
+    assert body["warnings"] == []  # no judged method asked: no probe, no warning
+
+
+def test_judge_always_runs_the_judged_methods_on_a_model_that_fails_the_probe(client):
+    source = "The Golden Gate Bridge opened in 1937."
+    body = {"source": source, "text": "The bridge opened in 1937.", "questions": 2, "seed": 3, "judge": "always"}
+    answer = _post(client, "/score/consistency", body)
+    assert 0.0 <= answer["sentences"][0]["scores"]["source_entailment"] <= 1.0
+    assert not any(warning.startswith("LLM judge") for warning in answer["warnings"])
+    assert answer["cost"]["engine_requests"] >= 2  # the entailment batch and MQAG's questions
+
+
+def test_the_judge_probe_runs_once_per_process(client):
+    body = {"source": "The bridge opened in 1937.", "text": "The bridge opened in 1937.", "questions": 1}
+    for _ in range(2):
+        assert _post(client, "/score/consistency", body)["warnings"][0].startswith("LLM judge left out")
+    assert _probe_requests(client) == 1.0
+
+
+def _probe_requests(client: httpx.Client) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "signet_scoring_engine_requests_total" and sample.labels["step"] == "judge_probe":
+                return sample.value
+    return 0.0
 
 
 @pytest.mark.parametrize(

@@ -264,6 +264,15 @@ def test_consistency_sentences_are_shaded_by_score(page):
             f"{method}: "
         )
     assert page.locator("#consistency-result table.data tbody tr").count() == 2  # passage-level scores
+    # The claim the source contradicts is marked in its sentence, with the reason, and listed.
+    mark = page.locator("#consistency-result .sentences mark.claim")
+    assert mark.count() == 1 and mark.inner_text() == "2,100"
+    assert mark.get_attribute("title") == "quantity: the source says 1,280 where it states this"
+    assert page.locator("#consistency-result ul.claims li").all_inner_texts() == [
+        "2,100 quantity: the source says 1,280 where it states this"
+    ]
+    assert page.inner_text("#consistency-result .risk").startswith("Risk that the text is not supported by its source:")
+    assert page.get_attribute("#consistency-result .risk", "data-calibrated") == "true"
 
 
 def test_tabs_work_from_the_keyboard_with_visible_focus(page):

@@ -6,9 +6,11 @@ logprobs from the generation itself and so adds no forward pass.
 
 from __future__ import annotations
 
-from signet.api.protocol import Bounds, MethodScore
+from signet.api.protocol import Bounds, MethodScore, Risk
+from signet.api.risk import risk
 from signet.engine.protocol import TokenLogprobs
 from signet.scoring.entropy import per_token_bounds
+from signet.scoring.risk import answer_features
 from signet.scoring.sequence import negative_log_likelihood, perplexity, pointwise_mutual_information
 
 FREE_METHODS = ("max_sequence_probability", "perplexity", "mean_token_entropy", "max_token_entropy")
@@ -52,3 +54,21 @@ def pmi_score(with_prompt: TokenLogprobs, without_prompt: TokenLogprobs) -> Meth
 
 def _score(method: str, value: float, **fields) -> MethodScore:
     return MethodScore(method=method, value=value, meaning=MEANINGS[method], **fields)
+
+
+def answer_risk(
+    answer: TokenLogprobs,
+    vocab_size: int,
+    served_model: str,
+    *,
+    watermarked: bool,
+    temperature: float | None,
+    top_p: float = 1.0,
+) -> Risk:
+    """P(the answer is wrong), from its own logprobs: the ``uncertainty`` calibration.
+    ``temperature`` None: a caller's answer, whose decoding is unknown, read as greedy."""
+    entropies = per_token_bounds(answer.top, vocab_size)[:, 1]  # the proven lower bounds
+    features = answer_features(
+        [-value for value in answer.chosen], entropies, watermarked=watermarked, sampled=bool(temperature)
+    )
+    return risk("uncertainty", features, served_model, temperature, top_p)

@@ -83,6 +83,23 @@ class MethodScore(BaseModel):
     per_token: list[float] | None = Field(default=None, description="The value at each answer token, where defined.")
 
 
+class Risk(BaseModel):
+    """One probability a pipeline can threshold: the calibrated combination of the scores."""
+
+    value: float = Field(ge=0.0, le=1.0, description="The probability that `predicts` is true, in [0, 1].")
+    predicts: str = Field(description="What the probability is of, e.g. 'the answer is wrong'.")
+    calibrated: bool = Field(
+        description="True when the served model and the decoding are those the calibration was fitted for, so "
+        "the value is a probability; false: it still ranks texts, but read `reason` before thresholding it."
+    )
+    reason: str | None = Field(default=None, description="Why the value is not calibrated, when it is not.")
+    calibration: str = Field(description="The shipped calibration used (docs/SCORING.md#risk).")
+    fitted_for: str | None = Field(
+        description="The model whose outputs the calibration was fitted on; null: it reads no model output."
+    )
+    inputs: dict[str, float] = Field(description="The features the risk was computed from.")
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details: the body of every error response."""
 

@@ -3,10 +3,11 @@ to remote workers) and the stores for cached results and rate limits."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from anyio import CapacityLimiter
 from fastapi import Depends, Request
@@ -27,6 +28,9 @@ from signet.registry.sqlite import SqliteStore
 from signet.registry.store import GenerationRecorder, GenerationStore
 from signet.settings import Settings
 from signet.tenants import TenantRegistry, resolve_tenants
+
+if TYPE_CHECKING:  # for the annotation only: api/score/judge_probe.py imports this module
+    from signet.api.score.judge_probe import JudgeProbe
 
 
 @dataclass
@@ -50,6 +54,11 @@ class ServiceState:
     # The threads /detect and /detect/batch run in (SIGNET_DETECT_THREADS), apart from the
     # 40 of the default pool: api/detect/router.py says why.
     detect_threads: CapacityLimiter = field(init=False)
+    # The served model's entailment probe, by model name (api/score/judge_probe.py), and the
+    # lock that makes concurrent first callers run one probe. Not init fields: a state copied
+    # with dataclasses.replace (another engine) starts with a cache of its own.
+    judge_probes: dict[str, JudgeProbe] = field(init=False, default_factory=dict)
+    judge_probe_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.detect_threads = CapacityLimiter(self.settings.detect_threads)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from signet.api.protocol import KEY_ID_FIELD, MethodScore, StrictModel, WatermarkInfo
+from signet.api.protocol import KEY_ID_FIELD, MethodScore, Risk, StrictModel, WatermarkInfo
 from signet.api.provenance.protocol import GENERATION_ID_FIELD
 from signet.settings import MAX_NEW_TOKENS_CEILING
 
@@ -84,6 +84,11 @@ class GenerateResponse(BaseModel):
         default=None,
         description="With uncertainty=true: scores from the answer's own logprobs (no extra forward pass); "
         "higher = more uncertain.",
+    )
+    risk: Risk | None = Field(
+        default=None,
+        description="With uncertainty=true: the probability that the answer is wrong, calibrated from its own "
+        "logprobs for the model and decodings named in docs/SCORING.md#risk (`calibrated` says whether they apply).",
     )
 
 

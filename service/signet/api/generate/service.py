@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from signet.api.answer_scores import logprob_scores
+from signet.api.answer_scores import answer_risk, logprob_scores
 from signet.api.generate.protocol import GenerateChunk, GenerateRequest, GenerateResponse, Usage
 from signet.api.generation import GenerationInput, StreamedGeneration, complete, prepare, watermark_info
 from signet.api.state import ServiceState
@@ -33,12 +33,21 @@ async def generate(
 ) -> GenerateResponse:
     prepared = await prepare(state, generation_input(request, watermark, uncertainty, tenant))
     completion = await complete(state, prepared)
-    scores = None
+    scores = answer = None
     if uncertainty:
         # The model's own logprobs of the tokens it generated (before the watermark bias).
         scores = logprob_scores(completion.logprobs, state.vocab_size)
+        answer = answer_risk(
+            completion.logprobs,
+            state.vocab_size,
+            state.model_name,
+            watermarked=watermark,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
     return GenerateResponse(
         uncertainty=scores,
+        risk=answer,
         text=completion.text,
         token_ids=completion.token_ids,
         finish_reason=completion.finish_reason,

@@ -17,6 +17,7 @@ from signet.api.errors import ApiError
 from signet.api.generation import check_max_tokens, require_engine
 from signet.api.limits import check_text_size
 from signet.api.protocol import MethodScore
+from signet.api.risk import risk
 from signet.api.score import judge
 from signet.api.score.engine_inputs import (
     CostMeter,
@@ -27,8 +28,10 @@ from signet.api.score.engine_inputs import (
     encode,
     encode_text,
 )
+from signet.api.score.judge_probe import usable_methods
 from signet.api.score.protocol import (
     TEXTS_WITHHELD,
+    Claim,
     ConsistencyRequest,
     ConsistencyResponse,
     QuestionReport,
@@ -38,8 +41,10 @@ from signet.api.score.protocol import (
 )
 from signet.api.state import ServiceState
 from signet.engine.protocol import SamplingOptions, all_or_none
+from signet.scoring.claims import ReferenceCheck, check_against_source
 from signet.scoring.distances import mqag_score
 from signet.scoring.lexical import ngram_novelty, words
+from signet.scoring.risk import reference_features
 from signet.scoring.selfcheck import embedding_scores, ngram_scores, support_scores
 from signet.scoring.sentences import SentenceSpan, split_sentences
 
@@ -95,6 +100,7 @@ class Gathered:
     questions: list[QuestionReport]
     warnings: list[str]
     texts_withheld: bool = False
+    check: ReferenceCheck | None = None  # reference mode: claims and overlap, for the reasons and the risk
 
 
 async def score_consistency(state: ServiceState, request: ConsistencyRequest, caller: Caller) -> ConsistencyResponse:
@@ -114,6 +120,7 @@ async def score_consistency(state: ServiceState, request: ConsistencyRequest, ca
         "samples" if request.mode == "self" else "text",
     )
     require_engine(state)
+    methods, judge_warnings = await usable_methods(state, methods, always=request.judge == "always")
     if request.mode == "self":
         meter = CostMeter(
             "consistency", caller.queue_tenant, "samples", "draw fewer or shorter samples, or check a shorter text"
@@ -128,6 +135,7 @@ async def score_consistency(state: ServiceState, request: ConsistencyRequest, ca
         gathered = await _reference(state, meter, request, sentences, methods)
     if not caller.may_disable_watermark and (gathered.samples or gathered.questions):
         gathered = _without_texts(gathered)
+    check = gathered.check
     passage = [
         MethodScore(method=method, value=float(np.mean(values)), meaning=MEANINGS[method])
         for method, values in gathered.sentence_scores.items()
@@ -140,17 +148,33 @@ async def score_consistency(state: ServiceState, request: ConsistencyRequest, ca
                 end=sentence.end,
                 text=sentence.text,
                 scores={method: float(values[index]) for method, values in gathered.sentence_scores.items()},
+                claims=_claims(check, index, sentence) if check is not None else [],
             )
             for index, sentence in enumerate(sentences)
         ],
         scores=passage + gathered.passage_scores,
+        risk=risk("reference", reference_features(check), state.model_name) if check is not None else None,
         samples=gathered.samples,
         questions=gathered.questions,
         texts_withheld=gathered.texts_withheld,
-        warnings=gathered.warnings,
+        warnings=judge_warnings + gathered.warnings,
         cost=meter.report(),
         model=state.model_name,
     )
+
+
+def _claims(check: ReferenceCheck, index: int, sentence: SentenceSpan) -> list[Claim]:
+    """A sentence's claims, their offsets moved from the sentence into the whole text."""
+    return [
+        Claim(
+            kind=claim.kind,
+            start=sentence.start + claim.start,
+            end=sentence.start + claim.end,
+            text=claim.text,
+            reason=claim.reason,
+        )
+        for claim in check.claims[index]
+    ]
 
 
 def planned_sequences(request: ConsistencyRequest, methods: tuple[str, ...], sentences: int) -> int:
@@ -169,7 +193,7 @@ def planned_sequences(request: ConsistencyRequest, methods: tuple[str, ...], sen
 def _without_texts(gathered: Gathered) -> Gathered:
     questions = [report.model_copy(update={"question": None, "options": []}) for report in gathered.questions]
     warnings = [*gathered.warnings, TEXTS_WITHHELD]
-    return Gathered(gathered.sentence_scores, gathered.passage_scores, [], questions, warnings, texts_withheld=True)
+    return Gathered(gathered.sentence_scores, gathered.passage_scores, [], questions, warnings, True, gathered.check)
 
 
 def resolve_methods(request: ConsistencyRequest) -> tuple[str, ...]:
@@ -221,6 +245,8 @@ def _words(text: str) -> list[str]:
 async def _self_consistency(
     state: ServiceState, meter: CostMeter, request: ConsistencyRequest, sentences: list[SentenceSpan], methods
 ) -> Gathered:
+    if not methods:  # every method asked for was an LLM judge that failed its probe: no samples to draw
+        return Gathered({}, [], [], [], [])
     prompt_ids = await encode(state, None, [{"role": "user", "content": request.prompt}])
     check_fits(state, len(prompt_ids), request.max_tokens, "max_tokens", "the prompt with max_tokens")
     samples = [
@@ -267,6 +293,7 @@ async def _reference(
 ) -> Gathered:
     scores: dict[str, list[float]] = {}
     scores.update(await run_in_threadpool(_ngram, "source", methods, sentences, [request.source]))
+    check = await run_in_threadpool(check_against_source, [s.text for s in sentences], request.source)
     entailment = None
     if "source_entailment" in methods:
         questions = [judge.premise_entailment_question(request.source, s.text) for s in sentences]
@@ -279,7 +306,7 @@ async def _reference(
     if mqag is not None:
         reports = results[-1]
         passage, warnings = _mqag_scores(reports, methods)
-    return Gathered(scores, passage, [], reports, warnings)
+    return Gathered(scores, passage, [], reports, warnings, check=check)
 
 
 _QUESTION = re.compile(

@@ -7,7 +7,8 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from signet.api.generate.protocol import PromptInput
-from signet.api.protocol import MethodScore, StrictModel, require_visible_text
+from signet.api.protocol import MethodScore, Risk, StrictModel, require_visible_text
+from signet.scoring.claims import ClaimKind
 
 MAX_SAMPLES = 32
 MAX_PARAPHRASES = 8
@@ -145,6 +146,10 @@ class UncertaintyResponse(BaseModel):
     generated: bool = Field(description="True when the service generated the answer.")
     response_tokens: int
     scores: list[MethodScore]
+    risk: Risk = Field(
+        description="The probability that the answer is wrong, from its own logprobs (whatever `methods` lists): "
+        "docs/SCORING.md#risk. A `response` you send is read as a greedy, unwatermarked answer."
+    )
     samples: list[str] = Field(
         default_factory=list, description="The sampled answers (none when texts_withheld, though they were scored)."
     )
@@ -192,6 +197,12 @@ class ConsistencyRequest(StrictModel):
     max_tokens: int = Field(default=128, ge=1, le=1024, description="Self-consistency: longest sample.")
     temperature: float = Field(default=1.0, gt=0.0, le=2.0, description="Self-consistency: temperature of the samples.")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Fixes the samples and the questions.")
+    judge: Literal["probed", "always"] = Field(
+        default="probed",
+        description="'probed': the LLM-judged methods (entailment, support, MQAG) run only if the served model "
+        "passes a built-in entailment probe (AUROC >= 0.75 on 16 easy pairs, run once per model); otherwise they "
+        "are left out with a warning. 'always': run them without the probe, whatever the model.",
+    )
 
     _visible = field_validator("text", "prompt", "source")(require_visible_text)
 
@@ -206,11 +217,26 @@ class ConsistencyRequest(StrictModel):
         return "self" if self.prompt is not None else "reference"
 
 
+class Claim(BaseModel):
+    kind: ClaimKind = Field(
+        description="entity, number, date or quantity (absent from the source, or other than the source's), "
+        "negation (added or dropped against the source sentence restated), ngram (a run of words the source "
+        "never uses)."
+    )
+    start: int = Field(description="Character offset of the claim in `text`.")
+    end: int = Field(description="One past its last character.")
+    text: str
+    reason: str = Field(description="Why the source does not support it, quoting the source where it differs.")
+
+
 class SentenceScore(BaseModel):
     start: int = Field(description="Character offset of the sentence in `text`.")
     end: int = Field(description="One past its last character.")
     text: str
     scores: dict[str, float] = Field(description="Method -> score; higher = less supported.")
+    claims: list[Claim] = Field(
+        default_factory=list, description="Reference mode: the sentence's claims the source does not support."
+    )
 
 
 class QuestionReport(BaseModel):
@@ -225,6 +251,12 @@ class ConsistencyResponse(BaseModel):
     mode: Literal["self", "reference"]
     sentences: list[SentenceScore]
     scores: list[MethodScore] = Field(description="Passage-level scores; higher = less consistent.")
+    risk: Risk | None = Field(
+        default=None,
+        description="Reference mode: the probability that the text is not supported by the source, from the "
+        "claims and word overlap (docs/SCORING.md#risk); whatever `methods` lists. Null in self-consistency mode, "
+        "which has no calibration.",
+    )
     samples: list[str] = Field(
         default_factory=list, description="Self-consistency: the sampled answers (none when texts_withheld)."
     )

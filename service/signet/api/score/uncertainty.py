@@ -9,7 +9,7 @@ from typing import get_args
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from signet.api.answer_scores import FREE_METHODS, logprob_scores, pmi_score
+from signet.api.answer_scores import FREE_METHODS, answer_risk, logprob_scores, pmi_score
 from signet.api.auth import Caller, authorize_fixed_samples
 from signet.api.embedding import embed
 from signet.api.errors import ApiError
@@ -91,6 +91,9 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest, ca
         check_fits(state, len(prompt_ids), request.max_tokens, "max_tokens", "the prompt with max_tokens")
     answer_ids, answer, text = await _answer(state, meter, request, prompt_ids)
     scores = await run_in_threadpool(logprob_scores, answer, state.vocab_size, methods)
+    # A generated answer is greedy and unwatermarked; a caller's is read as such.
+    temperature = None if request.response is not None else 0.0
+    risk = answer_risk(answer, state.vocab_size, state.model_name, watermarked=False, temperature=temperature)
     pmi, samples, ensemble = await all_or_none(
         [
             _pmi(state, meter, request, answer_ids, answer) if "pmi" in methods else _nothing(),
@@ -114,6 +117,7 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest, ca
         generated=request.response is None,
         response_tokens=len(answer_ids),
         scores=scores,
+        risk=risk,
         samples=[] if withheld else [sample.text for sample in samples or []],
         semantic_classes=classes,
         texts_withheld=withheld,

@@ -738,6 +738,7 @@ async function scoreUncertainty(event) {
     const result = await callApi("score/uncertainty", body);
     const parts = [
       h("p", {}, h("strong", {}, result.generated ? "The model's answer: " : "The answer scored: "), result.response ?? "(withheld)"),
+      riskLine(result.risk),
       scoresTable(result.scores, `Uncertainty of the answer (${result.response_tokens} tokens); higher = more uncertain`),
     ];
     if (result.warnings.length) {
@@ -751,6 +752,14 @@ async function scoreUncertainty(event) {
     parts.push(costLine(result.cost));
     $("uncertainty-result").replaceChildren(...parts);
   });
+}
+
+/** The calibrated risk, as a percentage, and why it is not a probability when it is not. */
+function riskLine(risk) {
+  if (!risk) return null;
+  return h("p", { class: "risk", "data-calibrated": String(risk.calibrated) },
+    h("strong", {}, `Risk that ${risk.predicts}: ${formatNumber(100 * risk.value, 1)}%`),
+    risk.calibrated ? "" : h("span", { class: "hint" }, ` (not calibrated: ${risk.reason})`));
 }
 
 function costLine(cost) {
@@ -797,15 +806,21 @@ async function scoreConsistency(event) {
 
 function renderConsistency(container, result, text) {
   const methods = [...new Set(result.sentences.flatMap((sentence) => Object.keys(sentence.scores)))];
-  const parts = [];
-  if (methods.length) {
+  const claims = result.sentences.flatMap((sentence) => sentence.claims);
+  const parts = [riskLine(result.risk)];
+  if (methods.length || claims.length) {
     const select = h("select", { id: "consistency-shade-method" }, methods.map((method) => h("option", { value: method }, method)));
     const view = h("div", { class: "sentences", role: "region", tabindex: 0, "aria-label": "The passage, sentence by sentence" });
     const legend = h("p", { class: "legend-scale" });
-    const draw = () => drawSentences(view, legend, result, text, select.value);
+    const draw = () => drawSentences(view, legend, result, text, select.value || undefined);
     select.addEventListener("change", draw);
-    parts.push(h("div", { class: "field inline" }, h("label", { for: "consistency-shade-method" }, "Shade sentences by"), select), legend, view);
+    if (methods.length) parts.push(h("div", { class: "field inline" }, h("label", { for: "consistency-shade-method" }, "Shade sentences by"), select));
+    parts.push(legend, view);
     draw();
+  }
+  if (claims.length) {
+    parts.push(h("h3", {}, "Claims the source does not support"), h("ul", { class: "claims" }, claims.map((claim) =>
+      h("li", {}, h("mark", { class: `claim claim-${claim.kind}` }, claim.text), ` ${claim.kind}: ${claim.reason}`))));
   }
   parts.push(scoresTable(result.scores, "The whole passage; higher = less consistent"));
   if (result.warnings.length) {
@@ -815,7 +830,22 @@ function renderConsistency(container, result, text) {
     parts.push(h("h3", {}, "The model's samples"), h("ol", { class: "samples" }, result.samples.map((sample) => h("li", {}, sample))));
   }
   parts.push(costLine(result.cost));
-  container.replaceChildren(...parts);
+  container.replaceChildren(...parts.filter(Boolean));
+}
+
+/** A sentence's text with its unsupported claims marked; each mark's title gives the reason. */
+function withClaims(sentence) {
+  const pieces = [];
+  let cursor = sentence.start;
+  for (const claim of sentence.claims) {
+    if (claim.start < cursor) continue; // overlapping claims: the first one marks the words
+    if (claim.start > cursor) pieces.push(sentence.text.slice(cursor - sentence.start, claim.start - sentence.start));
+    pieces.push(h("mark", { class: `claim claim-${claim.kind}`, title: `${claim.kind}: ${claim.reason}` },
+      sentence.text.slice(claim.start - sentence.start, claim.end - sentence.start)));
+    cursor = claim.end;
+  }
+  if (cursor < sentence.end) pieces.push(sentence.text.slice(cursor - sentence.start));
+  return pieces;
 }
 
 /** Each sentence shaded by its score for ``method``, scaled between the lowest and highest sentence. */
@@ -833,13 +863,17 @@ function drawSentences(view, legend, result, text, method) {
     const label = value === undefined ? "not scored" : formatNumber(value, 2);
     children.push(h("span", {
       class: `sentence ${level === null ? "shade-none" : `shade-${level}`}`, "data-score": value ?? "",
-      title: `${method}: ${label}`,
-    }, sentence.text, h("span", { class: "sentence-score" }, label)));
+      title: method ? `${method}: ${label}` : "",
+    }, ...withClaims(sentence), method ? h("span", { class: "sentence-score" }, label) : null));
     cursor = sentence.end;
   }
   if (cursor < text.length) children.push(text.slice(cursor));
   view.replaceChildren(...children);
   const meaning = result.scores.find((score) => score.method === method)?.meaning;
+  if (!method) {
+    legend.replaceChildren("Marked: claims the source does not support (hover for the reason).");
+    return;
+  }
   legend.replaceChildren(
     meaning ? h("span", {}, h("code", {}, method), `: ${meaning}. `) : "",
     "Lighter: better supported; darker: less supported (higher score). Scaled from ",

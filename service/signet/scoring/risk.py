@@ -1,0 +1,154 @@
+"""One calibrated risk from several scores: a logistic model fitted offline and shipped as numbers.
+
+A pipeline cannot act on eleven raw numbers without a method and a threshold of its own.
+The risk is one probability: that an answer is wrong (uncertainty) or that a text is not
+supported by its source (consistency). ``bench/fit_risk.py`` fits it with scikit-learn's
+``LogisticRegression`` on the labelled sets' fitting split, over standardised features, and
+writes the fitted numbers to ``calibrations/<name>.json``; the service only evaluates them
+here, so it needs no scikit-learn. Logistic rather than isotonic: a few hundred labelled
+items fit a handful of coefficients, where an isotonic step function would learn the
+fitting split's noise (docs/SCORING.md shows both reliability diagrams).
+
+A risk model says which served model its features came from. Its probability describes
+that model's answers: served elsewhere, the same formula still ranks answers, but the
+probability is not calibrated, and the response says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import numpy as np
+
+from signet.scoring.claims import ReferenceCheck
+
+
+@dataclass(frozen=True)
+class RiskModel:
+    name: str  # the calibration file's stem
+    predicts: str  # what the probability is of, in words
+    model: str | None  # the served model whose outputs it was fitted on; None: its features use none
+    features: tuple[str, ...]
+    center: tuple[float, ...]  # per feature: subtracted, then divided by scale
+    scale: tuple[float, ...]
+    coefficients: tuple[float, ...]
+    intercept: float
+    fitted_on: str  # the data, in words, with its size
+    temperatures: tuple[float, ...] | None = None  # the decodings of the answers it was fitted on
+
+    def __post_init__(self) -> None:
+        sizes = {len(self.features), len(self.center), len(self.scale), len(self.coefficients)}
+        if len(sizes) != 1:
+            raise ValueError(f"risk model {self.name}: features, center, scale and coefficients differ in length")
+
+    def probability(self, features: Mapping[str, float]) -> float:
+        """P(positive | features): the logistic of the fitted linear score."""
+        score = self.intercept + sum(
+            weight * (float(features[name]) - center) / scale
+            for name, center, scale, weight in zip(
+                self.features, self.center, self.scale, self.coefficients, strict=True
+            )
+        )
+        return _logistic(score)
+
+    def calibrated_for(self, served_model: str) -> bool:
+        return self.model is None or self.model == served_model
+
+
+def _logistic(score: float) -> float:
+    if score >= 0:
+        return 1.0 / (1.0 + math.exp(-score))
+    exponential = math.exp(score)  # no overflow for a very negative score
+    return exponential / (1.0 + exponential)
+
+
+@cache
+def load_risk_model(name: str) -> RiskModel:
+    """The shipped calibration ``calibrations/<name>.json``."""
+    text = resources.files("signet.scoring").joinpath("calibrations", f"{name}.json").read_text("utf-8")
+    fields = json.loads(text)
+    return RiskModel(
+        name=name,
+        predicts=fields["predicts"],
+        model=fields["model"],
+        features=tuple(fields["features"]),
+        center=tuple(fields["center"]),
+        scale=tuple(fields["scale"]),
+        coefficients=tuple(fields["coefficients"]),
+        intercept=float(fields["intercept"]),
+        fitted_on=fields["fitted_on"],
+        temperatures=None if fields.get("temperatures") is None else tuple(fields["temperatures"]),
+    )
+
+
+# The answer's features: from the logprobs of its own tokens, so /generate?uncertainty=true
+# gets the risk without another forward pass. Chosen by 5-fold cross-validation on the
+# fitting split of the labelled questions (bench/fit_risk.py): the mean -log p and entropy
+# alone gave 0.810 AUROC; the mean of the three largest token entropies (the answer's least
+# certain steps) and the log of its length raised that to 0.834; the three largest -log p
+# added nothing (0.829). The decoding flags carry the base rates, which differ: the
+# embedded model answered 50% wrong greedily, 60% watermarked, 84% sampled.
+ANSWER_FEATURES = (
+    "mean_negative_logprob",
+    "mean_token_entropy",
+    "top3_token_entropy",
+    "log_tokens",
+    "watermarked",
+    "sampled",
+)
+
+
+def answer_features(
+    negative_logprobs: Sequence[float], token_entropies: Sequence[float], *, watermarked: bool, sampled: bool
+) -> dict[str, float]:
+    """An answer's risk features from its per-token -log p and next-token entropies (nats)."""
+    values = np.asarray(negative_logprobs, dtype=np.float64)
+    entropies = np.asarray(token_entropies, dtype=np.float64)
+    if values.size == 0 or values.shape != entropies.shape:
+        raise ValueError("an answer needs one -log p and one entropy per token, at least one token")
+    return {
+        "mean_negative_logprob": float(values.mean()),
+        "mean_token_entropy": float(entropies.mean()),
+        "top3_token_entropy": float(np.sort(entropies)[-3:].mean()),
+        "log_tokens": math.log(values.size),
+        "watermarked": float(watermarked),
+        "sampled": float(sampled),
+    }
+
+
+# A text's features against its source, per passage: the claim rules' counts by kind (log
+# 1 + count: a second unsupported name adds less than the first) and the word overlap,
+# mean and worst sentence. None of them reads a model output.
+REFERENCE_FEATURES = (
+    "entity_claims",
+    "number_claims",
+    "negation_claims",
+    "ngram_claims",
+    "novelty_mean",
+    "novelty_max",
+    "unsupported_words_mean",
+    "unsupported_words_max",
+)
+_NUMBER_KINDS = ("number", "date", "quantity")
+
+
+def reference_features(check: ReferenceCheck) -> dict[str, float]:
+    """A text's risk features from its sentences' check against the source."""
+    if not check.claims:
+        raise ValueError("a text needs at least one sentence")
+    kinds = [claim.kind for claims in check.claims for claim in claims]
+    return {
+        "entity_claims": math.log1p(kinds.count("entity")),
+        "number_claims": math.log1p(sum(kinds.count(kind) for kind in _NUMBER_KINDS)),
+        "negation_claims": math.log1p(kinds.count("negation")),
+        "ngram_claims": math.log1p(kinds.count("ngram")),
+        "novelty_mean": float(np.mean(check.novelty)),
+        "novelty_max": float(np.max(check.novelty)),
+        "unsupported_words_mean": float(np.mean(check.unsupported_words)),
+        "unsupported_words_max": float(np.max(check.unsupported_words)),
+    }

@@ -1,0 +1,113 @@
+"""The calibrated risk (signet.scoring.risk): the logistic model, its features, and that the
+shipped calibrations are what bench/fit_risk.py fits from the labelled sets."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from signet.scoring.claims import Claim, ReferenceCheck
+from signet.scoring.risk import (
+    ANSWER_FEATURES,
+    REFERENCE_FEATURES,
+    RiskModel,
+    answer_features,
+    load_risk_model,
+    reference_features,
+)
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def model(**fields) -> RiskModel:
+    defaults = dict(
+        name="test",
+        predicts="x",
+        model="m",
+        features=("a", "b"),
+        center=(1.0, 0.0),
+        scale=(2.0, 1.0),
+        coefficients=(1.0, -0.5),
+        intercept=0.25,
+        fitted_on="by hand",
+    )
+    return RiskModel(**{**defaults, **fields})
+
+
+def test_the_probability_is_the_logistic_of_the_standardised_linear_score():
+    # 0.25 + 1.0 * (3 - 1) / 2 - 0.5 * (4 - 0) / 1 = -0.75
+    assert model().probability({"a": 3.0, "b": 4.0}) == pytest.approx(1 / (1 + math.exp(0.75)))
+    extreme = model(intercept=-1e6)
+    assert extreme.probability({"a": 1.0, "b": 0.0}) == 0.0  # no overflow
+    assert model(intercept=1e6).probability({"a": 1.0, "b": 0.0}) == 1.0
+
+
+def test_a_model_knows_what_it_was_fitted_for():
+    assert model().calibrated_for("m") and not model().calibrated_for("other")
+    assert model(model=None).calibrated_for("anything")  # its features read no model output
+    with pytest.raises(ValueError, match="differ in length"):
+        model(coefficients=(1.0,))
+
+
+def test_the_shipped_calibrations_load():
+    uncertainty = load_risk_model("uncertainty")
+    assert uncertainty.features == ANSWER_FEATURES and uncertainty.model == "SmolLM2-135M-Instruct"
+    assert uncertainty.temperatures == (0.0, 1.0)
+    reference = load_risk_model("reference")
+    assert reference.features == REFERENCE_FEATURES and reference.model is None and reference.temperatures is None
+
+
+def test_answer_features_by_hand():
+    features = answer_features([0.5, 1.5, 0.1, 2.0], [1.0, 0.2, 0.3, 0.4], watermarked=True, sampled=False)
+    assert features == pytest.approx(
+        {
+            "mean_negative_logprob": 1.025,
+            "mean_token_entropy": 0.475,
+            "top3_token_entropy": (1.0 + 0.3 + 0.4) / 3,
+            "log_tokens": math.log(4),
+            "watermarked": 1.0,
+            "sampled": 0.0,
+        }
+    )
+    with pytest.raises(ValueError):
+        answer_features([], [], watermarked=False, sampled=False)
+
+
+def test_reference_features_by_hand():
+    check = ReferenceCheck(
+        claims=[
+            [Claim("entity", 0, 3, "Bob", "r"), Claim("date", 5, 9, "1999", "r"), Claim("quantity", 9, 11, "3", "r")],
+            [Claim("entity", 0, 3, "Eve", "r")],
+        ],
+        novelty=[0.5, 0.1],
+        unsupported_words=[0.2, 0.0],
+    )
+    assert reference_features(check) == pytest.approx(
+        {
+            "entity_claims": math.log(3),
+            "number_claims": math.log(3),
+            "negation_claims": 0.0,
+            "ngram_claims": 0.0,
+            "novelty_mean": 0.3,
+            "novelty_max": 0.5,
+            "unsupported_words_mean": 0.1,
+            "unsupported_words_max": 0.2,
+        }
+    )
+
+
+def test_the_shipped_calibrations_are_a_refit_of_the_labelled_sets():
+    """Whoever changes a feature, a rule or a set must refit: `python -m bench.fit_risk`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.fit_risk", "--check"],
+        cwd=REPOSITORY,
+        env={"PYTHONPATH": str(REPOSITORY), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
