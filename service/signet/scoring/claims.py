@@ -27,9 +27,9 @@ and a table of number words. What each rule sees:
 
 Where a source sentence that the sentence restates has a number of the same kind, or a
 name, that the sentence lacks in place of an unsupported one, the reason quotes it ("the
-source says 1976"): a contradiction, not only an absence. The limits are the rules' own: a lower-case name ("the python interpreter")
-is not an entity, a sentence's first word is only checked when it is an acronym, and a
-rephrased negation ("fails to") is not a negation.
+source says 1976"): a contradiction, not only an absence. The limits are the rules' own:
+a lower-case name ("the python interpreter") is not an entity, a sentence's first word is
+only checked when it is an acronym, and a rephrased negation ("fails to") is not one.
 """
 
 from __future__ import annotations
