@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signet.scoring.claims import source_facts, unsupported_claims, unsupported_word_share
+from signet.scoring.claims import MAX_CLAIMS_PER_SENTENCE, source_facts, unsupported_claims, unsupported_word_share
 from signet.scoring.sentences import split_sentences
 
 SOURCE = (
@@ -114,3 +114,34 @@ def test_unsupported_word_share(facts):
     assert unsupported_word_share("Nettle uses GMP.", facts) == 0.0
     assert unsupported_word_share("Zebras gallop quickly.", facts) == 1.0
     assert unsupported_word_share("and the of", facts) == 0.0  # no content words
+
+
+def test_unsupported_names_are_paired_in_order_with_the_sources():
+    facts = source_facts(["Smith met Brown in London on Monday."])
+    claims = unsupported_claims("Later, Smith met Jones in Paris on Monday.", facts)
+    assert [(c.text, c.reason) for c in claims] == [
+        ("Jones", "the source names Brown where it states this"),
+        ("Paris", "the source names London where it states this"),
+    ]
+
+
+def test_a_name_the_sentence_uses_anywhere_is_no_alternative():
+    facts = source_facts(["Rust was started by Graydon Hoare in 2006 at Mozilla."])
+    claims = unsupported_claims("Rust was started by Graydon Hoare in 2006 at Google.", facts)
+    assert [(c.text, c.reason) for c in claims] == [("Google", "the source names Mozilla where it states this")]
+
+
+def test_a_decomposed_accent_matches_the_composed_one():
+    facts = source_facts(["The paper is by José Nuñez."])
+    assert unsupported_claims("The paper is by Jose\u0301 Nun\u0303ez.", facts) == []
+
+
+def test_a_sentence_lists_at_most_the_capped_number_of_claims():
+    facts = source_facts(["Eight."])
+    claims = unsupported_claims("7 " * 50_000, facts)
+    assert len(claims) == MAX_CLAIMS_PER_SENTENCE
+
+
+def test_long_numbers_are_shortened_in_reasons():
+    claims = unsupported_claims("9" * 5_000, source_facts(["Nothing here."]))
+    assert len(claims[0].reason) < 100 and claims[0].text == "9" * 5_000
