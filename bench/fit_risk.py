@@ -15,11 +15,13 @@ Two risks (signet/scoring/risk.py):
   reference_summaries.jsonl (bench/reference_sets.py), whose items carry their split (by
   source passage). Its features use no model output, so it holds for any served model.
 
-Each is scikit-learn's ``LogisticRegression`` (L2, C = 1) over features standardised on the
-fitting split; the fitted numbers go to service/signet/scoring/calibrations/<name>.json.
-Reported on the held-out split: AUROC, ECE (10 equal-width bins) and the reliability
-diagram, beside an isotonic recalibration of the same score (fitted on the fitting split)
-for comparison; the diagrams go to docs/img/risk-<name>.png.
+Each is scikit-learn's ``LogisticRegression`` (L2) over features standardised on the fitting
+split, its C chosen by 5-fold cross-validated log loss (folds by question or by source
+passage), then an ``IsotonicRegression`` fitted on the logistic model's out-of-fold
+predictions; the fitted numbers go to service/signet/scoring/calibrations/<name>.json.
+Reported on the held-out split: AUROC, ECE (10 equal-width bins, beside the ECE a perfectly
+calibrated forecast shows on the same items, and the logistic model's alone) and the
+reliability diagrams, in docs/img/risk-<name>.png.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import GroupKFold
 
 from bench.scoring_eval import RESULTS_DIR, read_jsonl
 from harness import eval_sets
@@ -46,7 +49,8 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 CALIBRATIONS = REPOSITORY / "service" / "signet" / "scoring" / "calibrations"
 IMAGES = REPOSITORY / "docs" / "img"
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
-FITTED_TEMPERATURES = (0.0, 1.0)
+# (temperature, watermarked) of bench/risk_answers.py's decodings
+FITTED_DECODINGS = [[0.0, False], [0.0, True], [1.0, True]]
 
 
 @dataclass
@@ -55,6 +59,7 @@ class LabelledSet:
     positives: np.ndarray  # True: wrong answer / unsupported text
     held_out: np.ndarray  # True: in the held-out split
     groups: list[str]  # a name per item, for the per-group tables
+    clusters: list[str]  # items that are not independent share one (a question, a source passage): one fold
 
 
 def held_out_question(question_id: str) -> bool:
@@ -81,6 +86,7 @@ def uncertainty_set() -> LabelledSet:
         np.array([not row["correct"] for row in rows]),
         np.array([held_out_question(row["id"]) for row in rows]),
         [row["decoding"] for row in rows],
+        [row["id"] for row in rows],
     )
 
 
@@ -94,6 +100,7 @@ def reference_set() -> LabelledSet:
         np.array([row["label"] != "faithful" for row in rows]),
         np.array([row["split"] == "test" for row in rows]),
         kinds,
+        [row["source_id"] for row in rows],
     )
 
 
@@ -101,26 +108,53 @@ def _sentences(text: str) -> list[str]:
     return [span.text for span in split_sentences(text)]
 
 
+C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
 def fit(data: LabelledSet, names: tuple[str, ...]) -> dict:
-    matrix = np.array([[item[name] for name in names] for item in data.features])
-    fitting = matrix[~data.held_out]
-    center = fitting.mean(axis=0)
-    scale = fitting.std(axis=0)
+    """The logistic model (C chosen by 5-fold cross-validated log loss, folds by cluster) and
+    the isotonic map fitted on its out-of-fold predictions, all on the fitting split."""
+    matrix = np.array([[item[name] for name in names] for item in data.features])[~data.held_out]
+    positives = data.positives[~data.held_out]
+    clusters = np.array(data.clusters)[~data.held_out]
+    center = matrix.mean(axis=0)
+    scale = matrix.std(axis=0)
     scale[scale == 0] = 1.0  # a feature constant on the fitting split gets weight 0 anyway
-    model = LogisticRegression(C=1.0).fit((fitting - center) / scale, data.positives[~data.held_out])
+    standard = (matrix - center) / scale
+    folds = list(GroupKFold(5).split(standard, positives, clusters))
+    search = LogisticRegressionCV(
+        Cs=list(C_GRID), cv=folds, scoring="neg_log_loss", l1_ratios=(0.0,), use_legacy_attributes=False
+    )
+    chosen = float(np.ravel(search.fit(standard, positives).C_)[0])
+    out_of_fold = np.zeros(len(positives))
+    for train, test in folds:
+        fold_model = LogisticRegression(C=chosen).fit(standard[train], positives[train])
+        out_of_fold[test] = fold_model.predict_proba(standard[test])[:, 1]
+    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(out_of_fold, positives)
+    model = LogisticRegression(C=chosen).fit(standard, positives)
+    # An isotonic step of all-right or all-wrong items would say 0 or 1: n items cannot show a
+    # rate below 1 / (n + 1), so no risk goes below it or above 1 - 1 / (n + 1).
+    floor = 1.0 / (len(positives) + 1)
+    steps = np.clip(isotonic.y_thresholds_, floor, 1.0 - floor)
     return {
         "features": list(names),
         "center": center.tolist(),
         "scale": scale.tolist(),
         "coefficients": model.coef_[0].tolist(),
         "intercept": float(model.intercept_[0]),
+        "C": float(chosen),
+        "isotonic": {"x": isotonic.X_thresholds_.tolist(), "y": steps.tolist()},
     }
 
 
-def predict(fitted: dict, data: LabelledSet) -> np.ndarray:
+def predict(fitted: dict, data: LabelledSet, recalibrate: bool = True) -> np.ndarray:
+    """The shipped risk of every item (``recalibrate`` False: the logistic model alone)."""
     matrix = np.array([[item[name] for name in fitted["features"]] for item in data.features])
     score = fitted["intercept"] + ((matrix - fitted["center"]) / fitted["scale"]) @ np.array(fitted["coefficients"])
-    return 1.0 / (1.0 + np.exp(-score))
+    logistic = 1.0 / (1.0 + np.exp(-score))
+    if not recalibrate:
+        return logistic
+    return np.interp(logistic, fitted["isotonic"]["x"], fitted["isotonic"]["y"])
 
 
 def calibrated_ece(risk: np.ndarray, draws: int = 2000) -> tuple[float, float]:
@@ -132,15 +166,12 @@ def calibrated_ece(risk: np.ndarray, draws: int = 2000) -> tuple[float, float]:
     return float(np.mean(values)), float(np.quantile(values, 0.95))
 
 
-def report(name: str, data: LabelledSet, risk: np.ndarray, baseline: str) -> tuple[str, list]:
+def report(name: str, data: LabelledSet, risk: np.ndarray, logistic: np.ndarray, baseline: str) -> tuple[str, list]:
     """The held-out table (overall and per group) and the diagrams' bins."""
     test = data.held_out
-    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-    isotonic.fit(risk[~test], data.positives[~test])
-    recalibrated = isotonic.predict(risk)
     lines = [
         f"| {name}: held-out items | positives | AUROC | AUROC of {baseline} alone | ECE "
-        "| ECE of a calibrated forecast: mean, 95% | ECE, isotonic on top |",
+        "| ECE of a calibrated forecast: mean, 95% | ECE of the logistic model alone |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     groups = ["all", *dict.fromkeys(data.groups)]
@@ -153,11 +184,11 @@ def report(name: str, data: LabelledSet, risk: np.ndarray, baseline: str) -> tup
             f"| {group} | {int(positives.sum())} of {int(chosen.sum())} | {auroc(risk[chosen], positives):.3f} "
             f"| {auroc(alone[chosen], positives):.3f} | {expected_calibration_error(risk[chosen], positives):.3f} "
             f"| {floor[0]:.3f}, {floor[1]:.3f} "
-            f"| {expected_calibration_error(recalibrated[chosen], positives):.3f} |"
+            f"| {expected_calibration_error(logistic[chosen], positives):.3f} |"
         )
     diagrams = [
-        ("logistic (shipped)", reliability_bins(risk[test], data.positives[test])),
-        ("isotonic on top", reliability_bins(recalibrated[test], data.positives[test])),
+        ("shipped: logistic, then isotonic", reliability_bins(risk[test], data.positives[test])),
+        ("logistic alone", reliability_bins(logistic[test], data.positives[test])),
     ]
     return "\n".join(lines), diagrams
 
@@ -194,7 +225,7 @@ RISKS = {
         "baseline": "mean_negative_logprob",  # log perplexity: the best single method of docs/SCORING.md
         "predicts": "the answer is wrong",
         "model": EMBEDDED_MODEL,
-        "temperatures": list(FITTED_TEMPERATURES),
+        "decodings": FITTED_DECODINGS,
         "fitted_on": "the embedded model's answers to the fitting split of tests/data/scoring/questions.jsonl, "
         "greedy, greedy watermarked and sampled watermarked at temperature 1 (bench/risk_answers.py)",
     },
@@ -204,7 +235,7 @@ RISKS = {
         "baseline": "novelty_mean",  # source_bigram_novelty, the method docs/SCORING.md recommended
         "predicts": "the text is not supported by its source",
         "model": None,
-        "temperatures": None,
+        "decodings": None,
         "fitted_on": "the fitting split of tests/data/scoring/reference_answers.jsonl and "
         "reference_summaries.jsonl (bench/reference_sets.py)",
     },
@@ -224,7 +255,7 @@ def main() -> None:
         shipped = {
             "predicts": spec["predicts"],
             "model": spec["model"],
-            "temperatures": spec["temperatures"],
+            "decodings": spec["decodings"],
             "fitted_on": f"{spec['fitted_on']}: {int((~data.held_out).sum())} items, "
             f"{int(data.positives[~data.held_out].sum())} positive; bench/fit_risk.py",
             **fitted,
@@ -237,10 +268,10 @@ def main() -> None:
             continue
         CALIBRATIONS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(shipped, indent=2) + "\n")
-        table, diagrams = report(name, data, predict(fitted, data), spec["baseline"])
+        table, diagrams = report(name, data, predict(fitted, data), predict(fitted, data, False), spec["baseline"])
         draw(name, diagrams, IMAGES / f"risk-{name}.png")
         print(table, end="\n\n")
-        print("| feature | coefficient (per standard deviation) |\n| --- | --- |")
+        print(f"| feature | coefficient (per standard deviation; C = {fitted['C']:g}) |\n| --- | --- |")
         for feature, weight in zip(fitted["features"], fitted["coefficients"], strict=True):
             print(f"| {feature} | {weight:+.3f} |")
         print()

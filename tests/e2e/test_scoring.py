@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from signet.api.risk import GIVEN_TEXT
 from signet.api.score.judge_probe import JUDGED_METHODS
 from signet.api.score.protocol import ReferenceMethod, SelfCheckMethod
 from signet.scoring.risk import answer_features, load_risk_model
@@ -115,8 +116,9 @@ def test_a_wrong_answer_is_less_likely_than_the_right_one(client):
     )
     assert [score["method"] for score in right["scores"]] == ["max_sequence_probability"]
     assert right["scores"][0]["value"] < wrong["scores"][0]["value"]
-    # the risk reads the answer's logprobs whatever `methods` lists
-    assert right["risk"]["value"] < wrong["risk"]["value"] and right["risk"]["calibrated"] is True
+    # the risk reads the answer's logprobs whatever `methods` lists; a given answer's is no probability
+    assert right["risk"]["value"] < wrong["risk"]["value"]
+    assert (right["risk"]["calibrated"], right["risk"]["reason"]) == (False, GIVEN_TEXT)
     assert right["cost"] == {
         "engine_requests": 1,
         "sequences": 1,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from signet.api.risk import GIVEN_TEXT, Decoding, risk
 from signet.scoring.claims import Claim, ReferenceCheck
 from signet.scoring.risk import (
     ANSWER_FEATURES,
@@ -56,9 +57,9 @@ def test_a_model_knows_what_it_was_fitted_for():
 def test_the_shipped_calibrations_load():
     uncertainty = load_risk_model("uncertainty")
     assert uncertainty.features == ANSWER_FEATURES and uncertainty.model == "SmolLM2-135M-Instruct"
-    assert uncertainty.temperatures == (0.0, 1.0)
+    assert uncertainty.decodings == ((0.0, False), (0.0, True), (1.0, True))
     reference = load_risk_model("reference")
-    assert reference.features == REFERENCE_FEATURES and reference.model is None and reference.temperatures is None
+    assert reference.features == REFERENCE_FEATURES and reference.model is None and reference.decodings is None
 
 
 def test_answer_features_by_hand():
@@ -111,3 +112,41 @@ def test_the_shipped_calibrations_are_a_refit_of_the_labelled_sets():
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_an_impossible_token_gives_a_finite_risk():
+    features = answer_features([math.inf, 0.5], [0.1, 0.2], watermarked=False, sampled=False)
+    assert math.isfinite(features["mean_negative_logprob"])
+    assert 0.0 <= load_risk_model("uncertainty").probability(features) <= 1.0
+
+
+def test_the_isotonic_map_is_applied_and_clamped():
+    stepped = model(isotonic_x=(0.2, 0.8), isotonic_y=(0.1, 0.9))
+    assert stepped.probability({"a": 1.0, "b": 0.0}) == pytest.approx(
+        0.1 + (1 / (1 + math.exp(-0.25)) - 0.2) / 0.6 * 0.8
+    )
+    assert stepped.probability({"a": 1.0, "b": 100.0}) == 0.1  # below the first threshold: its value
+
+
+@pytest.mark.parametrize(
+    ("served", "decoding", "reason"),
+    [
+        ("SmolLM2-135M-Instruct", Decoding(0.0, False), None),
+        ("SmolLM2-135M-Instruct", Decoding(1.0, True), None),
+        ("SmolLM2-135M-Instruct", None, GIVEN_TEXT),
+        ("SmolLM2-135M-Instruct", Decoding(1.0, True, top_p=0.5), "sampled with top_p 0.5"),
+        ("SmolLM2-135M-Instruct", Decoding(1.0, False), "this one was decoded temperature 1, unwatermarked"),
+        ("Llama-3-8B", Decoding(0.0, False), "fitted for SmolLM2-135M-Instruct, and this service runs Llama-3-8B"),
+    ],
+)
+def test_when_the_uncertainty_risk_is_calibrated(served, decoding, reason):
+    features = answer_features([0.5], [0.5], watermarked=False, sampled=False)
+    answer = risk("uncertainty", features, served, decoding)
+    assert answer.calibrated is (reason is None)
+    assert reason is None or reason in answer.reason
+
+
+def test_the_reference_risk_is_calibrated_for_any_model():
+    check = ReferenceCheck(claims=[[]], novelty=[0.0], unsupported_words=[0.0])
+    answer = risk("reference", reference_features(check), "any-model")
+    assert answer.calibrated and answer.fitted_for is None and answer.value < 0.5

@@ -6,8 +6,10 @@ logprobs from the generation itself and so adds no forward pass.
 
 from __future__ import annotations
 
+import numpy as np
+
 from signet.api.protocol import Bounds, MethodScore, Risk
-from signet.api.risk import risk
+from signet.api.risk import Decoding, risk
 from signet.engine.protocol import TokenLogprobs
 from signet.scoring.entropy import per_token_bounds
 from signet.scoring.risk import answer_features
@@ -25,11 +27,28 @@ MEANINGS = {
 }
 
 
-def logprob_scores(
-    answer: TokenLogprobs, vocab_size: int, methods: tuple[str, ...] = FREE_METHODS
-) -> list[MethodScore]:
-    """The free methods among ``methods``, from the answer's top-k logprobs."""
+def answer_scores(
+    answer: TokenLogprobs,
+    vocab_size: int,
+    served_model: str,
+    decoding: Decoding | None,
+    methods: tuple[str, ...] = FREE_METHODS,
+) -> tuple[list[MethodScore], Risk]:
+    """The free methods among ``methods`` and P(the answer is wrong), from the answer's top-k
+    logprobs, whose entropy bounds both read: 2.4 ms for 128 tokens, computed once.
+    ``decoding`` None: a caller's answer, whose decoding is unknown: read as greedy and
+    unwatermarked, and not calibrated."""
     per_token = per_token_bounds(answer.top, vocab_size)  # (listed, lower, upper) per token
+    features = answer_features(
+        [-value for value in answer.chosen],
+        per_token[:, 1],
+        watermarked=decoding is not None and decoding.watermarked,
+        sampled=decoding is not None and decoding.temperature > 0,
+    )
+    return _logprob_scores(answer, per_token, methods), risk("uncertainty", features, served_model, decoding)
+
+
+def _logprob_scores(answer: TokenLogprobs, per_token: np.ndarray, methods: tuple[str, ...]) -> list[MethodScore]:
     scores = []
     for method in FREE_METHODS:
         if method not in methods:
@@ -54,21 +73,3 @@ def pmi_score(with_prompt: TokenLogprobs, without_prompt: TokenLogprobs) -> Meth
 
 def _score(method: str, value: float, **fields) -> MethodScore:
     return MethodScore(method=method, value=value, meaning=MEANINGS[method], **fields)
-
-
-def answer_risk(
-    answer: TokenLogprobs,
-    vocab_size: int,
-    served_model: str,
-    *,
-    watermarked: bool,
-    temperature: float | None,
-    top_p: float = 1.0,
-) -> Risk:
-    """P(the answer is wrong), from its own logprobs: the ``uncertainty`` calibration.
-    ``temperature`` None: a caller's answer, whose decoding is unknown, read as greedy."""
-    entropies = per_token_bounds(answer.top, vocab_size)[:, 1]  # the proven lower bounds
-    features = answer_features(
-        [-value for value in answer.chosen], entropies, watermarked=watermarked, sampled=bool(temperature)
-    )
-    return risk("uncertainty", features, served_model, temperature, top_p)

@@ -2,12 +2,12 @@
 
 A pipeline cannot act on eleven raw numbers without a method and a threshold of its own.
 The risk is one probability: that an answer is wrong (uncertainty) or that a text is not
-supported by its source (consistency). ``bench/fit_risk.py`` fits it with scikit-learn's
-``LogisticRegression`` on the labelled sets' fitting split, over standardised features, and
-writes the fitted numbers to ``calibrations/<name>.json``; the service only evaluates them
-here, so it needs no scikit-learn. Logistic rather than isotonic: a few hundred labelled
-items fit a handful of coefficients, where an isotonic step function would learn the
-fitting split's noise (docs/SCORING.md shows both reliability diagrams).
+supported by its source (consistency). ``bench/fit_risk.py`` fits it on the labelled sets'
+fitting split: scikit-learn's ``LogisticRegression`` combines the standardised features, and
+an ``IsotonicRegression`` fitted on its out-of-fold predictions maps its probability to a
+calibrated one (held out, ECE 0.057 -> 0.027 for the reference risk, 0.073 -> 0.065 for the
+uncertainty risk). The fitted numbers are in ``calibrations/<name>.json``; the service only
+evaluates them here, so it needs no scikit-learn.
 
 A risk model says which served model its features came from. Its probability describes
 that model's answers: served elsewhere, the same formula still ranks answers, but the
@@ -39,7 +39,12 @@ class RiskModel:
     coefficients: tuple[float, ...]
     intercept: float
     fitted_on: str  # the data, in words, with its size
-    temperatures: tuple[float, ...] | None = None  # the decodings of the answers it was fitted on
+    # The decodings of the answers it was fitted on, (temperature, watermarked); None: any text.
+    decodings: tuple[tuple[float, bool], ...] | None = None
+    # The isotonic map from the logistic probability to the calibrated one: thresholds and
+    # values, linear between them, the end values outside.
+    isotonic_x: tuple[float, ...] = ()
+    isotonic_y: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         sizes = {len(self.features), len(self.center), len(self.scale), len(self.coefficients)}
@@ -47,14 +52,16 @@ class RiskModel:
             raise ValueError(f"risk model {self.name}: features, center, scale and coefficients differ in length")
 
     def probability(self, features: Mapping[str, float]) -> float:
-        """P(positive | features): the logistic of the fitted linear score."""
+        """P(positive | features): the logistic of the fitted linear score, through the isotonic map."""
         score = self.intercept + sum(
             weight * (float(features[name]) - center) / scale
             for name, center, scale, weight in zip(
                 self.features, self.center, self.scale, self.coefficients, strict=True
             )
         )
-        return _logistic(score)
+        if not self.isotonic_x:
+            return _logistic(score)
+        return float(np.interp(_logistic(score), self.isotonic_x, self.isotonic_y))
 
     def calibrated_for(self, served_model: str) -> bool:
         return self.model is None or self.model == served_model
@@ -82,7 +89,9 @@ def load_risk_model(name: str) -> RiskModel:
         coefficients=tuple(fields["coefficients"]),
         intercept=float(fields["intercept"]),
         fitted_on=fields["fitted_on"],
-        temperatures=None if fields.get("temperatures") is None else tuple(fields["temperatures"]),
+        decodings=None if fields["decodings"] is None else tuple((float(t), bool(w)) for t, w in fields["decodings"]),
+        isotonic_x=tuple(fields["isotonic"]["x"]),
+        isotonic_y=tuple(fields["isotonic"]["y"]),
     )
 
 
@@ -107,7 +116,9 @@ def answer_features(
     negative_logprobs: Sequence[float], token_entropies: Sequence[float], *, watermarked: bool, sampled: bool
 ) -> dict[str, float]:
     """An answer's risk features from its per-token -log p and next-token entropies (nats)."""
-    values = np.asarray(negative_logprobs, dtype=np.float64)
+    # A token of probability 0 in bfloat16 would give -log p = inf, and inf is no JSON number:
+    # 100 nats is below any probability a float32 holds (e^-103).
+    values = np.minimum(np.asarray(negative_logprobs, dtype=np.float64), 100.0)
     entropies = np.asarray(token_entropies, dtype=np.float64)
     if values.size == 0 or values.shape != entropies.shape:
         raise ValueError("an answer needs one -log p and one entropy per token, at least one token")

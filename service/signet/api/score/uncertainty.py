@@ -4,18 +4,20 @@ the engine, then hand them to the pure methods in ``signet.scoring``."""
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import get_args
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from signet.api.answer_scores import FREE_METHODS, answer_risk, logprob_scores, pmi_score
+from signet.api.answer_scores import FREE_METHODS, answer_scores, pmi_score
 from signet.api.auth import Caller, authorize_fixed_samples
 from signet.api.embedding import embed
 from signet.api.errors import ApiError
 from signet.api.generation import check_max_tokens, check_prompt_size, require_engine
 from signet.api.limits import check_text_size
 from signet.api.protocol import MethodScore
+from signet.api.risk import Decoding
 from signet.api.score import judge
 from signet.api.score.engine_inputs import (
     CostMeter,
@@ -90,10 +92,11 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest, ca
     if request.response is None or wants_samples:
         check_fits(state, len(prompt_ids), request.max_tokens, "max_tokens", "the prompt with max_tokens")
     answer_ids, answer, text = await _answer(state, meter, request, prompt_ids)
-    scores = await run_in_threadpool(logprob_scores, answer, state.vocab_size, methods)
-    # A generated answer is greedy and unwatermarked; a caller's is read as such.
-    temperature = None if request.response is not None else 0.0
-    risk = answer_risk(answer, state.vocab_size, state.model_name, watermarked=False, temperature=temperature)
+    # A generated answer is greedy and unwatermarked; a caller's has no known decoding.
+    decoding = Decoding(temperature=0.0, watermarked=False) if request.response is None else None
+    scores, risk = await run_in_threadpool(
+        partial(answer_scores, answer, state.vocab_size, state.model_name, decoding, methods)
+    )
     pmi, samples, ensemble = await all_or_none(
         [
             _pmi(state, meter, request, answer_ids, answer) if "pmi" in methods else _nothing(),
