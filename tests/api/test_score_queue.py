@@ -278,6 +278,53 @@ def test_a_score_runs_its_judge_questions_in_batches_a_few_at_a_time(detection_s
     assert most == MAX_IN_FLIGHT
 
 
+def test_mqag_asks_again_for_the_drafts_it_dropped_within_three_rounds(detection_state, redis_namespace):
+    """Stand-in drafts (the real model's cannot be chosen): the first round's are malformed,
+    the second's ask about the prompt's worked example, the third's are good. Three
+    question-writing requests, each for the drafts still missing, with a seed of its own."""
+    drafts = [
+        ["no question here"] * 2,
+        ["In which city does the Eiffel Tower stand?\nA) Paris\nB) London\nC) Rome\nD) Berlin"] * 2,
+        [" When did the bridge open?\nA) 1932\nB) 1950\nC) 1910\nD) 1899", " What does the bridge carry?\n"
+         "A) lanes\nB) boats\nC) trains only\nD) nothing"],
+    ]  # fmt: skip
+    asked = []
+
+    async def sample(job: Job) -> dict:
+        options, prompt = job.payload["options"], job.payload["prompt_token_ids"]
+        asked.append((options["n"], options["seed"]))
+        texts = drafts[len(asked) - 1][: options["n"]]
+        return {"completions": [_completion(text, prompt) for text in texts]}
+
+    async def batch(job: Job) -> dict:
+        return {"completions": [_completion("Yes", prompt) for prompt in job.payload["prompts"]]}
+
+    body = {"text": "The bridge opened in 1932.", "source": SOURCE, "methods": ["mqag_kl"], "questions": 2}
+    body.update(seed=10, judge="always")
+    with worker_thread(redis_namespace, {"sample": sample, "batch": batch}):
+        with queued_client(detection_state, redis_namespace) as client:
+            response = client.post("/score/consistency", json=body)
+    assert response.status_code == 200, response.text
+    assert asked == [(2, 10), (2, 11), (2, 12)]
+    answer = response.json()
+    assert [question["question"] for question in answer["questions"]] == [
+        "When did the bridge open?",
+        "What does the bridge carry?",
+    ]
+    # both questions written, in the third round (the stand-in judge's p(yes) of 1/2 finds them unanswerable)
+    assert answer["warnings"] == ["MQAG: the source answers none of the generated questions; MQAG scores left out"]
+    # One round more would have been over the bound: with only one good draft, the warning says what was dropped.
+    drafts[2] = drafts[2][:1] + ["still not a question"]
+    asked.clear()
+    with worker_thread(redis_namespace, {"sample": sample, "batch": batch}):
+        with queued_client(detection_state, redis_namespace) as client:
+            short = client.post("/score/consistency", json=body).json()
+    assert len(asked) == 3 and len(short["questions"]) == 1
+    assert short["warnings"][0] == (
+        "MQAG: 1 of 2 questions written; drafts dropped: 3 malformed, 2 about the prompt's example"
+    )
+
+
 def test_the_callers_tenant_takes_its_share_of_the_queue(detection_state, redis_namespace, tmp_path):
     path = tmp_path / "tenants.yaml"
     path.write_text(yaml.safe_dump(TENANTS))

@@ -3,7 +3,7 @@ leaves, one probe for concurrent callers, a cache per model name that keeps no f
 and the probability that a judge with no signal passes.
 
 The passing judge here is a stand-in (p(yes) 0.9 for entailed pairs, 0.1 for contradicted
-ones): the embedded 135M model cannot pass (tests/api/test_judge_probe_engine.py). Every
+ones): the embedded 135M model cannot pass (tests/e2e/test_scoring.py). Every
 check is deterministic: no false failures.
 """
 
@@ -18,6 +18,7 @@ from typing import get_args
 import pytest
 from scipy.stats import mannwhitneyu
 
+from signet.api.generation import engine_problem
 from signet.api.score.judge_probe import (
     JUDGED_METHODS,
     MIN_JUDGE_AUROC,
@@ -60,7 +61,8 @@ class StandInJudge:
 
 
 async def failing_judge(questions: list[str]) -> list[float]:
-    raise EngineError(EngineStatus.UNAVAILABLE, "generation is unavailable: no healthy engine in this process")
+    # what judge.yes_probabilities raises when the engine fails: the engine's error as an API problem
+    raise engine_problem(EngineError(EngineStatus.UNAVAILABLE, "no healthy engine in this process"))
 
 
 def test_the_probe_has_8_entailed_and_8_contradicted_pairs_on_the_same_premises():
@@ -144,10 +146,14 @@ async def test_the_cache_is_per_model_name():
 
 
 @pytest.mark.asyncio
-async def test_an_engine_error_propagates_and_is_not_cached():
+async def test_a_probe_that_cannot_run_leaves_the_judge_out_and_is_not_cached():
     state = service_state()
-    with pytest.raises(EngineError):
-        await usable_methods(state, ("source_entailment",), judge=failing_judge)
+    kept, warnings = await usable_methods(state, ("source_entailment", "source_unigram"), judge=failing_judge)
+    assert kept == ("source_unigram",)
+    assert warnings == [
+        "LLM judge left out: its probe could not run (no healthy engine in this process); "
+        "methods left out: source_entailment"
+    ]
     assert state.judge_probes == {}
     judge = StandInJudge(0.9, 0.1)
     assert await usable_methods(state, ("source_entailment",), judge=judge) == (("source_entailment",), [])

@@ -10,7 +10,7 @@ import pytest
 from vllm.logprobs import FlatLogprobs, Logprob
 
 from signet.api.score.consistency import parse_question
-from signet.api.score.judge import label_logprobs
+from signet.api.score.judge import copies_the_example, label_logprobs
 from signet.engine.protocol import Completion, TokenLogprobs
 from signet.engine.vllm_engine import read_flat_logprobs
 
@@ -52,6 +52,9 @@ def test_label_probabilities_sum_spellings_and_bound_unlisted_labels():
         "Question: Where is it?\nA) Paris\nB) Rome\nC) Oslo\nD) Bern\n",
         "Question: Where is it?\nOptions:\nA) Paris\nB) Rome\nC) Oslo\nD) Bern",
         "Sure!\nquestion: Where is it?\n  A. Paris\n  B. Rome\n  C. Oslo\n  D. Bern\n\nThe answer is A.",
+        "Question: Where is it?\n\nOptions:\n- Paris\n- Rome\n- Oslo\n- Bern",
+        "Question: Where is it?\nOption A: Paris\nOption B: Rome\nOption C: Oslo\nOption D: Bern\n",
+        "Question: Where is it?\n1. Paris\n2. Rome\n3. Oslo\n4. Bern",
     ],
 )
 def test_well_formed_questions_are_parsed(reply):
@@ -62,6 +65,7 @@ def test_well_formed_questions_are_parsed(reply):
     "reply",
     [
         "Question: Where is it?\nA) Paris\nB) Rome\nC) Oslo\n",  # three options
+        "Question: Where is it?\n- Paris\n- Rome\n\nThe answer is Paris.",  # two
         "Question: In which city, with options: A) Tokyo, B) Paris, C) London, D) Berlin?",  # on one line
         "Answer: D)",
         "",
@@ -69,6 +73,31 @@ def test_well_formed_questions_are_parsed(reply):
 )
 def test_malformed_questions_are_refused(reply):
     assert parse_question(reply) is None
+
+
+TEXT = "The Golden Gate Bridge opened in 1937 and spans the strait at San Francisco."
+
+
+@pytest.mark.parametrize(
+    ("question", "options", "copied"),
+    [
+        ("When did the Golden Gate Bridge open?", ["1937", "1932", "1950", "1910"], False),
+        ("In which city does the Eiffel Tower stand?", ["Paris", "London", "Rome", "Berlin"], True),
+        ("Where is the bridge?", ["Paris", "London", "San Francisco", "Oslo"], True),  # the example's options
+        ("Which option is correct?", ["A", "B", "C", "D"], True),  # no word of the text besides question words
+        # on topic: one of the example's cities as a distractor, a plural in the text, a short question
+        ("Which city has the Golden Gate Bridge?", ["London", "San Francisco", "Tokyo", "Lima"], False),
+        ("When were the bridges opened?", ["1937", "1932", "1950", "1910"], False),
+        ("What spans the strait?", ["a bridge", "a ferry", "a tunnel", "nothing"], False),
+    ],
+)
+def test_a_question_about_the_prompts_example_is_recognised(question, options, copied):
+    assert copies_the_example(question, options, TEXT) is copied
+
+
+def test_a_text_about_the_examples_subject_may_name_it():
+    text = "Paris has the Eiffel Tower, finished in 1889."
+    assert not copies_the_example("When was the Eiffel Tower finished?", ["1889", "1900", "1920", "1850"], text)
 
 
 def test_every_method_a_request_can_name_has_a_meaning():

@@ -61,6 +61,9 @@ QUESTION_TOKENS = 160
 # Questions are drawn cooler than answers: at temperature 1 the embedded model kept the
 # question format in about a third of its drafts, at 0.7 in most.
 QUESTION_TEMPERATURE = 0.7
+# Question-writing requests at most per score: the first, and retries for the drafts dropped
+# (malformed, about the prompt's example, or repeated), each with a seed of its own.
+MQAG_ROUNDS = 3
 
 MEANINGS = {
     "selfcheck_unigram": "mean -log p of the sentence's words under a unigram model fitted on the samples "
@@ -120,7 +123,9 @@ async def score_consistency(state: ServiceState, request: ConsistencyRequest, ca
         "samples" if request.mode == "self" else "text",
     )
     require_engine(state)
-    methods, judge_warnings = await usable_methods(state, methods, always=request.judge == "always")
+    methods, judge_warnings = await usable_methods(
+        state, methods, always=request.judge == "always", tenant=caller.queue_tenant
+    )
     if request.mode == "self":
         meter = CostMeter(
             "consistency", caller.queue_tenant, "samples", "draw fewer or shorter samples, or check a shorter text"
@@ -186,7 +191,7 @@ def planned_sequences(request: ConsistencyRequest, methods: tuple[str, ...], sen
         return request.samples + llm_methods * sentences * request.samples
     count = sentences if "source_entailment" in methods else 0
     if set(methods) & set(MQAG_METHODS):
-        count += 4 * request.questions
+        count += (MQAG_ROUNDS + 3) * request.questions  # drafts, then two answers and an answerability check
     return count
 
 
@@ -304,14 +309,24 @@ async def _reference(
         scores["source_entailment"] = [1.0 - probability for probability in results[0]]
     passage, reports, warnings = [], [], []
     if mqag is not None:
-        reports = results[-1]
+        reports, writing_warnings = results[-1]
         passage, warnings = _mqag_scores(reports, methods)
+        warnings = writing_warnings + warnings
     return Gathered(scores, passage, [], reports, warnings, check=check)
 
 
+def _option(letter: str, number: int) -> str:
+    """An option line's marker: "A)", "A.", "A:", "Option A:", or a list's "-", "*", "1."."""
+    return rf"\s*(?:(?:option\s+)?{letter}[).:]|[-*•]|{number}[.)])\s*(?P<{letter.lower()}>.+?)\s*"
+
+
+# The four options on lines of their own after the question, with any of the markers above:
+# the embedded model wrote a dash list ("Options:\n- Paris\n- London ...") in about one
+# draft of ten, which the letters alone left malformed.
 _QUESTION = re.compile(
-    r"Question:\s*(?P<question>.+?)\s*\n(?:\s*Options:\s*\n)?\s*A[).:]\s*(?P<a>.+?)\s*\n\s*B[).:]\s*(?P<b>.+?)\s*\n"
-    r"\s*C[).:]\s*(?P<c>.+?)\s*\n\s*D[).:]\s*(?P<d>.+?)\s*(?:\n|$)",
+    r"Question:\s*(?P<question>.+?)\s*\n(?:\s*Options?:\s*\n)?"
+    + r"\n".join(_option(letter, number) for number, letter in enumerate("ABCD", start=1))
+    + r"(?:\n|$)",
     re.IGNORECASE,
 )
 
@@ -324,23 +339,13 @@ def parse_question(reply: str) -> tuple[str, list[str]] | None:
     return match["question"], [match["a"], match["b"], match["c"], match["d"]]
 
 
-async def _mqag(state: ServiceState, meter: CostMeter, request: ConsistencyRequest) -> list[QuestionReport]:
+async def _mqag(
+    state: ServiceState, meter: CostMeter, request: ConsistencyRequest
+) -> tuple[list[QuestionReport], list[str]]:
     """Questions from the text, answered from the source and from the text (Manakul et al. 2023)."""
-    prompt_ids = await encode(state, None, [{"role": "user", "content": judge.question_writing_prompt(request.text)}])
-    prompt_ids += await encode_text(state, judge.QUESTION_START)
-    check_fits(state, len(prompt_ids), QUESTION_TOKENS, "text", "the question-writing prompt")
-    options = SamplingOptions(
-        max_tokens=QUESTION_TOKENS, temperature=QUESTION_TEMPERATURE, seed=request.seed, n=request.questions
-    )
-    replies = await ask(state, meter, prompt_ids, options, "mqag")
-    parsed = {}
-    for reply in replies:
-        question = parse_question(judge.QUESTION_START + reply.text)
-        if question is not None:
-            parsed.setdefault(question[0].lower(), question)
-    questions = list(parsed.values())
+    questions, warnings = await _write_questions(state, meter, request)
     if not questions:
-        return []
+        return [], warnings
     asks = [
         judge.answering_prompt(context, question, choices)
         for question, choices in questions
@@ -353,7 +358,7 @@ async def _mqag(state: ServiceState, meter: CostMeter, request: ConsistencyReque
             judge.yes_probabilities(state, meter, answerable_asks, "mqag"),
         ]
     )
-    return [
+    reports = [
         QuestionReport(
             question=question,
             options=options,
@@ -362,6 +367,41 @@ async def _mqag(state: ServiceState, meter: CostMeter, request: ConsistencyReque
             answerable=answerable[index] > 0.5,
         )
         for index, (question, options) in enumerate(questions)
+    ]
+    return reports, warnings
+
+
+async def _write_questions(
+    state: ServiceState, meter: CostMeter, request: ConsistencyRequest
+) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """Up to ``questions`` well-formed, distinct questions about the text, in at most
+    MQAG_ROUNDS requests; a warning says what was dropped when fewer are kept."""
+    prompt_ids = await encode(state, None, [{"role": "user", "content": judge.question_writing_prompt(request.text)}])
+    prompt_ids += await encode_text(state, judge.QUESTION_START)
+    check_fits(state, len(prompt_ids), QUESTION_TOKENS, "text", "the question-writing prompt")
+    kept: dict[str, tuple[str, list[str]]] = {}
+    dropped = {"malformed": 0, "about the prompt's example": 0, "repeated": 0}
+    for round_number in range(MQAG_ROUNDS):
+        missing = request.questions - len(kept)
+        if missing == 0:
+            break
+        seed = None if request.seed is None else (request.seed + round_number) % 2**63
+        options = SamplingOptions(max_tokens=QUESTION_TOKENS, temperature=QUESTION_TEMPERATURE, seed=seed, n=missing)
+        for reply in await ask(state, meter, prompt_ids, options, "mqag"):
+            question = parse_question(judge.QUESTION_START + reply.text)
+            if question is None:
+                dropped["malformed"] += 1
+            elif judge.copies_the_example(*question, request.text):
+                dropped["about the prompt's example"] += 1
+            elif question[0].lower() in kept:
+                dropped["repeated"] += 1
+            else:
+                kept[question[0].lower()] = question
+    if len(kept) == request.questions:
+        return list(kept.values()), []
+    reasons = ", ".join(f"{count} {reason}" for reason, count in dropped.items() if count) or "none"
+    return list(kept.values()), [
+        f"MQAG: {len(kept)} of {request.questions} questions written; drafts dropped: {reasons}"
     ]
 
 

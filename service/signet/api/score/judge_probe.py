@@ -3,9 +3,9 @@ process, before the LLM-judged consistency methods trust its yes/no answers.
 
 Those methods read the served model's p(yes) (judge.py). A model that answers at chance
 would give scores that look like evidence and are noise: a request that asks for them
-gets the other methods and a warning instead. The embedded 135M model is one: AUROC 0.50
+gets the other methods and a warning instead. The embedded 135M model is one: AUROC 0.50-0.52
 on this probe, p(yes) between 0.11 and 0.23 for every pair, entailed or contradicted
-(tests/api/test_judge_probe_engine.py).
+(tests/e2e/test_scoring.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from signet.api.errors import ApiError
 from signet.api.score.engine_inputs import CostMeter
 from signet.api.score.judge import premise_entailment_question, yes_probabilities
 from signet.api.state import ServiceState
@@ -89,13 +90,14 @@ class JudgeProbe:
         )
 
 
-def served_judge(state: ServiceState) -> Judge:
+def served_judge(state: ServiceState, tenant: str | None = None) -> Judge:
     """The served model's p(yes), on a meter of the probe's own: its engine requests are
     counted in the metrics but in no caller's cost, since it runs once for every caller.
     The probe is one request of about 1,100 tokens on the embedded model's tokenizer: a
     SIGNET_SCORE_MAX_TOKENS below that refuses it (422 naming ``methods``)."""
     meter = CostMeter(
         "consistency",
+        tenant,  # the first caller's queue share takes the probe's one job
         budget_field="methods",
         budget_advice="leave out the LLM-judged methods, or raise SIGNET_SCORE_MAX_TOKENS",
     )
@@ -106,7 +108,7 @@ def served_judge(state: ServiceState) -> Judge:
     return ask
 
 
-async def probe_judge(state: ServiceState, judge: Judge | None = None) -> JudgeProbe:
+async def probe_judge(state: ServiceState, judge: Judge | None = None, tenant: str | None = None) -> JudgeProbe:
     """The served model's probe, run once per model name per process. An engine error
     propagates and caches nothing: the next call runs the probe again."""
     model = state.model_name
@@ -116,7 +118,7 @@ async def probe_judge(state: ServiceState, judge: Judge | None = None) -> JudgeP
     async with state.judge_probe_lock:
         if (probe := state.judge_probes.get(model)) is not None:
             return probe
-        ask = judge if judge is not None else served_judge(state)
+        ask = judge if judge is not None else served_judge(state, tenant)
         answers = await ask([premise_entailment_question(pair.premise, pair.hypothesis) for pair in PROBE_PAIRS])
         probe = JudgeProbe(model, probe_auroc(answers, [pair.entails for pair in PROBE_PAIRS]), len(PROBE_PAIRS))
         state.judge_probes[model] = probe
@@ -124,15 +126,27 @@ async def probe_judge(state: ServiceState, judge: Judge | None = None) -> JudgeP
 
 
 async def usable_methods(
-    state: ServiceState, methods: tuple[str, ...], *, always: bool = False, judge: Judge | None = None
+    state: ServiceState,
+    methods: tuple[str, ...],
+    *,
+    always: bool = False,
+    tenant: str | None = None,
+    judge: Judge | None = None,
 ) -> tuple[tuple[str, ...], list[str]]:
     """``methods`` without the judged ones, and the warning saying why, when the served model
-    fails the probe; otherwise ``methods`` and no warning. No judged method asked, or the
-    request's ``judge: always`` (the caller takes the judge as it is): no probe."""
+    fails the probe or the probe cannot run (an engine error, a token budget too small: not
+    cached, the next request probes again); otherwise ``methods`` and no warning. No judged
+    method asked, or the request's ``judge: always`` (the caller takes the judge as it is):
+    no probe."""
     judged = tuple(method for method in methods if method in JUDGED_METHODS)
     if not judged or always:
         return methods, []
-    probe = await probe_judge(state, judge)
+    without = tuple(method for method in methods if method not in JUDGED_METHODS)
+    try:
+        probe = await probe_judge(state, judge, tenant)
+    except ApiError as error:
+        return without, [f"LLM judge left out: its probe could not run ({error.detail}); methods left out: "
+                         + ", ".join(judged)]  # fmt: skip
     if probe.passed:
         return methods, []
-    return tuple(method for method in methods if method not in JUDGED_METHODS), [probe.warning(judged)]
+    return without, [probe.warning(judged)]

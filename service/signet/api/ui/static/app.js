@@ -833,18 +833,21 @@ function renderConsistency(container, result, text) {
   container.replaceChildren(...parts.filter(Boolean));
 }
 
-/** A sentence's text with its unsupported claims marked; each mark's title gives the reason. */
+/** A sentence's text with its unsupported claims marked; each mark's title gives the reason.
+ * The API's offsets count code points, as Python does; JavaScript strings count UTF-16 units,
+ * so the text is sliced as an array of code points (an emoji before a claim shifts nothing). */
 function withClaims(sentence) {
+  const chars = Array.from(sentence.text);
+  const slice = (start, end) => chars.slice(start - sentence.start, end - sentence.start).join("");
   const pieces = [];
   let cursor = sentence.start;
   for (const claim of sentence.claims) {
     if (claim.start < cursor) continue; // overlapping claims: the first one marks the words
-    if (claim.start > cursor) pieces.push(sentence.text.slice(cursor - sentence.start, claim.start - sentence.start));
-    pieces.push(h("mark", { class: `claim claim-${claim.kind}`, title: `${claim.kind}: ${claim.reason}` },
-      sentence.text.slice(claim.start - sentence.start, claim.end - sentence.start)));
+    if (claim.start > cursor) pieces.push(slice(cursor, claim.start));
+    pieces.push(h("mark", { class: `claim claim-${claim.kind}`, title: `${claim.kind}: ${claim.reason}` }, slice(claim.start, claim.end)));
     cursor = claim.end;
   }
-  if (cursor < sentence.end) pieces.push(sentence.text.slice(cursor - sentence.start));
+  if (cursor < sentence.end) pieces.push(slice(cursor, sentence.end));
   return pieces;
 }
 
@@ -855,9 +858,10 @@ function drawSentences(view, legend, result, text, method) {
   const high = Math.max(...values);
   const shades = 5;
   const children = [];
+  const chars = Array.from(text); // code points, as the API's offsets count them
   let cursor = 0;
   for (const sentence of result.sentences) {
-    if (sentence.start > cursor) children.push(text.slice(cursor, sentence.start));
+    if (sentence.start > cursor) children.push(chars.slice(cursor, sentence.start).join(""));
     const value = sentence.scores[method];
     const level = value === undefined ? null : high > low ? Math.min(shades - 1, Math.floor(((value - low) / (high - low)) * shades)) : 0;
     const label = value === undefined ? "not scored" : formatNumber(value, 2);
@@ -867,7 +871,7 @@ function drawSentences(view, legend, result, text, method) {
     }, ...withClaims(sentence), method ? h("span", { class: "sentence-score" }, label) : null));
     cursor = sentence.end;
   }
-  if (cursor < text.length) children.push(text.slice(cursor));
+  if (cursor < chars.length) children.push(chars.slice(cursor).join(""));
   view.replaceChildren(...children);
   const meaning = result.scores.find((score) => score.method === method)?.meaning;
   if (!method) {
