@@ -91,10 +91,9 @@ def uncertainty_set() -> LabelledSet:
 
 
 def reference_set() -> LabelledSet:
-    rows = [*eval_sets.load_reference_answers(), *eval_sets.load_reference_summaries()]
-    kinds = ["answers"] * len(eval_sets.load_reference_answers()) + ["summaries"] * len(
-        eval_sets.load_reference_summaries()
-    )
+    answers, summaries = eval_sets.load_reference_answers(), eval_sets.load_reference_summaries()
+    rows = [*answers, *summaries]
+    kinds = ["answers"] * len(answers) + ["summaries"] * len(summaries)
     return LabelledSet(
         [reference_features(check_against_source(_sentences(row["text"]), row["source"])) for row in rows],
         np.array([row["label"] != "faithful" for row in rows]),

@@ -139,6 +139,10 @@ class SourceFacts:
     bigrams: frozenset[tuple[str, str]]
     sentences: list[_Sentence]
 
+    def lacks(self, token: _Token) -> bool:
+        """Whether the source never uses this word, in any case or with another ending."""
+        return token.lower not in self.words and _stem(token.text) not in self.words
+
 
 def _tokens(text: str) -> list[_Token]:
     return [_Token(match.start(), match.end(), match.group()) for match in _TOKEN.finditer(text)]
@@ -156,6 +160,10 @@ def _stem(word: str) -> str:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)] + replacement
     return word
+
+
+def _is_content(token: _Token) -> bool:
+    return token.lower not in _FUNCTION_WORDS and not _is_negation(token)
 
 
 def _is_negation(token: _Token) -> bool:
@@ -234,9 +242,7 @@ def _entities(tokens: list[_Token], text: str) -> list[tuple[str, list[_Token]]]
 
 def _sentence(text: str) -> _Sentence:
     tokens = _tokens(text)
-    content = frozenset(
-        _stem(token.text) for token in tokens if token.lower not in _FUNCTION_WORDS and not _is_negation(token)
-    )
+    content = frozenset(_stem(token.text) for token in tokens if _is_content(token))
     return _Sentence(
         text=text,
         tokens=tokens,
@@ -332,7 +338,7 @@ def _entity_claims(sentence: _Sentence, facts: SourceFacts, alignment: _Alignmen
         ]
     )
     for text, tokens in sentence.entities:
-        missing = [t.text for t in tokens if t.lower not in facts.words and _stem(t.text) not in facts.words]
+        missing = [t.text for t in tokens if facts.lacks(t)]
         if not missing:
             continue
         if instead:
@@ -378,11 +384,7 @@ def _run_claim(sentence: _Sentence, facts: SourceFacts, first: int, last: int) -
     if last - first < MIN_RUN_BIGRAMS:
         return []
     run = sentence.tokens[first : last + 1]
-    absent = [
-        t.text
-        for t in run
-        if t.lower not in _FUNCTION_WORDS and t.lower not in facts.words and _stem(t.text) not in facts.words
-    ]
+    absent = [t.text for t in run if t.lower not in _FUNCTION_WORDS and facts.lacks(t)]
     content = [t for t in run if t.lower not in _FUNCTION_WORDS]
     if len(absent) < MIN_RUN_ABSENT_WORDS or len(absent) < MIN_RUN_ABSENT_SHARE * len(content):
         return []
@@ -394,7 +396,10 @@ def _run_claim(sentence: _Sentence, facts: SourceFacts, first: int, last: int) -
 def unsupported_claims(sentence_text: str, facts: SourceFacts) -> list[Claim]:
     """The claims of one sentence that the source does not support, in order of position, at
     most MAX_CLAIMS_PER_SENTENCE. One pass over the source's sentences (``_Alignment``)."""
-    sentence = _sentence(sentence_text)
+    return _claims(_sentence(sentence_text), facts)
+
+
+def _claims(sentence: _Sentence, facts: SourceFacts) -> list[Claim]:
     alignment = _Alignment(sentence, facts)
     claims = [
         *_entity_claims(sentence, facts, alignment),
@@ -407,13 +412,14 @@ def unsupported_claims(sentence_text: str, facts: SourceFacts) -> list[Claim]:
 
 def unsupported_word_share(sentence_text: str, facts: SourceFacts) -> float:
     """Share of the sentence's content words (stems) that the source never uses, in [0, 1]."""
-    content = [
-        token for token in _tokens(sentence_text) if token.lower not in _FUNCTION_WORDS and not _is_negation(token)
-    ]
+    return _word_share(_sentence(sentence_text), facts)
+
+
+def _word_share(sentence: _Sentence, facts: SourceFacts) -> float:
+    content = [token for token in sentence.tokens if _is_content(token)]
     if not content:
         return 0.0
-    absent = [t for t in content if t.lower not in facts.words and _stem(t.text) not in facts.words]
-    return len(absent) / len(content)
+    return sum(facts.lacks(token) for token in content) / len(content)
 
 
 @dataclass(frozen=True)
@@ -436,8 +442,9 @@ def check_against_source(sentences: list[str], source: str) -> ReferenceCheck:
     if scored:
         for index, value in zip(scored, ngram_novelty([tokens[i] for i in scored], evidence, n=2), strict=True):
             novelty[index] = float(value)
+    parsed = [_sentence(text) for text in sentences]  # tokenized once for the claims and the word share
     return ReferenceCheck(
-        claims=[unsupported_claims(text, facts) for text in sentences],
+        claims=[_claims(sentence, facts) for sentence in parsed],
         novelty=novelty,
-        unsupported_words=[unsupported_word_share(text, facts) for text in sentences],
+        unsupported_words=[_word_share(sentence, facts) for sentence in parsed],
     )
