@@ -6,7 +6,9 @@ answer is judged: shared by bench/scoring_eval.py, tests and the data builder.
 ``load_questions()``: ``{"id", "category", "question", "answers"}`` dicts, ``answers`` the
 accepted strings (lower-case). ``load_summaries()``: ``{"id", "source_id", "source",
 "summary", "label", "corruption", "changed"}`` dicts. tests/data/scoring/SOURCES.md says
-how both files were made (by tests/data/scoring/build_sets.py).
+how both files were made (by tests/data/scoring/build_sets.py). ``load_risk_questions()``:
+those questions followed by the ones of risk_questions.jsonl (same shape, none shared), more
+data for fitting and testing the uncertainty risk.
 
 ``load_reference_answers()`` and ``load_reference_summaries()``: ``{"id", "source_id",
 "source", "question", "text", "label", "kind", "changed", "split"}`` dicts for reference-mode
@@ -80,6 +82,14 @@ def _load(name: str) -> list[dict[str, Any]]:
 def load_questions() -> list[dict[str, Any]]:
     """tests/data/scoring/questions.jsonl: short questions with their accepted answers."""
     return _load("questions.jsonl")
+
+
+def load_risk_questions() -> list[dict[str, Any]]:
+    """For the uncertainty risk (fitting and testing a calibrated "is this answer wrong"
+    probability): the questions of questions.jsonl, then the about 400 more of
+    risk_questions.jsonl, same shape and categories, none shared (ids ``category-rNN``).
+    ``load_questions()`` stays the 202 of questions.jsonl that bench/scoring_eval.py reports on."""
+    return load_questions() + _load("risk_questions.jsonl")
 
 
 def load_summaries() -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
-"""The answer judge of the evaluation sets (harness/eval_sets.py) and the shape of the two data files."""
+"""The answer judge of the evaluation sets (harness/eval_sets.py) and the shape of the data files."""
+
+import re
 
 import pytest
 
-from harness.eval_sets import is_correct, load_questions, load_summaries
+from harness.eval_sets import fold, is_correct, load_questions, load_risk_questions, load_summaries
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,35 @@ def test_the_question_file():
         assert set(question) == {"id", "category", "question", "answers"}
         assert question["answers"] and all(a == a.lower() for a in question["answers"])
         assert not is_correct(question["question"], question["answers"]), question  # no answer given away
+
+
+def test_the_risk_question_file():
+    questions = load_questions()
+    both = load_risk_questions()
+    assert both[: len(questions)] == questions  # old first, unchanged
+    risk = both[len(questions) :]
+    assert 350 <= len(risk) <= 450
+    assert {q["category"] for q in risk} == {q["category"] for q in questions}
+    for question in risk:
+        assert set(question) == {"id", "category", "question", "answers"}
+        assert re.fullmatch(rf"{question['category']}-r\d{{2}}", question["id"]), question
+        assert question["answers"] and all(a == a.lower() for a in question["answers"])
+        assert not is_correct(question["question"], question["answers"]), question  # no answer given away
+    assert len({q["id"] for q in both}) == len(both)  # ids unique across both files
+    assert len({fold(q["question"]) for q in both}) == len(both)  # no shared question text
+
+
+def test_the_risk_questions_share_no_operands():
+    """No arithmetic question of risk_questions.jsonl repeats the operation and unordered operands of one of
+    questions.jsonl (3 + 5 and 5 + 3 are the same question)."""
+
+    def pairs(questions):
+        matches = (re.fullmatch(r"What is (\d+) (\+|-|times) (\d+)\?", q["question"]) for q in questions)
+        return [(m.group(2), frozenset((m.group(1), m.group(3)))) for m in matches if m]
+
+    old, both = pairs(load_questions()), pairs(load_risk_questions())
+    assert len(old) == 70 and len(both) > len(old)
+    assert len(set(both)) == len(both)
 
 
 def test_the_summary_file():

@@ -1,13 +1,16 @@
-"""Build the two labelled evaluation sets of this folder (see SOURCES.md).
+"""Build questions.jsonl, risk_questions.jsonl and summaries.jsonl of this folder (see SOURCES.md).
 
     python3 tests/data/scoring/build_sets.py
 
 Stdlib only (plus the stdlib-only judge ``harness/eval_sets.py``), deterministic (fixed seed,
-no time stamps, no network): rerunning it rewrites questions.jsonl and summaries.jsonl byte
-for byte. Run from anywhere; paths are relative to this file.
+no time stamps, no network): rerunning it rewrites questions.jsonl, risk_questions.jsonl and
+summaries.jsonl byte for byte. Run from anywhere; paths are relative to this file.
 
 * questions.jsonl: arithmetic drawn with a fixed seed, and facts written out below as
   literal tables, each with all its common spellings.
+* risk_questions.jsonl: about 400 more questions made the same way (arithmetic from a second
+  seed, facts from the RISK_ tables), none shared with questions.jsonl: more data for fitting
+  and testing the uncertainty risk.
 * summaries.jsonl: passages of tests/data/corpus/human.jsonl, each with one extractive
   (faithful) summary and one copy of it with exactly one injected error.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import random
 import re
@@ -23,11 +27,13 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent.parent
 CORPUS = HERE.parent / "corpus" / "human.jsonl"
 SEED = 20240917
+RISK_SEED = 20250612  # risk_questions.jsonl arithmetic: its own stream, so questions.jsonl stays as it was
 
 sys.path.insert(0, str(REPO))
 from harness.eval_sets import fold, is_correct  # noqa: E402  (stdlib only, shared with the evaluation)
@@ -74,27 +80,50 @@ OPERATIONS: dict[str, Callable[[int, int], int]] = {
 }
 
 
-def arithmetic_questions(rng: random.Random) -> list[dict]:
+def arithmetic_questions(
+    rng: random.Random,
+    table: dict[str, tuple[int, tuple[int, int], tuple[int, int], str]] = ARITHMETIC,
+    taken: set[tuple[str, frozenset[int]]] | None = None,
+    id_infix: str = "",
+) -> list[dict]:
     """Distinct operand pairs; a difference is positive; the result is never an operand (an
-    answer that only repeats the question must not count as right)."""
+    answer that only repeats the question must not count as right). ``taken``: (operator,
+    unordered operands) pairs that must not be drawn (another file's); the drawn ones are added
+    to it. ``id_infix`` goes before the number: ``add_1digit-r01``."""
+    taken = set() if taken is None else taken
     questions = []
-    for category, (count, first_range, second_range, operator) in ARITHMETIC.items():
+    for category, (count, first_range, second_range, operator) in table.items():
         seen: set[frozenset[int]] = set()
-        while len(seen) < count:
+        for draw in itertools.count():
+            if len(seen) == count:
+                break
+            if draw == 100_000:  # ample for the last few pairs of add_1digit
+                raise ValueError(f"{category}: could not draw {count} new operand pairs")
             a, b = rng.randint(*first_range), rng.randint(*second_range)
             result = OPERATIONS[operator](a, b)
-            if frozenset((a, b)) in seen or a == b or result <= 0 or result in (a, b):
+            pair = frozenset((a, b))
+            if pair in seen or (operator, pair) in taken or a == b or result <= 0 or result in (a, b):
                 continue
-            seen.add(frozenset((a, b)))
+            seen.add(pair)
+            taken.add((operator, pair))
             questions.append(
                 {
-                    "id": f"{category}-{len(seen):02d}",
+                    "id": f"{category}-{id_infix}{len(seen):02d}",
                     "category": category,
                     "question": f"What is {a} {operator} {b}?",
                     "answers": number_answers(result),
                 }
             )
     return questions
+
+
+_ARITHMETIC_QUESTION = re.compile(r"What is (\d+) (\+|-|times) (\d+)\?")
+
+
+def operand_pairs(questions: list[dict]) -> set[tuple[str, frozenset[int]]]:
+    """(operator, unordered operands) of the arithmetic questions."""
+    matches = (_ARITHMETIC_QUESTION.fullmatch(q["question"]) for q in questions)
+    return {(m.group(2), frozenset((int(m.group(1)), int(m.group(3))))) for m in matches if m}
 
 
 # Capitals: only countries with one undisputed capital (no South Africa, Bolivia, Switzerland,
@@ -207,26 +236,23 @@ CHEMICAL_SYMBOLS = {
 
 # Surnames suffice (an answer naming the full name contains them); first names only where the
 # surname alone is ambiguous (Mary vs Percy Shelley).
+ORWELL = ["orwell", "eric blair", "eric arthur blair"]
+TOLSTOY = ["tolstoy", "tolstoi", "tolstoj"]
+DOSTOEVSKY = ["dostoevsky", "dostoyevsky", "dostoevski", "dostoyevski", "dostoevskii", "dostojevskij"]
+TWAIN = ["twain", "samuel clemens", "samuel langhorne clemens"]
 AUTHORS = {
     "Who wrote the play Hamlet?": ["shakespeare"],
     "Who wrote the novel Pride and Prejudice?": ["austen"],
-    "Who wrote the novel Nineteen Eighty-Four (1984)?": ["orwell", "eric blair", "eric arthur blair"],
-    "Who wrote the novel War and Peace?": ["tolstoy", "tolstoi", "tolstoj"],
+    "Who wrote the novel Nineteen Eighty-Four (1984)?": ORWELL,
+    "Who wrote the novel War and Peace?": TOLSTOY,
     "Who wrote the novel Don Quixote?": ["cervantes"],
     "Who wrote the novel Moby-Dick?": ["melville"],
     "Who wrote the book On the Origin of Species?": ["darwin"],
-    "Who wrote the novel Crime and Punishment?": [
-        "dostoevsky",
-        "dostoyevsky",
-        "dostoevski",
-        "dostoyevski",
-        "dostoevskii",
-        "dostojevskij",
-    ],
+    "Who wrote the novel Crime and Punishment?": DOSTOEVSKY,
     "Who wrote the novel Oliver Twist?": ["dickens"],
     "Who wrote the novel Frankenstein?": ["mary shelley", "mary wollstonecraft shelley"],
     "Who wrote the novel The Hobbit?": ["tolkien"],
-    "Who wrote the novel Adventures of Huckleberry Finn?": ["twain", "samuel clemens", "samuel langhorne clemens"],
+    "Who wrote the novel Adventures of Huckleberry Finn?": TWAIN,
     "Who wrote the novel The Great Gatsby?": ["fitzgerald"],
     "Who wrote the novel Les Misérables?": ["victor hugo", "hugo"],
 }
@@ -269,35 +295,374 @@ GENERAL = {
 }
 
 
-def fact_questions() -> list[dict]:
-    tables: list[tuple[str, list[tuple[str, list[str]]]]] = [
-        ("capital_well_known", [(f"What is the capital of {c}?", a) for c, a in CAPITALS_WELL_KNOWN.items()]),
-        ("capital_obscure", [(f"What is the capital of {c}?", a) for c, a in CAPITALS_OBSCURE.items()]),
-        ("count", [(q, number_answers(n)) for q, n in COUNTS.items()]),
-        (
-            "chemical_symbol",
-            [(f"What is the chemical symbol of {element}?", [s]) for element, s in CHEMICAL_SYMBOLS.items()],
-        ),
-        ("author", list(AUTHORS.items())),
-        ("year", [(q, [str(year)]) for q, year in YEARS.items()]),
-        ("general", list(GENERAL.items())),
-    ]
+# --- risk_questions.jsonl: more questions of the same kinds, to fit and test the uncertainty risk ---
+# Same rules and templates as the tables above; nothing in them repeats a question of questions.jsonl.
+
+# category: how many; operand ranges and operator as in ARITHMETIC. add_1digit and mul_1digit take
+# every unordered pair that questions.jsonl leaves (36 - 20 and 28 - 8).
+RISK_ARITHMETIC = {
+    "add_1digit": 16,
+    "mul_1digit": 20,
+    "add_2digit": 20,
+    "sub_2digit": 20,
+    "mul_2x1digit": 18,
+    "add_3digit": 20,
+    "sub_3digit": 18,
+    "mul_2x2digit": 18,
+}
+
+# Left out besides the ones above: the Netherlands (Amsterdam / The Hague), Malaysia (Putrajaya),
+# Eswatini (Mbabane / Lobamba), Montenegro (Cetinje the "Old Royal Capital"), Yemen and Libya (rival
+# governments), Sudan (government in Port Sudan), Palau (Ngerulmud / Melekeok), Nauru (none), Myanmar
+# (Naypyidaw since 2006, often still named Yangon), Georgia (also a US state), Mexico, Guatemala,
+# Tunisia, Algeria, El Salvador (named like their capital).
+RISK_CAPITALS_WELL_KNOWN = {
+    "Ireland": ["dublin", "baile átha cliath"],
+    "Denmark": ["copenhagen", "københavn", "kobenhavn"],
+    "Finland": ["helsinki", "helsingfors"],
+    "Belgium": ["brussels", "bruxelles", "brussel"],
+    "Hungary": ["budapest"],
+    "the Czech Republic": ["prague", "praha"],
+    "Ukraine": ["kyiv", "kiev", "kyyiv"],
+    "Colombia": ["bogotá", "bogota"],
+    "Venezuela": ["caracas"],
+    "Chile": ["santiago"],
+    "Ethiopia": ["addis ababa", "addis abeba"],
+    "Morocco": ["rabat"],
+    "Ghana": ["accra"],
+    "Afghanistan": ["kabul"],
+    "Bangladesh": ["dhaka", "dacca"],
+    "Vietnam": ["hanoi", "ha noi", "hà nội"],
+    "the Philippines": ["manila"],
+    "Iceland": ["reykjavík", "reykjavik"],
+    "Romania": ["bucharest", "bucurești", "bucuresti"],
+    "Bulgaria": ["sofia", "sofiya"],
+    "Serbia": ["belgrade", "beograd"],
+    "Croatia": ["zagreb"],
+    "Syria": ["damascus"],
+    "Lebanon": ["beirut", "beyrouth"],
+    "Jordan": ["amman"],
+    "Saudi Arabia": ["riyadh", "riyad"],
+    "Iran": ["tehran", "teheran"],
+    "Iraq": ["baghdad", "bagdad"],
+    "North Korea": ["pyongyang"],
+    "Ecuador": ["quito"],
+    "Uruguay": ["montevideo"],
+    "Jamaica": ["kingston"],
+    "Senegal": ["dakar"],
+    "Zimbabwe": ["harare"],
+    "Uganda": ["kampala"],
+    "Nepal": ["kathmandu", "katmandu"],
+    "Qatar": ["doha"],
+    "the United Arab Emirates": ["abu dhabi"],
+    "Belarus": ["minsk"],
+    "Slovakia": ["bratislava"],
+}
+RISK_CAPITALS_OBSCURE = {
+    "Armenia": ["yerevan", "erevan"],
+    "Azerbaijan": ["baku"],
+    "Estonia": ["tallinn"],
+    "North Macedonia": ["skopje"],
+    "Albania": ["tirana", "tiranë", "tirane"],
+    "Bosnia and Herzegovina": ["sarajevo"],
+    "Malta": ["valletta"],
+    "Cyprus": ["nicosia", "lefkosia"],
+    "Oman": ["muscat"],
+    "Brunei": ["bandar seri begawan"],
+    "Papua New Guinea": ["port moresby"],
+    "Fiji": ["suva"],
+    "Samoa": ["apia"],
+    "Tonga": ["nukuʻalofa", "nuku'alofa", "nukualofa"],
+    "the Solomon Islands": ["honiara"],
+    "Togo": ["lomé", "lome"],
+    "Gabon": ["libreville"],
+    "Cameroon": ["yaoundé", "yaounde"],
+    "Sierra Leone": ["freetown"],
+    "Liberia": ["monrovia"],
+    "the Gambia": ["banjul"],
+    "Guinea": ["conakry"],
+    "Mozambique": ["maputo"],
+    "Lesotho": ["maseru"],
+    "Angola": ["luanda"],
+    "the Central African Republic": ["bangui"],
+    "the Democratic Republic of the Congo": ["kinshasa"],
+    "South Sudan": ["juba"],
+    "Somalia": ["mogadishu", "muqdisho"],
+    "Nicaragua": ["managua"],
+    "Costa Rica": ["san josé", "san jose"],
+    "the Dominican Republic": ["santo domingo"],
+    "Haiti": ["port-au-prince"],
+    "Guyana": ["georgetown"],
+    "the Bahamas": ["nassau"],
+    "Barbados": ["bridgetown"],
+    "Belize": ["belmopan"],
+    "Mauritius": ["port louis"],
+    "East Timor": ["dili"],
+    "Liechtenstein": ["vaduz"],
+}
+
+RISK_COUNTS = {
+    "How many sides does a heptagon have?": 7,
+    "How many sides does a decagon have?": 10,
+    "How many sides does a dodecagon have?": 12,
+    "How many faces does a cube have?": 6,
+    "How many edges does a cube have?": 12,
+    "How many vertices does a cube have?": 8,
+    "How many seconds are there in a minute?": 60,
+    "How many seconds are there in an hour?": 3600,
+    "How many minutes are there in a day?": 1440,
+    "How many days are there in a year that is not a leap year?": 365,
+    "How many days are there in September?": 30,
+    "How many letters are there in the English alphabet?": 26,
+    "How many years are there in a century?": 100,
+    "How many grams are there in a kilogram?": 1000,
+    "How many centimetres are there in a metre?": 100,
+    "How many stripes are there on the flag of the United States?": 13,
+    "How many rings are there in the Olympic symbol?": 5,
+    "How many strings does a standard violin have?": 4,
+    "How many pawns does each player have at the start of a chess game?": 8,
+    "How many players does each team have on the field in association football (soccer)?": 11,
+}
+
+RISK_CHEMICAL_SYMBOLS = {
+    "lithium": "li",
+    "neon": "ne",
+    "aluminium": "al",
+    "silicon": "si",
+    "argon": "ar",
+    "chromium": "cr",
+    "manganese": "mn",
+    "cobalt": "co",
+    "nickel": "ni",
+    "titanium": "ti",
+    "bromine": "br",
+    "krypton": "kr",
+    "xenon": "xe",
+    "platinum": "pt",
+    "barium": "ba",
+    "radium": "ra",
+    "radon": "rn",
+    "plutonium": "pu",
+    "strontium": "sr",
+    "cadmium": "cd",
+    "antimony": "sb",
+    "selenium": "se",
+    "gallium": "ga",
+    "germanium": "ge",
+    "zirconium": "zr",
+    "palladium": "pd",
+    "rubidium": "rb",
+    "caesium": "cs",
+    "iridium": "ir",
+    "rhodium": "rh",
+}
+
+# Left out: works whose authorship is shared or disputed (The Three Musketeers and The Count of
+# Monte Cristo with Maquet, The Communist Manifesto, The Art of War, the Iliad).
+RISK_AUTHORS = {
+    "Who wrote the play Romeo and Juliet?": ["shakespeare"],
+    "Who wrote the novel Anna Karenina?": TOLSTOY,
+    "Who wrote the novel The Brothers Karamazov?": DOSTOEVSKY,
+    "Who wrote the novel Emma?": ["austen"],
+    "Who wrote the book Animal Farm?": ORWELL,
+    "Who wrote the novel A Tale of Two Cities?": ["dickens"],
+    "Who wrote the novel Great Expectations?": ["dickens"],
+    "Who wrote the novel The Lord of the Rings?": ["tolkien"],
+    "Who wrote the novel Jane Eyre?": ["charlotte brontë", "charlotte bronte", "currer bell"],
+    "Who wrote the novel Wuthering Heights?": ["emily brontë", "emily bronte", "ellis bell"],
+    "Who wrote the novel The Adventures of Tom Sawyer?": TWAIN,
+    "Who wrote the novel To Kill a Mockingbird?": ["harper lee"],  # not Laurie Lee
+    "Who wrote the novel The Catcher in the Rye?": ["salinger"],
+    "Who wrote the novel Ulysses?": ["joyce"],
+    "Who wrote the novel One Hundred Years of Solitude?": ["garcía márquez", "garcia marquez", "márquez", "marquez"],
+    "Who wrote the novel A Farewell to Arms?": ["hemingway"],
+    "Who wrote the novel Brave New World?": ["huxley"],
+    "Who wrote the novel Dracula?": ["stoker"],
+    "Who wrote the novel The Picture of Dorian Gray?": ["wilde"],
+    "Who wrote the play The Importance of Being Earnest?": ["wilde"],
+    "Who wrote the novel Madame Bovary?": ["flaubert"],
+    "Who wrote the novel Around the World in Eighty Days?": ["verne"],
+    "Who wrote the novel Treasure Island?": ["stevenson"],
+    "Who wrote the novel Robinson Crusoe?": ["defoe"],
+    "Who wrote the novel Gulliver's Travels?": ["swift"],
+    "Who wrote the novel The War of the Worlds?": ["wells"],
+    "Who wrote the novel Lolita?": ["nabokov"],
+    "Who wrote the novel Harry Potter and the Philosopher's Stone?": ["rowling"],
+    "Who wrote the novel Little Women?": ["alcott"],
+    "Who wrote the novel Uncle Tom's Cabin?": ["stowe"],
+    "Who wrote the novel The Grapes of Wrath?": ["steinbeck"],
+    "Who wrote the novel Fahrenheit 451?": ["bradbury"],
+    "Who wrote the novel Catch-22?": ["heller"],
+    "Who wrote the play Waiting for Godot?": ["beckett"],
+    "Who wrote the play A Doll's House?": ["ibsen"],
+    "Who wrote the book A Brief History of Time?": ["hawking"],
+    "Who wrote the novel Things Fall Apart?": ["achebe"],
+    "Who wrote the novel The Handmaid's Tale?": ["atwood"],
+    # first names: George, not T. S. Eliot; Arthur, not Henry Miller
+    "Who wrote the novel Middlemarch?": ["george eliot", "mary ann evans", "mary anne evans", "marian evans"],
+    "Who wrote the play Death of a Salesman?": ["arthur miller"],
+}
+
+RISK_YEARS = {
+    "In what year did the American Civil War begin?": 1861,
+    "In what year did the American Civil War end?": 1865,
+    "In what year was Abraham Lincoln assassinated?": 1865,
+    "In what year did the Wall Street Crash happen?": 1929,
+    "In what year was the atomic bomb dropped on Hiroshima?": 1945,
+    "In what year did Japan attack Pearl Harbor?": 1941,
+    "In what year did the D-Day landings in Normandy take place?": 1944,
+    "In what year did the September 11 attacks on the United States happen?": 2001,
+    "In what year did Yuri Gagarin become the first person in space?": 1961,
+    "In what year was Magna Carta sealed?": 1215,
+    "In what year did the Great Fire of London happen?": 1666,
+    "In what year was John F. Kennedy assassinated?": 1963,
+    "In what year did Nelson Mandela become President of South Africa?": 1994,
+    "In what year was Germany reunified?": 1990,
+    "In what year did the October Revolution take place in Russia?": 1917,
+    "In what year did India gain independence from Britain?": 1947,
+    "In what year was the People's Republic of China proclaimed?": 1949,
+    "In what year was Sputnik 1 launched?": 1957,
+    "In what year did the Space Shuttle Challenger disaster happen?": 1986,
+    "In what year was Martin Luther King Jr. assassinated?": 1968,
+    "In what year did Napoleon Bonaparte die?": 1821,
+    "In what year did Martin Luther publish his Ninety-five Theses?": 1517,
+    "In what year did the Spanish Armada sail against England?": 1588,
+    "In what year was the Battle of Trafalgar fought?": 1805,
+    "In what year did Queen Victoria die?": 1901,
+    "In what year did Queen Elizabeth II die?": 2022,
+    "In what year was the Treaty of Versailles signed?": 1919,
+    "In what year did the Wright brothers make their first powered flight?": 1903,
+    "In what year did the Hindenburg airship disaster happen?": 1937,
+    "In what year did the Cuban Missile Crisis happen?": 1962,
+    "In what year did Constantinople fall to the Ottoman Turks?": 1453,
+    "In what year was the Battle of Gettysburg fought?": 1863,
+    "In what year did Hurricane Katrina strike New Orleans?": 2005,
+    "In what year did the Boston Tea Party take place?": 1773,
+    "In what year did the Fukushima nuclear disaster happen?": 2011,
+    "In what year was the Eiffel Tower completed?": 1889,
+    "In what year did Elvis Presley die?": 1977,
+    "In what year was John Lennon killed?": 1980,
+    "In what year was the Battle of Agincourt fought?": 1415,
+    "In what year did William Shakespeare die?": 1616,
+}
+
+# Left out: questions whose answer depends on a definition or has changed (longest river, largest
+# desert or lake, most populous country, tallest building, inventor of the telephone or light bulb).
+RISK_GENERAL = {
+    "Which planet is the smallest in the Solar System?": ["mercury"],
+    "Which planet is farthest from the Sun?": ["neptune"],
+    "Which planet is famous for its large, bright rings?": ["saturn"],
+    "Which planet has the Great Red Spot?": ["jupiter"],
+    "Which planet has the hottest surface in the Solar System?": ["venus"],
+    "What is the hardest naturally occurring substance?": ["diamond", "diamonds"],
+    "What is the chemical formula of water?": ["h2o", "h₂o"],
+    "Which gas makes up most of Earth's atmosphere?": ["nitrogen"],
+    "Which element has the atomic number 1?": ["hydrogen"],
+    "Which metal is liquid at room temperature?": ["mercury"],
+    "What is the chemical name of common table salt?": ["sodium chloride", "nacl"],
+    "What is the currency of the United Kingdom?": ["pound", "pounds", "sterling"],
+    "What is the currency of India?": ["rupee", "rupees"],
+    "What is the currency of China?": ["yuan", "renminbi", "rmb"],
+    "What is the currency of Russia?": ["ruble", "rubles", "rouble", "roubles"],
+    "What is the currency of Switzerland?": ["franc", "francs"],
+    "What is the currency of Mexico?": ["peso", "pesos"],
+    "What language is mainly spoken in Argentina?": ["spanish"],
+    "What language is mainly spoken in Austria?": ["german"],
+    "What language is mainly spoken in Egypt?": ["arabic"],
+    "What language is mainly spoken in Iran?": ["persian", "farsi"],
+    "Who painted The Starry Night?": ["van gogh"],
+    "Who painted the ceiling of the Sistine Chapel?": ["michelangelo", "buonarroti"],
+    "Who painted Guernica?": ["picasso"],
+    "Who painted The Night Watch?": ["rembrandt"],
+    "Who sculpted The Thinker?": ["rodin"],
+    "Who composed the Moonlight Sonata?": ["beethoven"],
+    "Who composed The Four Seasons?": ["vivaldi"],
+    "Who composed the opera The Magic Flute?": ["mozart"],
+    "Who discovered penicillin?": ["fleming"],
+    "Who formulated the three laws of motion?": ["newton"],
+    "Who was the first person to walk on the Moon?": ["armstrong"],
+    "Who was the first President of the United States?": ["washington"],
+    "What is the largest animal on Earth?": ["blue whale", "blue whales"],
+    "What is the tallest animal on Earth?": ["giraffe", "giraffes"],
+    "What is the largest living bird?": ["ostrich", "ostriches"],
+    "Which organ pumps blood through the human body?": ["heart"],
+    "What is the longest bone in the human body?": ["femur", "thigh bone", "thighbone"],
+    "What is the largest country by area?": ["russia", "russian federation"],
+    "What is the smallest country in the world by area?": ["vatican", "vatican city", "holy see"],
+}
+
+RISK_FACTS: dict[str, dict] = {
+    "capital_well_known": RISK_CAPITALS_WELL_KNOWN,
+    "capital_obscure": RISK_CAPITALS_OBSCURE,
+    "count": RISK_COUNTS,
+    "chemical_symbol": RISK_CHEMICAL_SYMBOLS,
+    "author": RISK_AUTHORS,
+    "year": RISK_YEARS,
+    "general": RISK_GENERAL,
+}
+
+
+FACTS: dict[str, dict] = {
+    "capital_well_known": CAPITALS_WELL_KNOWN,
+    "capital_obscure": CAPITALS_OBSCURE,
+    "count": COUNTS,
+    "chemical_symbol": CHEMICAL_SYMBOLS,
+    "author": AUTHORS,
+    "year": YEARS,
+    "general": GENERAL,
+}
+# category: (key, value) of its table -> (question, accepted answers)
+FACT_TEMPLATES: dict[str, Callable[[str, Any], tuple[str, list[str]]]] = {
+    "capital_well_known": lambda country, answers: (f"What is the capital of {country}?", answers),
+    "capital_obscure": lambda country, answers: (f"What is the capital of {country}?", answers),
+    "count": lambda question, number: (question, number_answers(number)),
+    "chemical_symbol": lambda element, symbol: (f"What is the chemical symbol of {element}?", [symbol]),
+    "author": lambda question, answers: (question, answers),
+    "year": lambda question, year: (question, [str(year)]),
+    "general": lambda question, answers: (question, answers),
+}
+
+
+def fact_questions(tables: dict[str, dict] = FACTS, id_infix: str = "") -> list[dict]:
+    """One question per table row, in table order; ``id_infix`` goes before the number."""
     return [
-        {"id": f"{category}-{number:02d}", "category": category, "question": question, "answers": answers}
-        for category, rows in tables
-        for number, (question, answers) in enumerate(rows, start=1)
+        {"id": f"{category}-{id_infix}{number:02d}", "category": category, "question": question, "answers": answers}
+        for category, table in tables.items()
+        for number, (question, answers) in enumerate(
+            (FACT_TEMPLATES[category](key, value) for key, value in table.items()), start=1
+        )
     ]
 
 
-def build_questions() -> list[dict]:
-    questions = arithmetic_questions(random.Random(SEED)) + fact_questions()
+def check_questions(questions: list[dict]) -> None:
+    """Lower-case, distinct, non-empty answers; no question judged correct by its own text;
+    distinct ids and question texts."""
     for question in questions:
         answers = question["answers"]
         assert answers and all(a == a.lower().strip() and a for a in answers), question
         assert len(set(answers)) == len(answers), question
         assert not is_correct(question["question"], answers), f"the question gives the answer away: {question}"
     assert len({q["id"] for q in questions}) == len(questions)
+    assert len({fold(q["question"]) for q in questions}) == len(questions)
+
+
+def build_questions() -> list[dict]:
+    questions = arithmetic_questions(random.Random(SEED)) + fact_questions()
+    check_questions(questions)
     return questions
+
+
+def build_risk_questions(questions: list[dict]) -> list[dict]:
+    """risk_questions.jsonl: more of the same kinds, none shared with ``questions`` (id, text or,
+    for arithmetic, operation and unordered operands)."""
+    taken = operand_pairs(questions)
+    table = {category: (count, *ARITHMETIC[category][1:]) for category, count in RISK_ARITHMETIC.items()}
+    risk = arithmetic_questions(random.Random(RISK_SEED), table, taken, id_infix="r") + fact_questions(
+        RISK_FACTS, id_infix="r"
+    )
+    check_questions(questions + risk)
+    assert not operand_pairs(questions) & operand_pairs(risk)
+    return risk
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,10 +1095,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def main() -> None:
     questions = build_questions()
+    risk_questions = build_risk_questions(questions)
     summaries, skipped = build_summaries()
     write_jsonl(HERE / "questions.jsonl", questions)
+    write_jsonl(HERE / "risk_questions.jsonl", risk_questions)
     write_jsonl(HERE / "summaries.jsonl", summaries)
     print(f"questions.jsonl: {len(questions)}", dict(Counter(q["category"] for q in questions)))
+    print(f"risk_questions.jsonl: {len(risk_questions)}", dict(Counter(q["category"] for q in risk_questions)))
     print(f"summaries.jsonl: {len(summaries)}", dict(Counter(s["corruption"] or "faithful" for s in summaries)))
     for line in skipped:
         print("skipped", line)
