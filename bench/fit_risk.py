@@ -5,11 +5,11 @@
 
 Two risks (signet/scoring/risk.py):
 
-- ``uncertainty``: P(the answer is wrong), from the answer's own logprobs
-  (``answer_features``), fitted on the embedded model's answers to
-  tests/data/scoring/questions.jsonl under three decodings (bench/risk_answers.py collects
-  them). A question is in the held-out split when the SHA-256 of its id is 3 or 4 mod 5
-  (40%), so its three answers are held out together.
+- ``uncertainty``: P(the answer is wrong), from the answer's own logprobs, over the whole
+  answer and over its answer-bearing tokens (``answer_features``), fitted on the embedded
+  model's answers to tests/data/scoring/questions.jsonl and risk_questions.jsonl under three
+  decodings (bench/risk_answers.py collects them). A question is in the held-out split when
+  the SHA-256 of its id is 3 or 4 mod 5 (40%), so its three answers are held out together.
 - ``reference``: P(the text is not supported by its source), from the claim rules and word
   overlap (``reference_features``), fitted on tests/data/scoring/reference_answers.jsonl and
   reference_summaries.jsonl (bench/reference_sets.py), whose items carry their split (by
@@ -42,7 +42,13 @@ from bench.scoring_eval import RESULTS_DIR, read_jsonl
 from harness import eval_sets
 from signet.scoring.claims import check_against_source
 from signet.scoring.evaluation import auroc, expected_calibration_error, reliability_bins
-from signet.scoring.risk import ANSWER_FEATURES, REFERENCE_FEATURES, answer_features, reference_features
+from signet.scoring.risk import (
+    ANSWER_FEATURES,
+    REFERENCE_FEATURES,
+    answer_bearing,
+    answer_features,
+    reference_features,
+)
 from signet.scoring.sentences import split_sentences
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -76,6 +82,7 @@ def uncertainty_set() -> LabelledSet:
         answer_features(
             _method(row, "max_sequence_probability")["per_token"],
             _method(row, "mean_token_entropy")["per_token"],
+            answer_bearing(row["token_texts"], row["prompt"]),
             watermarked=row["decoding"].endswith("watermarked"),
             sampled=row["decoding"].startswith("sampled"),
         )
@@ -221,11 +228,12 @@ RISKS = {
     "uncertainty": {
         "data": uncertainty_set,
         "features": ANSWER_FEATURES,
-        "baseline": "mean_negative_logprob",  # log perplexity: the best single method of docs/SCORING.md
+        "baseline": "log_mean_negative_logprob",  # log perplexity: the best single method of docs/SCORING.md
         "predicts": "the answer is wrong",
         "model": EMBEDDED_MODEL,
         "decodings": FITTED_DECODINGS,
-        "fitted_on": "the embedded model's answers to the fitting split of tests/data/scoring/questions.jsonl, "
+        "fitted_on": "the embedded model's answers to the fitting split of tests/data/scoring/questions.jsonl and "
+        "risk_questions.jsonl, "
         "greedy, greedy watermarked and sampled watermarked at temperature 1 (bench/risk_answers.py)",
     },
     "reference": {

@@ -7,8 +7,9 @@ what it adds is Python time in the API process. This bench starts ``signet serve
 ``--requests`` sequential ``/generate?uncertainty=true`` requests of ``--tokens`` tokens
 (seeded, so every run draws the same tokens), and in the same process times what the route
 computes from such an answer's top-20 logprobs: the four logprob scores alone (as before the
-risk) and with the risk (``answer_scores``). The figure to read is the risk's added time as a
-share of a request's.
+risk) and with the risk (``answer_scores``, which also decodes each of the answer's tokens with
+the served model's tokenizer to find the answer-bearing ones). The figure to read is the risk's
+added time as a share of a request's.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import numpy as np
 
 from bench.watermark_overhead import PROMPTS
 from harness.services import running_signet_server
-from signet.api.answer_scores import FREE_METHODS, answer_scores
+from signet.api.answer_scores import FREE_METHODS, AnswerWords, answer_scores
 from signet.api.answer_scores import _logprob_scores as scores_alone
 from signet.api.risk import Decoding
+from signet.engine.model_store import load_tokenizer, resolve_model_dir
 from signet.engine.protocol import MAX_LOGPROBS, TokenLogprobs
 from signet.scoring.entropy import per_token_bounds
+from signet.settings import Settings
 
 VOCAB_SIZE = 49152  # the embedded model's
 
@@ -64,9 +67,12 @@ def main() -> None:
                 if index:  # the first warms the engine up
                     times.append(time.perf_counter() - start)
     answer = answer_logprobs(arguments.tokens)
+    settings = Settings()
+    tokenizer = load_tokenizer(resolve_model_dir(settings.model, settings.resolved_cache_dir))
+    words = AnswerWords(tokenizer, [ids[0] for ids in answer.top_ids], PROMPTS[0])
     scores = seconds_per_call(lambda: scores_alone(answer, per_token_bounds(answer.top, VOCAB_SIZE), FREE_METHODS))
     both = seconds_per_call(
-        lambda: answer_scores(answer, VOCAB_SIZE, "SmolLM2-135M-Instruct", Decoding(1.0, watermarked=True))
+        lambda: answer_scores(answer, words, VOCAB_SIZE, "SmolLM2-135M-Instruct", Decoding(1.0, watermarked=True))
     )
     request = statistics.median(times)
     added = both - scores

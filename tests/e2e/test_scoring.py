@@ -12,10 +12,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from signet.api.answer_scores import token_texts
 from signet.api.risk import GIVEN_TEXT
 from signet.api.score.judge_probe import JUDGED_METHODS
 from signet.api.score.protocol import ReferenceMethod, SelfCheckMethod
-from signet.scoring.risk import answer_features, load_risk_model
+from signet.scoring.risk import answer_bearing, answer_features, load_risk_model
 
 pytestmark = pytest.mark.engine
 
@@ -80,13 +81,16 @@ def test_a_watermarked_generation_reports_the_models_own_logprobs(client):
     assert _scores(scored)["max_sequence_probability"]["per_token"] == pytest.approx(per_token, abs=0.25)
 
 
-def test_the_risk_is_the_shipped_calibration_at_the_answers_own_logprobs(client):
+def test_the_risk_is_the_shipped_calibration_at_the_answers_own_logprobs(client, detection_state):
     body = {"messages": QUESTION, "max_tokens": 8, "temperature": 0.0}
     greedy = _post(client, "/generate?watermark=false&uncertainty=true", body)
     scores = _scores({"scores": greedy["uncertainty"]})
+    bearing = answer_bearing(token_texts(detection_state.tokenizer, greedy["token_ids"]), QUESTION[0]["content"])
+    assert 0 < bearing.sum() < len(bearing)  # "Paris" bears, "The capital of France is" does not
     features = answer_features(
         scores["max_sequence_probability"]["per_token"],
         scores["mean_token_entropy"]["per_token"],
+        bearing,
         watermarked=False,
         sampled=False,
     )
@@ -123,7 +127,10 @@ def test_a_wrong_answer_is_less_likely_than_the_right_one(client):
     assert right["scores"][0]["value"] < wrong["scores"][0]["value"]
     # the risk reads the answer's logprobs whatever `methods` lists; a given answer's is no probability
     # the isotonic map is a step function: the wrong answer's risk is at least the right one's
-    assert right["risk"]["inputs"]["mean_negative_logprob"] < wrong["risk"]["inputs"]["mean_negative_logprob"]
+    assert (
+        right["risk"]["inputs"]["log_bearing_mean_negative_logprob"]
+        < wrong["risk"]["inputs"]["log_bearing_mean_negative_logprob"]
+    )
     assert right["risk"]["value"] <= wrong["risk"]["value"]
     assert (right["risk"]["calibrated"], right["risk"]["reason"]) == (False, GIVEN_TEXT)
     assert right["cost"] == {

@@ -16,6 +16,7 @@ from signet.scoring.risk import (
     ANSWER_FEATURES,
     REFERENCE_FEATURES,
     RiskModel,
+    answer_bearing,
     answer_features,
     load_risk_model,
     reference_features,
@@ -63,19 +64,55 @@ def test_the_shipped_calibrations_load():
 
 
 def test_answer_features_by_hand():
-    features = answer_features([0.5, 1.5, 0.1, 2.0], [1.0, 0.2, 0.3, 0.4], watermarked=True, sampled=False)
+    bearing = [False, True, False, True]
+    features = answer_features([0.5, 1.5, 0.1, 2.0], [1.0, 0.2, 0.3, 0.4], bearing, watermarked=True, sampled=False)
     assert features == pytest.approx(
         {
-            "mean_negative_logprob": 1.025,
-            "mean_token_entropy": 0.475,
-            "top3_token_entropy": (1.0 + 0.3 + 0.4) / 3,
+            "log_mean_negative_logprob": math.log(1.025 + 0.01),
+            "log_top3_token_entropy": math.log((1.0 + 0.3 + 0.4) / 3 + 0.01),
             "log_tokens": math.log(4),
+            "log_bearing_mean_negative_logprob": math.log((1.5 + 2.0) / 2 + 0.01),
+            "log_bearing_mean_entropy": math.log((0.2 + 0.4) / 2 + 0.01),
+            "log_bearing_max_entropy": math.log(0.4 + 0.01),
+            "bearing_share": 0.5,
+            "log_bearing_tokens": math.log(3),
             "watermarked": 1.0,
             "sampled": 0.0,
         }
     )
     with pytest.raises(ValueError):
-        answer_features([], [], watermarked=False, sampled=False)
+        answer_features([], [], [], watermarked=False, sampled=False)
+    with pytest.raises(ValueError):
+        answer_features([0.5, 0.5], [0.1, 0.2], [True], watermarked=False, sampled=False)
+
+
+def test_an_answer_that_bears_nothing_is_read_whole():
+    features = answer_features([0.5, 1.5], [0.7, 0.2], [False, False], watermarked=False, sampled=False)
+    assert features["log_bearing_mean_negative_logprob"] == features["log_mean_negative_logprob"]
+    assert features["log_bearing_max_entropy"] == pytest.approx(math.log(0.7 + 0.01))
+    assert features["bearing_share"] == features["log_bearing_tokens"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("prompt", "tokens", "bearing"),
+    [
+        # the restated question bears nothing; the new name, split in two tokens, bears both
+        (
+            "What is the capital of Sweden?",
+            ["The", " capital", " of", " Sweden", " is", " Stock", "holm", ".", ""],
+            [0, 0, 0, 0, 0, 1, 1, 0, 0],
+        ),
+        ("What is 5 + 4?", ["5", " +", " ", "4", " =", " ", "1", "1", ""], [0, 0, 0, 0, 0, 0, 1, 1, 0]),
+        # case does not matter; a function word the prompt lacks bears nothing either
+        ("Who wrote WAR AND PEACE?", ["War", " and", " Peace", " was", " by", " Tolstoy"], [0, 0, 0, 0, 0, 1]),
+        # a token that spans a word's end and the next word's start bears if either word does
+        ("Name a colour like blue.", [" red", "dish blue"], [1, 1]),
+        ("Name a colour.", [], []),
+        ("Say hi.", ["", " hi", ""], [0, 0, 0]),
+    ],
+)
+def test_answer_bearing_tokens(prompt, tokens, bearing):
+    assert answer_bearing(tokens, prompt).tolist() == [bool(flag) for flag in bearing]
 
 
 def test_reference_features_by_hand():
@@ -115,8 +152,8 @@ def test_the_shipped_calibrations_are_a_refit_of_the_labelled_sets():
 
 
 def test_an_impossible_token_gives_a_finite_risk():
-    features = answer_features([math.inf, 0.5], [0.1, 0.2], watermarked=False, sampled=False)
-    assert math.isfinite(features["mean_negative_logprob"])
+    features = answer_features([math.inf, 0.5], [0.1, 0.2], [True, False], watermarked=False, sampled=False)
+    assert all(math.isfinite(value) for value in features.values())
     assert 0.0 <= load_risk_model("uncertainty").probability(features) <= 1.0
 
 
@@ -140,7 +177,7 @@ def test_the_isotonic_map_is_applied_and_clamped():
     ],
 )
 def test_when_the_uncertainty_risk_is_calibrated(served, decoding, reason):
-    features = answer_features([0.5], [0.5], watermarked=False, sampled=False)
+    features = answer_features([0.5], [0.5], [True], watermarked=False, sampled=False)
     answer = risk("uncertainty", features, served, decoding)
     assert answer.calibrated is (reason is None)
     assert reason is None or reason in answer.reason

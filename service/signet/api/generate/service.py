@@ -7,7 +7,7 @@ from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 
-from signet.api.answer_scores import answer_scores
+from signet.api.answer_scores import AnswerWords, answer_scores
 from signet.api.generate.protocol import GenerateChunk, GenerateRequest, GenerateResponse, Usage
 from signet.api.generation import GenerationInput, StreamedGeneration, complete, prepare, watermark_info
 from signet.api.risk import Decoding
@@ -45,6 +45,7 @@ async def generate(
             partial(
                 answer_scores,
                 completion.logprobs,
+                AnswerWords(state.tokenizer, completion.token_ids, request.words()),
                 state.vocab_size,
                 state.model_name,
                 Decoding(request.temperature, watermark, request.top_p),

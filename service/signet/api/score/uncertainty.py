@@ -10,7 +10,7 @@ from typing import get_args
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from signet.api.answer_scores import FREE_METHODS, answer_scores, pmi_score
+from signet.api.answer_scores import FREE_METHODS, AnswerWords, answer_scores, pmi_score
 from signet.api.auth import Caller, authorize_fixed_samples
 from signet.api.embedding import embed
 from signet.api.errors import ApiError
@@ -95,7 +95,15 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest, ca
     # A generated answer is greedy and unwatermarked; a caller's has no known decoding.
     decoding = Decoding(temperature=0.0, watermarked=False) if request.response is None else None
     scores, risk = await run_in_threadpool(
-        partial(answer_scores, answer, state.vocab_size, state.model_name, decoding, methods)
+        partial(
+            answer_scores,
+            answer,
+            AnswerWords(state.tokenizer, answer_ids, request.words()),
+            state.vocab_size,
+            state.model_name,
+            decoding,
+            methods,
+        )
     )
     pmi, samples, ensemble = await all_or_none(
         [
