@@ -471,7 +471,7 @@ RISK_AUTHORS = {
     "Who wrote the novel Jane Eyre?": ["charlotte brontë", "charlotte bronte", "currer bell"],
     "Who wrote the novel Wuthering Heights?": ["emily brontë", "emily bronte", "ellis bell"],
     "Who wrote the novel The Adventures of Tom Sawyer?": TWAIN,
-    "Who wrote the novel To Kill a Mockingbird?": ["harper lee"],  # not Laurie Lee
+    "Who wrote the novel To Kill a Mockingbird?": ["harper lee", "lee"],
     "Who wrote the novel The Catcher in the Rye?": ["salinger"],
     "Who wrote the novel Ulysses?": ["joyce"],
     "Who wrote the novel One Hundred Years of Solitude?": ["garcía márquez", "garcia marquez", "márquez", "marquez"],
@@ -500,7 +500,7 @@ RISK_AUTHORS = {
     "Who wrote the novel The Handmaid's Tale?": ["atwood"],
     # first names: George, not T. S. Eliot; Arthur, not Henry Miller
     "Who wrote the novel Middlemarch?": ["george eliot", "mary ann evans", "mary anne evans", "marian evans"],
-    "Who wrote the play Death of a Salesman?": ["arthur miller"],
+    "Who wrote the play Death of a Salesman?": ["arthur miller", "miller"],
 }
 
 RISK_YEARS = {
@@ -660,9 +660,24 @@ def build_risk_questions(questions: list[dict]) -> list[dict]:
     risk = arithmetic_questions(random.Random(RISK_SEED), table, taken, id_infix="r") + fact_questions(
         RISK_FACTS, id_infix="r"
     )
+    for question in risk:
+        if question["category"] == "count":
+            question["answers"] += SPELLED_OUT.get(int(question["answers"][0]), [])
     check_questions(questions + risk)
     assert not operand_pairs(questions) & operand_pairs(risk)
     return risk
+
+
+# Counts of 100 and more in words, which number_answers leaves out (below 100 only) and the
+# embedded model writes ("One-hundred centimetres"). Only for risk_questions.jsonl:
+# questions.jsonl stays as bench/scoring_eval's results were judged (its leap-year 366 too).
+SPELLED_OUT = {
+    100: ["one hundred", "a hundred"],
+    365: ["three hundred sixty five", "three hundred and sixty five"],
+    1000: ["one thousand", "a thousand"],
+    1440: ["one thousand four hundred forty", "one thousand four hundred and forty"],
+    3600: ["three thousand six hundred"],
+}
 
 
 # ---------------------------------------------------------------------------------------------
