@@ -107,6 +107,14 @@ def test_an_answer_that_bears_nothing_is_read_whole():
         ("Who wrote WAR AND PEACE?", ["War", " and", " Peace", " was", " by", " Tolstoy"], [0, 0, 0, 0, 0, 1]),
         # a token that spans a word's end and the next word's start bears if either word does
         ("Name a colour like blue.", [" red", "dish blue"], [1, 1]),
+        # contractions and possessives are one word each: "it's" a function word, "Sweden's" restated
+        (
+            "What is Sweden's capital?",
+            ["It", "'s", " Paris", ".", " Sweden", "'s", " capital", " isn", "'t", " Oslo", ".", ""],
+            [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+        ),
+        # another ending of a prompt word restates it
+        ("Which capitals are in Europe?", [" Capital", " cities", ":", " Paris"], [0, 1, 0, 1]),
         ("Name a colour.", [], []),
         ("Say hi.", ["", " hi", ""], [0, 0, 0]),
     ],

@@ -64,7 +64,7 @@ _TOKEN = re.compile(rf"\d+(?:[.,:]\d+)*|{_LETTERS}(?:['’]{_LETTERS})*(?:-{_LET
 # would otherwise list 100,000 claims.
 MAX_CLAIMS_PER_SENTENCE = 16
 _NEGATIONS = frozenset("not no never none nothing neither nor nobody nowhere cannot without".split())
-FUNCTION_WORDS = frozenset(
+_FUNCTION_WORDS = frozenset(
     """a an the and or but if then than that this these those there here of in on at to for from by with
     as is are was were be been being it its it's they them their he she his her we our you your i me my
     do does did done has have had can could will would shall should may might must so such not no also
@@ -148,6 +148,12 @@ def _tokens(text: str) -> list[_Token]:
     return [_Token(match.start(), match.end(), match.group()) for match in _TOKEN.finditer(text)]
 
 
+def content_word_spans(text: str) -> list[tuple[int, int, str]]:
+    """The words of ``text`` the rules weigh, function words left out, as (start, end, stem):
+    numbers ("1,280"), words with their apostrophes and hyphens ("isn't", "forty-two"), "%"."""
+    return [(token.start, token.end, _stem(token.text)) for token in _tokens(text) if _is_content(token)]
+
+
 # A text repeats its words: 266,000 stems of a 100,000-character source took 1.1 s uncached.
 # Bounded: the words come from callers.
 @lru_cache(maxsize=65536)
@@ -163,7 +169,7 @@ def _stem(word: str) -> str:
 
 
 def _is_content(token: _Token) -> bool:
-    return token.lower not in FUNCTION_WORDS and not _is_negation(token)
+    return token.lower not in _FUNCTION_WORDS and not _is_negation(token)
 
 
 def _is_negation(token: _Token) -> bool:
@@ -358,7 +364,7 @@ def _negation_claims(sentence: _Sentence, restated: _Sentence | None) -> list[Cl
         return [Claim("negation", token.start, token.end, token.text, reason)]
     # The source negates: point at the sentence's word that the source's negation governs.
     negation = restated.negations[0]
-    after = [t for t in restated.tokens if t.start > negation.start and t.lower not in FUNCTION_WORDS]
+    after = [t for t in restated.tokens if t.start > negation.start and t.lower not in _FUNCTION_WORDS]
     target = next((t for t in sentence.tokens if after and _stem(t.text) == _stem(after[0].text)), None)
     start, end = (target.start, target.end) if target else (0, len(sentence.text))
     reason = f"the source negates this: “{_excerpt(restated.text)}”"
@@ -384,8 +390,8 @@ def _run_claim(sentence: _Sentence, facts: SourceFacts, first: int, last: int) -
     if last - first < MIN_RUN_BIGRAMS:
         return []
     run = sentence.tokens[first : last + 1]
-    absent = [t.text for t in run if t.lower not in FUNCTION_WORDS and facts.lacks(t)]
-    content = [t for t in run if t.lower not in FUNCTION_WORDS]
+    absent = [t.text for t in run if t.lower not in _FUNCTION_WORDS and facts.lacks(t)]
+    content = [t for t in run if t.lower not in _FUNCTION_WORDS]
     if len(absent) < MIN_RUN_ABSENT_WORDS or len(absent) < MIN_RUN_ABSENT_SHARE * len(content):
         return []
     text = sentence.text[run[0].start : run[-1].end]

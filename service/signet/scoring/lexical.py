@@ -33,11 +33,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def word_spans(text: str) -> list[tuple[int, int, str]]:
-    """The runs of letters and digits ``words`` finds, as (start, end, lower-cased word) in ``text``."""
-    return [(match.start(), match.end(), match.group().lower()) for match in _WORD.finditer(text)]
-
-
 def _ngrams(tokens: Sequence[Hashable], n: int) -> list[tuple]:
     """The token list's n-grams; a list shorter than n is one gram of its own."""
     if len(tokens) < n:

@@ -5,7 +5,7 @@ The risk is one probability: that an answer is wrong (uncertainty) or that a tex
 supported by its source (consistency). ``bench/fit_risk.py`` fits it on the labelled sets'
 fitting split: scikit-learn's ``LogisticRegression`` combines the standardised features, and
 an ``IsotonicRegression`` fitted on its out-of-fold predictions maps its probability to a
-calibrated one (held out, ECE 0.057 -> 0.020 for the reference risk; 0.033 -> 0.041 for the
+calibrated one (held out, ECE 0.057 -> 0.024 for the reference risk; 0.029 -> 0.037 for the
 uncertainty risk, both within a calibrated forecast's noise on 663 answers). The fitted
 numbers are in ``calibrations/<name>.json``; the service only evaluates them here, so it
 needs no scikit-learn.
@@ -26,8 +26,7 @@ from importlib import resources
 
 import numpy as np
 
-from signet.scoring.claims import FUNCTION_WORDS, ReferenceCheck
-from signet.scoring.lexical import word_spans
+from signet.scoring.claims import ReferenceCheck, content_word_spans
 
 
 @dataclass(frozen=True)
@@ -100,14 +99,14 @@ def load_risk_model(name: str) -> RiskModel:
 # The answer's features: from the logprobs of its own tokens, so /generate?uncertainty=true
 # gets the risk without another forward pass. Chosen by 5-fold cross-validation (folds by
 # question) on the fitting split of the labelled questions (bench/fit_risk.py, 1,143
-# answers): the whole answer's mean -log p, mean entropy, mean of its three largest token
-# entropies and log length gave 0.817 AUROC. Its answer-bearing tokens (``answer_bearing``)
-# carry most of the signal: their mean -log p alone gives 0.857, against 0.803 for the whole
-# answer's, since the words that restate the question are near-certain whether the answer
-# is right or wrong. With them, their share and count, and logs of the skewed values
-# (log(x + 0.01 nats): a right answer's values crowd near 0), 0.875. The decoding flags
-# carry the base rates, which differ: the embedded model answered 56% wrong greedily, 63%
-# watermarked, 89% sampled.
+# answers): the whole answer's mean -log p, mean of its three largest token entropies and
+# length (logs of each), with the decoding flags, gave 0.819 AUROC. Its answer-bearing
+# tokens (``answer_bearing``) carry most of the signal: their mean -log p alone gives 0.858,
+# against 0.802 for the whole answer's, since the words that restate the question are
+# near-certain whether the answer is right or wrong. With them, their share and count, and
+# logs of the skewed values (log(x + 0.01 nats): a right answer's values crowd near 0),
+# 0.875. The decoding flags carry the base rates, which differ: the embedded model answered
+# 56% wrong greedily, 63% watermarked, 89% sampled.
 ANSWER_FEATURES = (
     "log_mean_negative_logprob",
     "log_top3_token_entropy",
@@ -126,22 +125,23 @@ _LOG_OFFSET = 0.01
 
 
 def answer_bearing(token_texts: Sequence[str], prompt: str) -> np.ndarray:
-    """Which of an answer's tokens carry what it adds to its prompt: those in a word (a run of
-    letters or digits) that is neither a function word nor one the prompt uses. After "What
-    is the capital of Sweden?", "The capital of Sweden is Stockholm." bears "Stockholm"
-    alone, and "5 + 4 = 11" bears "11". Claim-conditioned probability (Fadeeva et al. 2024)
-    and SAR (Duan et al. 2024) weigh tokens by the same idea with a second model; this
-    asks nothing but the words. A token with no text (a special token) bears nothing."""
-    asked = {word for _, _, word in word_spans(prompt)}
-    ends = np.cumsum([len(text) for text in token_texts])
-    starts = ends - np.array([len(text) for text in token_texts], dtype=ends.dtype)
+    """Which of an answer's tokens carry what it adds to its prompt: those in a content word
+    (the claim rules' words, function words left out) whose stem the prompt does not use.
+    After "What is the capital of Sweden?", "The capital of Sweden is Stockholm." bears
+    "Stockholm" alone, and "5 + 4 = 11" bears "11". Claim-conditioned probability (Fadeeva et
+    al. 2024) and SAR (Duan et al. 2024) weigh tokens by the same idea with a second model;
+    this asks nothing but the words. ``token_texts``: each token's text as it reads in the
+    answer, so that they join into it; a token with no text (a special token) bears nothing."""
+    asked = {stem for _, _, stem in content_word_spans(prompt)}
+    lengths = np.array([len(text) for text in token_texts], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
     bearing = np.zeros(len(token_texts), dtype=bool)
-    for start, end, word in word_spans("".join(token_texts)):
-        if word in asked or word in FUNCTION_WORDS:
-            continue
-        # the tokens that overlap [start, end): ending after start, starting before end
-        bearing[np.searchsorted(ends, start, side="right") : np.searchsorted(starts, end, side="left")] = True
-    return bearing & (ends > starts)
+    for start, end, stem in content_word_spans("".join(token_texts)):
+        if stem not in asked:
+            # the tokens that overlap [start, end): ending after start, starting before end
+            bearing[np.searchsorted(ends, start, side="right") : np.searchsorted(starts, end, side="left")] = True
+    return bearing & (lengths > 0)
 
 
 def answer_features(
@@ -155,8 +155,9 @@ def answer_features(
     """An answer's risk features from its per-token -log p and next-token entropies (nats),
     and which tokens bear the answer (``answer_bearing``)."""
     # A token of probability 0 in bfloat16 would give -log p = inf, and inf is no JSON number:
-    # 100 nats is below any probability a float32 holds (e^-103).
-    values = np.minimum(np.asarray(negative_logprobs, dtype=np.float64), 100.0)
+    # 100 nats is below any probability a float32 holds (e^-103). A NaN reads the same: NaN is
+    # no JSON number either, and no risk can be computed from it.
+    values = np.minimum(np.nan_to_num(np.asarray(negative_logprobs, dtype=np.float64), nan=100.0), 100.0)
     entropies = np.asarray(token_entropies, dtype=np.float64)
     bears = np.asarray(bearing, dtype=bool)
     if values.size == 0 or values.shape != entropies.shape or values.shape != bears.shape:
