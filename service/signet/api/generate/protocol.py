@@ -40,7 +40,7 @@ class PromptInput(StrictModel):
     def turns(self) -> list[dict[str, str]] | None:
         return [message.model_dump() for message in self.messages] if self.messages is not None else None
 
-    def words(self) -> str:
+    def prompt_text(self) -> str:
         """The caller's own text: the prompt, or the turns' contents (no chat template)."""
         return self.prompt if self.prompt is not None else "\n".join(message.content for message in self.messages)
 

@@ -45,7 +45,7 @@ async def generate(
             partial(
                 answer_scores,
                 completion.logprobs,
-                AnswerWords(state.tokenizer, completion.token_ids, request.words()),
+                AnswerWords(state.tokenizer, completion.token_ids, request.prompt_text()),
                 state.vocab_size,
                 state.model_name,
                 Decoding(request.temperature, watermark, request.top_p),

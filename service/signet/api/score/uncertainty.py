@@ -98,7 +98,7 @@ async def score_uncertainty(state: ServiceState, request: UncertaintyRequest, ca
         partial(
             answer_scores,
             answer,
-            AnswerWords(state.tokenizer, answer_ids, request.words()),
+            AnswerWords(state.tokenizer, answer_ids, request.prompt_text()),
             state.vocab_size,
             state.model_name,
             decoding,
