@@ -207,6 +207,39 @@ def wait_until_ready(server: RunningServer) -> None:
     raise ServiceStartError(f"signet serve not ready after {STARTUP_TIMEOUT_S} s:\n{server.log()[-3000:]}")
 
 
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, which a test may stop and start
+    again on the same port (tests/e2e/test_distributed.py stops it; tests/images runs the
+    images against it)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._folder = folder
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self._process = subprocess.Popen(command, cwd=self._folder, stdout=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
 @contextmanager
 def fresh_redis_namespace() -> Iterator[str]:
     """A namespace of its own on the test Redis, its keys deleted after. No Redis raises

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness.services import (
     STARTUP_TIMEOUT_S,
+    RedisServer,
     RunningServer,
     free_port,
     keys_environment,
@@ -53,35 +54,6 @@ PROMPTS = [
         "mountains", "coffee", "lighthouses", "chess", "rain", "islands", "clocks", "forests", "maps", "kites",
     )
 ]  # fmt: skip
-
-
-class RedisServer:
-    """A ``redis-server`` this module may stop and start again on the same port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._folder = folder
-        self._process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self._process = subprocess.Popen(command, cwd=self._folder, stdout=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
 
 
 @dataclass
