@@ -39,6 +39,8 @@ DOCKER = ROOT / "docker"
 DOCKERFILES = ("Dockerfile.api", "Dockerfile.worker", "Dockerfile.worker-cpu")
 API_DOCKERFILE = "Dockerfile.api"
 WORKER_DOCKERFILES = ("Dockerfile.worker", "Dockerfile.worker-cpu")
+# What `make images` builds here (tests/images runs them); the CUDA worker needs NVIDIA's base.
+BUILT_HERE = ("Dockerfile.api", "Dockerfile.worker-cpu")
 YAML_FILES = (
     "compose.yaml",
     "prometheus.yml",
@@ -108,7 +110,22 @@ def instructions(path: Path) -> list[Instruction]:
 
 
 @cache
+def global_args(name: str) -> dict[str, str]:
+    """The ARGs before the first FROM, with their defaults: what FROM lines may name."""
+    found: dict[str, str] = {}
+    for instruction in instructions(DOCKER / name):
+        if instruction.keyword == "FROM":
+            break
+        assert instruction.keyword == "ARG", f"{name}:{instruction.line}: only ARG may come before the first FROM"
+        arg, _, default = instruction.arguments.partition("=")
+        found[arg] = default
+    return found
+
+
+@cache
 def stages(name: str) -> tuple[Stage, ...]:
+    """Each stage, its FROM image as a plain build resolves it (global ARGs at their defaults)."""
+    defaults = global_args(name)
     result: list[Stage] = []
     current: list[Instruction] = []
     head: Instruction | None = None
@@ -116,8 +133,9 @@ def stages(name: str) -> tuple[Stage, ...]:
         if instruction.keyword == "FROM":
             if head is not None:
                 result.append(_stage(head, current))
-            head, current = instruction, []
-        else:
+            arguments = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], m[0]), instruction.arguments)
+            head, current = Instruction("FROM", arguments, instruction.line), []
+        elif head is not None:
             current.append(instruction)
     assert head is not None, f"{name} has no FROM"
     result.append(_stage(head, current))
@@ -192,6 +210,18 @@ def test_base_images_are_pinned_to_exact_tags(name: str) -> None:
         repository, _, tag = stage.image.rpartition(":")
         assert repository and "/" not in tag, f"{name}: FROM {stage.image} has no tag"
         assert re.match(r"v?\d+\.\d+\.\d+", tag), f"{name}: FROM {stage.image}: pin an exact version tag"
+
+
+@pytest.mark.parametrize("name", BUILT_HERE)
+def test_base_image_is_a_build_argument_defaulting_to_the_official_one(name: str) -> None:
+    """`make images` passes a stand-in base where no registry answers (scripts/build_images.py):
+    every stage that is not built on an earlier one must start from ${BASE_IMAGE}."""
+    assert global_args(name).get("BASE_IMAGE") == "python:3.11.14-slim-bookworm"
+    heads = [i for i in instructions(DOCKER / name) if i.keyword == "FROM"]
+    names = {stage.name for stage in stages(name) if stage.name}
+    for head in heads:
+        image = head.arguments.split()[0]
+        assert image in names or image == "${BASE_IMAGE}", f"{name}:{head.line}: FROM {image}"
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
