@@ -392,8 +392,11 @@ def test_commands_are_signet_subcommands(rendered):
     from signet.cli import _parser
 
     expected = {"api": "serve", "worker": "worker"}
+    # The worker keeps its image's entry point (tini): it sets args only.
+    assert "command" not in rendered.container("worker")
     for component, subcommand in expected.items():
-        command = rendered.container(component)["command"]
+        container = rendered.container(component)
+        command = container.get("command") or container["args"]
         assert command[0] == "signet"
         try:
             arguments = _parser().parse_args(command[1:])
