@@ -109,6 +109,9 @@ def instructions(path: Path) -> list[Instruction]:
     return found
 
 
+ARG_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")  # ${NAME} or $NAME
+
+
 @cache
 def global_args(name: str) -> dict[str, str]:
     """The ARGs before the first FROM, with their defaults: what FROM lines may name."""
@@ -133,7 +136,7 @@ def stages(name: str) -> tuple[Stage, ...]:
         if instruction.keyword == "FROM":
             if head is not None:
                 result.append(_stage(head, current))
-            arguments = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], m[0]), instruction.arguments)
+            arguments = re.sub(ARG_REFERENCE, lambda m: defaults.get(m[1] or m[2], m[0]), instruction.arguments)
             head, current = Instruction("FROM", arguments, instruction.line), []
         elif head is not None:
             current.append(instruction)
