@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from harness.containers import ROOT, ContainerError, build_images, image_tag, running_deployment
+from harness.kubernetes import ManifestError
 
 # What the images' builds read: the Dockerfiles' COPY sources, the build script and its inputs.
 TREE = ("pyproject.toml", "README.md", ".dockerignore", "service", "requirements", "docker", "scripts")
@@ -71,7 +72,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as folder:
             with running_deployment(Path(folder), image_tag("signet-api"), image_tag("signet-worker-cpu")) as running:
                 print(f"start: /healthz after {running.healthy_after:.1f} s, /readyz after {running.ready_after:.1f} s")
-    except (ContainerError, subprocess.SubprocessError) as error:
+    except (ContainerError, ManifestError, subprocess.SubprocessError) as error:
         print(f"bench.images: {error}", file=sys.stderr)
         return 1
     return 0

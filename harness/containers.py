@@ -39,6 +39,7 @@ import httpx
 import psutil
 import yaml
 
+from harness import kubernetes
 from harness.services import STARTUP_TIMEOUT_S, TEST_KEYS, RedisServer, free_port
 from signet.tenants import api_key_digest
 
@@ -125,45 +126,12 @@ class PodContainer:
         return [*image.entrypoint, *(self.args or image.command)]
 
 
-def rendered_overlay(overlay: str) -> list[dict]:
-    kubectl = Path(sys.executable).parent / "kubectl"
-    rendered = subprocess.run(
-        [str(kubectl), "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if rendered.returncode != 0:
-        raise ContainerError(f"kubectl kustomize {overlay}: {rendered.stderr}")
-    return [document for document in yaml.safe_load_all(rendered.stdout) if document]
-
-
-def pod_container(documents: list[dict], component: str) -> PodContainer:
-    """The container of the Deployment labelled with ``component``. Only the forms the
-    manifests use are read; any other (``valueFrom``, a ConfigMap volume) is refused, so a
-    manifest change cannot silently drop a setting here."""
-    config_maps = {doc["metadata"]["name"]: doc.get("data", {}) for doc in documents if doc["kind"] == "ConfigMap"}
-    deployments = [
-        doc
-        for doc in documents
-        if doc["kind"] == "Deployment"
-        and doc["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == component
-    ]
-    if len(deployments) != 1:
-        raise ContainerError(f"{len(deployments)} Deployments of component {component}, not 1")
-    pod = deployments[0]["spec"]["template"]["spec"]
+def pod_container(docs: list[dict], component: str) -> PodContainer:
+    """The container of the workload labelled with ``component``. Only the volume kinds the
+    manifests use are read; any other is refused, so a manifest change cannot silently drop
+    one here (``container_environment`` refuses the same way)."""
+    pod = kubernetes.pod_spec(kubernetes.workload(docs, component))
     (container,) = pod["containers"]
-    environment: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        if "configMapRef" in source:
-            environment.update(config_maps[source["configMapRef"]["name"]])
-        elif not source.get("secretRef", {}).get("optional"):  # signet-env: optional overrides
-            raise ContainerError(f"{component}: envFrom {source} is not read here")
-    for item in container.get("env", []):
-        if "value" not in item:
-            raise ContainerError(f"{component}: env {item} is not read here")
-        environment[item["name"]] = item["value"]
     volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
     empty_dirs, secret_dirs = [], {}
     for mount in container.get("volumeMounts", []):
@@ -174,6 +142,7 @@ def pod_container(documents: list[dict], component: str) -> PodContainer:
             secret_dirs[mount["mountPath"]] = volume["secret"]["secretName"]
         else:
             raise ContainerError(f"{component}: volume {volume} is not read here")
+    environment = kubernetes.container_environment(docs, container)
     return PodContainer(environment, empty_dirs, secret_dirs, container.get("command", []), container.get("args", []))
 
 
@@ -326,7 +295,7 @@ def running_deployment(folder: Path, api_image: str, worker_image: str) -> Itera
     """Redis on the host, then the worker and the API from their images as the overlay's pods
     run them (command, environment, volumes), until /readyz counts the worker; all stopped
     after. ContainerError if a container exits first or STARTUP_TIMEOUT_S passes."""
-    documents = rendered_overlay(OVERLAY)
+    _, documents = kubernetes.render(OVERLAY, Path(sys.executable).parent / "kubectl")
     redis_server = RedisServer(folder)
     with ExitStack() as stack:
         stack.callback(redis_server.stop)

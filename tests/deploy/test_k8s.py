@@ -26,6 +26,8 @@ import pytest
 import yaml
 
 import signet
+from harness import kubernetes
+from harness.kubernetes import component_of, pod_spec
 from signet.settings import Settings
 from tests.deploy.common import ROOT, SETTINGS_ENV, tool
 
@@ -82,28 +84,14 @@ class Rendered:
         return self.all("Deployment") + self.all("StatefulSet")
 
     def workload(self, component: str) -> dict:
-        found = [w for w in self.workloads() if component_of(w) == component]
-        assert len(found) == 1, f"{self.overlay}: expected one workload of component {component}"
-        return found[0]
+        return kubernetes.workload(self.docs, component)
 
     def container(self, component: str) -> dict:
         (container,) = pod_spec(self.workload(component))["containers"]
         return container
 
     def env(self, component: str) -> dict[str, str]:
-        """The container's environment as Kubernetes builds it: envFrom ConfigMaps in
-        order, then env (which wins). Optional Secrets the operator may add are absent."""
-        container = self.container(component)
-        values: dict[str, str] = {}
-        for source in container.get("envFrom", []):
-            if "configMapRef" in source:
-                values.update(self.one("ConfigMap", source["configMapRef"]["name"])["data"])
-            else:
-                assert source["secretRef"].get("optional") is True, "a required Secret of settings is not rendered"
-        for variable in container.get("env", []):
-            if "value" in variable:
-                values[variable["name"]] = variable["value"]
-        return values
+        return kubernetes.container_environment(self.docs, self.container(component))
 
     def settings(self, component: str) -> Settings:
         """Settings as the container would load them (SIGNET_* of this process left out)."""
@@ -117,28 +105,12 @@ class Rendered:
 
 @cache
 def render(overlay: str) -> Rendered:
-    result = subprocess.run(
-        [tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
-    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    return Rendered(overlay, result.stdout, docs)
+    return Rendered(overlay, *kubernetes.render(overlay, tool("kubectl")))
 
 
 @pytest.fixture(params=OVERLAYS)
 def rendered(request) -> Rendered:
     return render(request.param)
-
-
-def component_of(resource: dict) -> str | None:
-    return resource["metadata"].get("labels", {}).get("app.kubernetes.io/component")
-
-
-def pod_spec(workload: dict) -> dict:
-    return workload["spec"]["template"]["spec"]
 
 
 def pod_labels(workload: dict) -> dict[str, str]:

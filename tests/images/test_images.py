@@ -37,6 +37,7 @@ from harness.containers import (
     image_tag,
     running_deployment,
 )
+from harness.kubernetes import ManifestError
 
 pytestmark = pytest.mark.engine
 
@@ -67,7 +68,7 @@ def deployment(images, tmp_path_factory) -> Iterator[Deployment]:
     try:
         with running_deployment(tmp_path_factory.mktemp("images"), API_IMAGE, WORKER_IMAGE) as deployment:
             yield deployment
-    except ContainerError as error:
+    except (ContainerError, ManifestError) as error:
         pytest.fail(str(error), pytrace=False)
 
 
@@ -113,14 +114,19 @@ def test_watermarked_generation_is_detected_and_human_text_is_not(deployment, ge
     assert _detect(deployment, human)["verdict"] != "watermarked"
 
 
-def test_metrics_count_the_worker_and_the_generated_tokens(deployment, generated):
+def _metric_samples(deployment: Deployment) -> dict[tuple[str, tuple], float]:
+    """GET /metrics: each sample's value by its name and sorted labels."""
     response = httpx.get(f"{deployment.api_url}/metrics", timeout=10)
     assert response.status_code == 200
-    samples = {
+    return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+def test_metrics_count_the_worker_and_the_generated_tokens(deployment, generated):
+    samples = _metric_samples(deployment)
     workers = {labels: value for (name, labels), value in samples.items() if name == "signet_workers"}
     assert sum(workers.values()) == 1, workers  # busy plus idle
     tokens = samples[("signet_generated_tokens_total", (("watermarked", "true"),))]
@@ -190,16 +196,6 @@ def _check_wrote_only_to_volumes(container: Container, volumes: dict[str, Path])
     assert not outside, f"{container.image} wrote outside its volumes (a read-only root would refuse): {outside}"
 
 
-def _busy_workers(deployment: Deployment) -> float:
-    families = text_string_to_metric_families(httpx.get(f"{deployment.api_url}/metrics", timeout=10).text)
-    return sum(
-        sample.value
-        for family in families
-        for sample in family.samples
-        if sample.name == "signet_workers" and sample.labels.get("state") == "busy"
-    )
-
-
 def test_sigterm_drains_the_worker_which_finishes_its_job_and_exits_0(deployment):
     """SIGTERM while a generation runs: the worker finishes it (the caller gets 200), stops
     taking jobs, removes its ready file and exits 0. At temperature 2 the end-of-text token
@@ -210,7 +206,7 @@ def test_sigterm_drains_the_worker_which_finishes_its_job_and_exits_0(deployment
             httpx.post, f"{deployment.api_url}/generate", json=body, headers=deployment.headers, timeout=300
         )
         deadline = time.monotonic() + 60
-        while _busy_workers(deployment) < 1:
+        while _metric_samples(deployment).get(("signet_workers", (("state", "busy"),)), 0) < 1:
             assert time.monotonic() < deadline and not pending.done(), "the worker never ran the generation"
             time.sleep(0.1)
         status = deployment.worker.stop(timeout=60)  # drain (25 s at most), then the engine's shutdown
