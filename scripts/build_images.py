@@ -240,7 +240,11 @@ def build_standin(python: str, work: Path) -> str:
     run("chroot", str(rootfs), "ldconfig")
     check_python(rootfs)
     commit_standin(rootfs, work / "base.tar", tag, version)
-    for stale in run("buildah", "images", "--format", "{{.Name}}:{{.Tag}}", STANDIN, capture=True).split():
+    # A filter, not the name as an argument: that means STANDIN:latest, which never exists.
+    stale_tags = run(
+        "buildah", "images", "--filter", f"reference={STANDIN}", "--format", "{{.Name}}:{{.Tag}}", capture=True
+    )
+    for stale in stale_tags.split():
         if stale != tag:  # an earlier recipe's: untagged now, its layers go with the last prune
             subprocess.run(["buildah", "rmi", stale], capture_output=True, check=False)
     print(f"images: stand-in base {tag} built in {time.monotonic() - started:.0f} s", flush=True)
