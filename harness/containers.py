@@ -204,10 +204,14 @@ class Container:
                 raise ContainerError(f"{self.name}: no overlay upper folder at {upper}")
             return sorted("/" + str(path.relative_to(upper)) for path in upper.rglob("*"))
 
-    def stop(self, timeout: float) -> int:
-        """SIGTERM to the main process, as ``docker stop`` and Kubernetes send it; the status
-        `buildah run` exits with (the main process's, 1 where a signal ended it)."""
+    def terminate(self) -> None:
+        """SIGTERM to the main process, as ``docker stop`` and Kubernetes send it."""
         self.main_process().send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float) -> int:
+        """SIGTERM, then the status `buildah run` exits with (the main process's, 1 where a
+        signal ended it)."""
+        self.terminate()
         return self.process.wait(timeout=timeout)
 
     def kill(self) -> None:

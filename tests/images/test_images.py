@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -197,23 +195,28 @@ def _check_wrote_only_to_volumes(container: Container, volumes: dict[str, Path])
 
 
 def test_sigterm_drains_the_worker_which_finishes_its_job_and_exits_0(deployment):
-    """SIGTERM while a generation runs: the worker finishes it (the caller gets 200), stops
-    taking jobs, removes its ready file and exits 0. At temperature 2 the end-of-text token
-    almost never comes, so 256 tokens (about 10 s here) are still running when the signal goes."""
-    body = {"prompt": PROMPT, "max_tokens": 256, "temperature": 2.0, "seed": 11, "key_id": "main"}
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(
-            httpx.post, f"{deployment.api_url}/generate", json=body, headers=deployment.headers, timeout=300
-        )
-        deadline = time.monotonic() + 60
-        while _metric_samples(deployment).get(("signet_workers", (("state", "busy"),)), 0) < 1:
-            assert time.monotonic() < deadline and not pending.done(), "the worker never ran the generation"
-            time.sleep(0.1)
-        status = deployment.worker.stop(timeout=60)  # drain (25 s at most), then the engine's shutdown
-        response = pending.result()
+    """SIGTERM while a generation runs: the worker finishes it (the stream ends in [DONE], no
+    error event), stops taking jobs, removes its ready file and exits 0. The signal goes once
+    the first streamed piece has arrived, so the job is known to be running; the queue's busy
+    gauge would not do, being read from heartbeats seconds old (a job that had just ended
+    before the signal failed this test once in CI). At temperature 2 the end-of-text token
+    almost never comes, so most of 256 tokens (about 10 s here) are still to run."""
+    body = {"prompt": PROMPT, "max_tokens": 256, "temperature": 2.0, "seed": 11, "key_id": "main", "stream": True}
+    url = f"{deployment.api_url}/generate"
+    events: list[str] = []
+    with httpx.Client(trust_env=False, timeout=300) as client:
+        with client.stream("POST", url, json=body, headers=deployment.headers) as response:
+            assert response.status_code == 200, response.read()
+            for line in response.iter_lines():
+                if line.startswith("data: ") and not events:
+                    deployment.worker.terminate()
+                events.append(line)
+    status = deployment.worker.process.wait(timeout=60)  # drain (25 s at most), then the engine's shutdown
+    data = [line.removeprefix("data: ") for line in events if line.startswith("data: ")]
+    assert data[-1] == "[DONE]" and not any(line.startswith("event: error") for line in events), events[-6:]
+    assert len(data) > 2, "the whole answer came in one piece: the signal did not find it running"
     log = deployment.worker.log()
     assert status == 0, log[-4000:]
-    assert response.status_code == 200, response.text
     assert re.search(r"worker \S+: finishing 1 running jobs", log), log[-4000:]
     assert re.search(r"worker \S+ stopped", log), log[-4000:]
     assert "left 1 jobs to other workers" not in log
