@@ -22,10 +22,11 @@ lint: $(STAMP)
 
 install: $(STAMP)
 
-# The API and CPU-worker images, with buildah (as root), where there is no Docker engine and no
-# registry: on a local stand-in for the official Python base, pip configured as on this
-# machine (scripts/build_images.py says how). Tagged localhost/signet-api:VERSION and
-# localhost/signet-worker-cpu:VERSION. Elsewhere, docker build (docs/DEPLOY.md).
+# The API, slim-API and CPU-worker images, with buildah (as root), where there is no Docker
+# engine and no registry: on a local stand-in for the official Python base, pip configured as
+# on this machine (scripts/build_images.py says how). Tagged localhost/signet-api:VERSION,
+# localhost/signet-api-slim:VERSION and localhost/signet-worker-cpu:VERSION. Elsewhere,
+# docker build (docs/DEPLOY.md).
 images:
 	$(PYTHON) scripts/build_images.py
 

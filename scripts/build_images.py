@@ -1,7 +1,7 @@
-"""Build the API and CPU-worker images with buildah, where there is no Docker engine and no
-registry: `make images` runs this (as root; `apt-get install buildah podman debootstrap`).
+"""Build the API, slim-API and CPU-worker images with buildah, where there is no Docker engine
+and no registry: `make images` runs this (as root; `apt-get install buildah podman debootstrap`).
 
-    python3.11 scripts/build_images.py            # both images, reusing buildah's layer cache
+    python3.11 scripts/build_images.py            # the three, reusing buildah's layer cache
     python3.11 scripts/build_images.py --no-cache # from scratch, as on a fresh machine
 
 Three things differ from `docker build` elsewhere, and none of them reaches an image:
@@ -21,7 +21,8 @@ Three things differ from `docker build` elsewhere, and none of them reaches an i
   CPU torch wheel comes through the same configuration); set TORCH_INDEX_URL to choose.
 
 The images are tagged with the package version, as k8s/ pins them:
-``localhost/signet-api:<version>``, ``localhost/signet-worker-cpu:<version>``. The CUDA
+``localhost/signet-api:<version>``, ``localhost/signet-worker-cpu:<version>``, and the API's
+slim variant (``WITH_EMBEDDINGS=false``: no torch) ``localhost/signet-api-slim:<version>``. The CUDA
 worker (docker/Dockerfile.worker) needs NVIDIA's CUDA base and is not built here: hadolint
 and tests/deploy/test_docker.py check it offline.
 """
@@ -45,7 +46,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
-DOCKERFILES = {"signet-api": "docker/Dockerfile.api", "signet-worker-cpu": "docker/Dockerfile.worker-cpu"}
+# Each image: its Dockerfile and the build arguments it takes besides the base's.
+IMAGES = {
+    "signet-api": ("docker/Dockerfile.api", {}),
+    # Dockerfile.api's slim variant: no torch, for SIGNET_PROVENANCE=false (see its top).
+    "signet-api-slim": ("docker/Dockerfile.api", {"WITH_EMBEDDINGS": "false"}),
+    "signet-worker-cpu": ("docker/Dockerfile.worker-cpu", {}),
+}
 STANDIN = "localhost/signet-standin-python"
 OFFICIAL_BASE = "python:3.11.14-slim-bookworm"
 SUITE = "bookworm"
@@ -319,59 +326,73 @@ def check_python(rootfs: Path) -> None:
 # -------------------------------------------------------------------------- the images
 
 
-# The stage that ends where pip is done: the final stage copies from it and from builder only.
-PIP_STAGE = "model"
-BUILD_TIMEOUT_S = 1800  # a cold build of the worker takes about 4 minutes here
+# The stages pip runs in: the final stage copies from them only.
+PIP_STAGES = ("builder", "model")
+BUILD_TIMEOUT_S = 1800  # a cold build of the worker takes 4 to 7 minutes here
 
 
-def build_image(name: str, base: str, mounts: list[str], torch_index_url: str | None, cache: bool) -> Built:
-    """Two builds of one Dockerfile. First up to its ``model`` stage, with pip's mounts: buildah
-    leaves an empty file or folder where each mount was, and these stages' files are thrown
-    away but for what the final stage copies. Then the whole file without mounts: the first
-    build's layers are its cache, so only the final stage runs, and no mount point reaches the
-    image. The first build is tagged ``<name>-build``, which keeps it (and the cache) from
+def build_image(name: str, base: str, mounts: list[str], torch_index_url: str | None) -> Built:
+    """Builds of one Dockerfile. First each stage pip runs in, with pip's mounts: buildah leaves
+    an empty file or folder where each mount was, and these stages' files are thrown away but
+    for what the final stage copies. Then the whole file without mounts: the first builds'
+    layers are its cache, so only the final stage runs, and no mount point reaches the image.
+    Each stage's build is tagged ``<name>-<stage>``, which keeps its layers (the cache) from
     ``buildah rmi --prune``."""
+    dockerfile, arguments = IMAGES[name]
     tag = f"localhost/{name}:{VERSION}"
-    common = ["buildah", "bud", "--isolation", "chroot", "--layers", "--file", DOCKERFILES[name]]
-    common += ["--build-arg", f"BASE_IMAGE={base}"]
+    arguments = {"BASE_IMAGE": base, **arguments}
     if torch_index_url:
-        common += ["--build-arg", f"TORCH_INDEX_URL={torch_index_url}"]
+        arguments["TORCH_INDEX_URL"] = torch_index_url
+    common = ["buildah", "bud", "--isolation", "chroot", "--layers", "--file", dockerfile]
+    for variable, value in arguments.items():
+        common += ["--build-arg", f"{variable}={value}"]
     print(f"images: building {tag}", flush=True)
     started = time.monotonic()
-    first = [*common, "--target", PIP_STAGE, "--tag", f"localhost/{name}-build:{VERSION}", *mounts]
-    if not cache:
-        forget(name)
-    for command in ([*first, *([] if cache else ["--no-cache"])], [*common, "--tag", tag]):
+    commands = [[*common, "--target", stage, "--tag", stage_tag(name, stage), *mounts] for stage in PIP_STAGES]
+    for command in [*commands, [*common, "--tag", tag]]:
         try:
             result = subprocess.run([*command, "."], cwd=ROOT, check=False, timeout=BUILD_TIMEOUT_S)
         except subprocess.TimeoutExpired as error:
-            raise BuildError(f"buildah bud {DOCKERFILES[name]} ran over {BUILD_TIMEOUT_S} s") from error
+            raise BuildError(f"buildah bud {dockerfile} ({name}) ran over {BUILD_TIMEOUT_S} s") from error
         if result.returncode != 0:
-            raise BuildError(f"buildah bud {DOCKERFILES[name]} exited with {result.returncode} (its output is above)")
+            raise BuildError(f"buildah bud {dockerfile} ({name}) exited with {result.returncode} (its output is above)")
     seconds = time.monotonic() - started
     size = int(run("podman", "image", "inspect", "--format", "{{.Size}}", tag, capture=True))  # buildah has no bytes
     return Built(tag, seconds, size)
 
 
-def forget(name: str) -> None:
-    """Remove the image and its build (and so every cached layer of its own) before a cold
-    build: ``--no-cache`` alone would leave the final stage's layers to the second build."""
-    for image in (f"localhost/{name}:{VERSION}", f"localhost/{name}-build:{VERSION}"):
-        if image_exists(image):
-            run("buildah", "rmi", "--force", image, capture=True)
+def stage_tag(name: str, stage: str) -> str:
+    return f"localhost/{name}-{stage}:{VERSION}"
+
+
+def forget(names: list[str]) -> None:
+    """Remove these images, the others built from their Dockerfiles (whose stages share their
+    layers: the API variants' model stage) and all their stages' builds, and so every cached
+    layer of theirs, before a cold build. Not ``--no-cache``: that would also rebuild the
+    layers one image shares with another built earlier in the same run, which a fresh machine
+    builds once."""
+    dockerfiles = {IMAGES[name][0] for name in names}
+    for name in (name for name, (dockerfile, _) in IMAGES.items() if dockerfile in dockerfiles):
+        for image in (f"localhost/{name}:{VERSION}", *(stage_tag(name, stage) for stage in PIP_STAGES)):
+            if image_exists(image):
+                run("buildah", "rmi", "--force", image, capture=True)
     prune()
 
 
 def prune() -> None:
     """Layers that a rebuild replaced: untagged images no tagged image is built on (this
-    removes any other project's too: `make images` is meant for a build machine)."""
-    subprocess.run(["buildah", "rmi", "--prune"], capture_output=True, check=False)
+    removes any other project's too: `make images` is meant for a build machine). Repeated
+    while a round removes something (five at most), in case one leaves a parent dangling."""
+    for _ in range(5):
+        pruned = subprocess.run(["buildah", "rmi", "--prune"], capture_output=True, text=True, check=False)
+        if not pruned.stdout.strip():
+            return
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-cache", action="store_true", help="a cold build: every layer but the base's again")
-    parser.add_argument("--only", choices=sorted(DOCKERFILES), action="append", help="build only this image")
+    parser.add_argument("--only", choices=sorted(IMAGES), action="append", help="build only this image")
     parser.add_argument("--python", default=sys.executable, help="the CPython 3.11 the stand-in base copies")
     arguments = parser.parse_args()
     try:
@@ -380,10 +401,10 @@ def main() -> int:
             work = Path(folder)
             base = build_standin(arguments.python, work)
             mounts, settings = build_mounts(arguments.python, work)
-            built = [
-                build_image(name, base, mounts, torch_index(settings), cache=not arguments.no_cache)
-                for name in arguments.only or sorted(DOCKERFILES)
-            ]
+            names = arguments.only or sorted(IMAGES)
+            if arguments.no_cache:
+                forget(names)
+            built = [build_image(name, base, mounts, torch_index(settings)) for name in names]
         prune()
     except BuildError as error:
         print(f"images: {error}", file=sys.stderr)
