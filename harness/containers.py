@@ -20,6 +20,7 @@ times them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -46,7 +47,7 @@ from signet.tenants import api_key_digest
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = ROOT / "scripts" / "build_images.py"
 TINI_AS_SUBREAPER = {"TINI_SUBREAPER": "1"}
-BUILD_TIMEOUT_S = 3600  # both images from nothing take about 7 minutes here
+BUILD_TIMEOUT_S = 3600  # the three images from nothing take about 8 to 12 minutes here
 
 
 class ContainerError(RuntimeError):
@@ -278,6 +279,51 @@ KEYS = {**TEST_KEYS, "keys": [key for key in TEST_KEYS["keys"] if key["key_id"] 
 TENANT = {"tenant": "moderation", "key_ids": ["main"], "api_keys": [{"sha256": api_key_digest(API_KEY), "name": "ci"}]}
 
 
+@functools.cache
+def overlay_documents() -> list[dict]:
+    """The dev-cpu overlay, rendered once per process (kubectl kustomize, about a second)."""
+    return kubernetes.render(OVERLAY, Path(sys.executable).parent / "kubectl")[1]
+
+
+@dataclass
+class Pod:
+    """One of the overlay's pods, as a container."""
+
+    container: Container
+    volumes: dict[str, Path]  # mount path -> host folder
+    environment: dict[str, str]  # what the container was started with besides its image's
+
+
+@contextmanager
+def running_pod(
+    component: str, image: str, folder: Path, redis_url: str, environment: dict[str, str] | None = None
+) -> Iterator[Pod]:
+    """The overlay's ``component`` pod from ``image``: its command, environment (with the
+    overrides below and then ``environment``) and volumes, in ``folder`` (made here: it must
+    not exist). Not waited for; killed, where still running, and removed after."""
+    pod = pod_container(overlay_documents(), component)
+    folder.mkdir(parents=True)
+    with ExitStack() as stack:
+        volumes = pod_volumes(pod, folder, stack)
+        started_with = {**pod.environment, **_overrides(component, redis_url), **(environment or {})}
+        container = stack.enter_context(
+            running_container(
+                image,
+                folder / "container.log",
+                started_with,
+                volumes,
+                read_only=pod.secret_dirs,
+                command=pod.start(image_config(image)),
+            )
+        )
+        yield Pod(container, volumes, started_with)
+
+
+def api_url(pod: Pod) -> str:
+    """An API pod's address on the host (its SIGNET_PORT, on loopback)."""
+    return f"http://127.0.0.1:{pod.environment['SIGNET_PORT']}"
+
+
 @dataclass
 class Deployment:
     """An API container and a worker container on one Redis, as the overlay's pods."""
@@ -285,6 +331,7 @@ class Deployment:
     api: Container
     worker: Container
     api_url: str
+    redis_url: str
     volumes: dict[str, dict[str, Path]]  # component -> mount path -> host folder
     healthy_after: float  # seconds from starting the containers to the API's first /healthz 200
     ready_after: float  # ... to /readyz 200 with the worker counted
@@ -297,35 +344,28 @@ class Deployment:
 @contextmanager
 def running_deployment(folder: Path, api_image: str, worker_image: str) -> Iterator[Deployment]:
     """Redis on the host, then the worker and the API from their images as the overlay's pods
-    run them (command, environment, volumes), until /readyz counts the worker; all stopped
-    after. ContainerError if a container exits first or STARTUP_TIMEOUT_S passes."""
-    _, documents = kubernetes.render(OVERLAY, Path(sys.executable).parent / "kubectl")
+    run them, until /readyz counts the worker; all stopped after. ContainerError if a
+    container exits first or STARTUP_TIMEOUT_S passes."""
+    overlay_documents()  # rendered before the clock starts
     redis_server = RedisServer(folder)
     with ExitStack() as stack:
         stack.callback(redis_server.stop)
         redis_server.start()
-        volumes: dict[str, dict[str, Path]] = {}
-        containers: dict[str, Container] = {}
-        environments: dict[str, dict[str, str]] = {}
         started = time.monotonic()
-        for component, image in (("worker", worker_image), ("api", api_image)):
-            pod = pod_container(documents, component)
-            volumes[component] = pod_volumes(pod, folder / component, stack)
-            environments[component] = {**pod.environment, **_overrides(component, redis_server.url)}
-            containers[component] = stack.enter_context(
-                running_container(
-                    image,
-                    folder / f"{component}.log",
-                    environments[component],
-                    volumes[component],
-                    read_only=pod.secret_dirs,
-                    command=pod.start(image_config(image)),
-                )
-            )
-        api_url = f"http://127.0.0.1:{environments['api']['SIGNET_PORT']}"
-        healthy_after = _wait_for(api_url, "/healthz", lambda body: True, containers) - started
-        ready_after = _wait_for(api_url, "/readyz", lambda body: body.get("workers") == 1, containers) - started
-        yield Deployment(containers["api"], containers["worker"], api_url, volumes, healthy_after, ready_after)
+        worker = stack.enter_context(running_pod("worker", worker_image, folder / "worker", redis_server.url))
+        api = stack.enter_context(running_pod("api", api_image, folder / "api", redis_server.url))
+        containers = [worker.container, api.container]
+        healthy_after = wait_for(api_url(api), "/healthz", lambda body: True, containers) - started
+        ready_after = wait_for(api_url(api), "/readyz", lambda body: body.get("workers") == 1, containers) - started
+        yield Deployment(
+            api.container,
+            worker.container,
+            api_url(api),
+            redis_server.url,
+            {"worker": worker.volumes, "api": api.volumes},
+            healthy_after,
+            ready_after,
+        )
 
 
 def _overrides(component: str, redis_url: str) -> dict[str, str]:
@@ -369,11 +409,12 @@ def pod_volumes(pod: PodContainer, folder: Path, stack: ExitStack) -> dict[str, 
     return volumes
 
 
-def _wait_for(api_url: str, path: str, accept: Callable[[dict], bool], containers: dict[str, Container]) -> float:
-    """Until GET ``path`` answers 200 with a body ``accept`` takes; when it did (monotonic)."""
+def wait_for(api_url: str, path: str, accept: Callable[[dict], bool], containers: Sequence[Container]) -> float:
+    """Until GET ``path`` answers 200 with a body ``accept`` takes; when it did (monotonic).
+    ContainerError if one of ``containers`` exits first or STARTUP_TIMEOUT_S passes."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
-        for container in containers.values():
+        for container in containers:
             if container.process.poll() is not None:
                 raise ContainerError(
                     f"{container.image} exited with {container.process.returncode}:\n{container.log()[-4000:]}"
@@ -385,5 +426,5 @@ def _wait_for(api_url: str, path: str, accept: Callable[[dict], bool], container
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    logs = "\n".join(f"--- {container.image}\n{container.log()[-3000:]}" for container in containers.values())
+    logs = "\n".join(f"--- {container.image}\n{container.log()[-3000:]}" for container in containers)
     raise ContainerError(f"GET {path} not ready after {STARTUP_TIMEOUT_S} s:\n{logs}")

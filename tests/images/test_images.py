@@ -1,4 +1,4 @@
-"""The images for real: `make images`'s script builds the API and CPU-worker images (buildah,
+"""The images for real: `make images`'s script builds the API, slim-API and CPU-worker images (buildah,
 on a stand-in base: scripts/build_images.py), and this runs them as the dev-cpu overlay of
 k8s/ runs its pods (harness/containers.py): the image's entry point with the manifest's
 args, the environment the manifests set (the ConfigMap, then each container's ``env``),
@@ -9,7 +9,7 @@ Only what the host's network and buildah force is changed (harness/containers.py
 ``_overrides``): free loopback ports and addresses instead of the pod's own interface, the
 private Redis's URL, and tini told to be a subreaper where it would have been PID 1.
 
-The first build on a machine takes about 8 minutes; later ones reuse buildah's layer
+The first build on a machine takes about 8 to 12 minutes; later ones reuse buildah's layer
 cache (docs/BENCHMARKS.md, "Images"). A machine without root, buildah, podman or debootstrap
 fails here, never skips: .ci/run installs them.
 """
@@ -31,15 +31,20 @@ from harness.containers import (
     Container,
     ContainerError,
     Deployment,
+    Pod,
+    api_url,
     build_images,
     image_tag,
     running_deployment,
+    running_pod,
+    wait_for,
 )
 from harness.kubernetes import ManifestError
 
 pytestmark = pytest.mark.engine
 
 API_IMAGE = image_tag("signet-api")
+SLIM_API_IMAGE = image_tag("signet-api-slim")  # WITH_EMBEDDINGS=false: no torch
 WORKER_IMAGE = image_tag("signet-worker-cpu")
 SITE_PACKAGES = Path("opt/venv/lib/python3.11/site-packages")
 BAKED_MODEL = "opt/signet/models/SmolLM2-135M-Instruct"
@@ -94,10 +99,13 @@ def generated(deployment) -> dict:
     return response.json()
 
 
-def _detect(deployment: Deployment, text: str) -> dict:
-    response = httpx.post(
-        f"{deployment.api_url}/detect", json={"text": text, "key_id": "main"}, headers=deployment.headers, timeout=60
-    )
+def _post(deployment: Deployment, path: str, body: dict, url: str | None = None) -> httpx.Response:
+    """POST to the deployment's API, or with its API key to another API at ``url``."""
+    return httpx.post(f"{url or deployment.api_url}{path}", json=body, headers=deployment.headers, timeout=120)
+
+
+def _detect(deployment: Deployment, text: str, url: str | None = None) -> dict:
+    response = _post(deployment, "/detect", {"text": text, "key_id": "main"}, url)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -144,31 +152,41 @@ def test_every_process_runs_as_the_unprivileged_user(deployment):
         assert all(owner == ({USER_ID}, {USER_ID}) for owner in owners.values()), owners
 
 
-def test_api_image_holds_no_engine_and_no_weights_of_the_served_model(deployment):
-    """Dockerfile.api: no vLLM, the served model's tokenizer and config only. Its torch (for
-    the sentence embeddings of provenance, on by default) is PyTorch's CPU build: no CUDA."""
-    with deployment.api.root() as root:
-        site_packages = root / SITE_PACKAGES
-        names = {path.name.lower() for path in site_packages.iterdir()}
-        assert not {name for name in names if name.startswith(("vllm", "nvidia", "triton"))}, sorted(names)
-        torch_version = (site_packages / "torch" / "version.py").read_text()
-        assert re.search(r"__version__ = '[\d.]+\+cpu'", torch_version), torch_version
-        model_files = {path.name for path in (root / BAKED_MODEL).iterdir()}
-        assert {"config.json", "tokenizer.json"} <= model_files, model_files
-        weights = [
-            str(path.relative_to(root))
-            for path in root.rglob("*")
-            if (path.suffix in WEIGHT_SUFFIXES or path.name.startswith("pytorch_model"))
-            and EMBEDDING_PACKAGE not in path.parts
-        ]
+def _installed(root: Path) -> set[str]:
+    return {path.name.lower() for path in (root / SITE_PACKAGES).iterdir()}
+
+
+def _check_tokenizer_and_no_weights(root: Path) -> None:
+    """The served model's tokenizer and config are baked in; no model's weights are, but for
+    the sentence-embedding model's where its package is installed."""
+    model_files = {path.name for path in (root / BAKED_MODEL).iterdir()}
+    assert {"config.json", "tokenizer.json"} <= model_files, model_files
+    weights = [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if (path.suffix in WEIGHT_SUFFIXES or path.name.startswith("pytorch_model"))
+        and EMBEDDING_PACKAGE not in path.parts
+    ]
     assert not weights, weights
 
 
-def test_no_build_mount_reached_either_image(deployment):
+def test_api_image_holds_no_engine_and_no_weights_of_the_served_model(deployment):
+    """Dockerfile.api: no vLLM, the served model's tokenizer and config only. Its torch (for
+    the sentence embeddings of provenance, on by default) is PyTorch's CPU build: no CUDA.
+    The slim variant, without torch, is checked below."""
+    with deployment.api.root() as root:
+        names = _installed(root)
+        assert not {name for name in names if name.startswith(("vllm", "nvidia", "triton"))}, sorted(names)
+        torch_version = (root / SITE_PACKAGES / "torch" / "version.py").read_text()
+        assert re.search(r"__version__ = '[\d.]+\+cpu'", torch_version), torch_version
+        _check_tokenizer_and_no_weights(root)
+
+
+def test_no_build_mount_reached_any_image(deployment, slim_api):
     """scripts/build_images.py mounts pip's configuration at /etc/pip.conf and its folders (on
     CI: /opt/wheels, /opt/pypi, ...) only while pip runs; an empty mount point left behind
     would show this machine's layout in the image."""
-    for container in (deployment.api, deployment.worker):
+    for container in (deployment.api, slim_api.container, deployment.worker):
         with container.root() as root:
             assert not (root / "etc" / "pip.conf").exists(), container.image
             assert {path.name for path in (root / "opt").iterdir()} == {"signet", "venv"}, container.image
@@ -179,6 +197,68 @@ def test_worker_serves_its_baked_model_and_its_cache_holds_no_model(deployment):
     assert "/opt/signet/models/SmolLM2-135M-Instruct" in log, log[-3000:]
     cache = deployment.volumes["worker"]["/var/cache/signet"]
     assert not (cache / "models").exists(), sorted(str(path) for path in cache.rglob("*"))[:20]
+
+
+# ------------------------------------------------------------------------ the slim API image
+
+
+@pytest.fixture(scope="module")
+def slim_api(deployment, tmp_path_factory) -> Iterator[Pod]:
+    """Dockerfile.api built with WITH_EMBEDDINGS=false, as a second API pod beside the
+    deployment's (its Redis, its worker), with the generation registry off as that image
+    requires (the top of Dockerfile.api)."""
+    folder = tmp_path_factory.mktemp("slim") / "api"
+    try:
+        with running_pod("api", SLIM_API_IMAGE, folder, deployment.redis_url, {"SIGNET_PROVENANCE": "false"}) as pod:
+            wait_for(api_url(pod), "/readyz", lambda body: body.get("workers") == 1, [pod.container])
+            yield pod
+    except (ContainerError, ManifestError) as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+def test_slim_api_image_holds_no_torch_no_engine_and_no_weights(slim_api):
+    with slim_api.container.root() as root:
+        names = _installed(root)
+        left_out = ("torch", "vllm", "nvidia", "triton", EMBEDDING_PACKAGE)
+        assert not {name for name in names if name.startswith(left_out)}, sorted(names)
+        assert "transformers" in names and "tokenizers" in names, sorted(names)  # it still tokenizes
+        _check_tokenizer_and_no_weights(root)
+
+
+def test_slim_api_detects_the_watermark_and_says_the_registry_is_off(deployment, generated, slim_api):
+    url = api_url(slim_api)
+    assert _detect(deployment, generated["text"], url)["verdict"] == "watermarked"
+    searched = _post(deployment, "/detect", {"text": generated["text"], "key_id": "main", "provenance": True}, url)
+    assert searched.status_code == 422 and "SIGNET_PROVENANCE=false" in searched.json()["detail"], searched.text
+
+
+def test_slim_api_generates_from_chat_turns(deployment, slim_api):
+    """Chat turns go through the tokenizer's chat template, which needs jinja2: torch brought
+    it into the other image, and without it this answered 500."""
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 8, "seed": 7, "key_id": "main"}
+    response = _post(deployment, "/generate", body, api_url(slim_api))
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] >= 1, response.text
+
+
+def test_slim_api_answers_embedding_similarity_with_503(deployment, slim_api):
+    """The one sample is drawn by the worker; embedding it needs the torch this image lacks."""
+    body = {"prompt": PROMPT, "text": "The keeper lit the lamp.", "samples": 1, "max_tokens": 8}
+    response = _post(deployment, "/score/consistency", {**body, "methods": ["selfcheck_embedding"]}, api_url(slim_api))
+    assert response.status_code == 503, response.text
+    assert "sentence embeddings are unavailable" in response.json()["detail"], response.text
+
+
+def test_slim_api_refuses_to_start_with_the_registry_on(deployment, tmp_path_factory):
+    """The overlay's environment as it is (SIGNET_PROVENANCE=true): one line says what to do,
+    and the process exits rather than fail every generation's record."""
+    folder = tmp_path_factory.mktemp("slim-refused") / "api"
+    with running_pod("api", SLIM_API_IMAGE, folder, deployment.redis_url) as pod:
+        assert pod.environment["SIGNET_PROVENANCE"] == "true", pod.environment
+        status = pod.container.process.wait(timeout=120)
+        log = pod.container.log()
+    assert status != 0, log[-3000:]
+    assert "WITH_EMBEDDINGS=true (the default), or set SIGNET_PROVENANCE=false" in log, log[-3000:]
 
 
 # -------------------------------------------------------------------------------- stopping
@@ -204,17 +284,20 @@ def test_sigterm_drains_the_worker_which_finishes_its_job_and_exits_0(deployment
     body = {"prompt": PROMPT, "max_tokens": 256, "temperature": 2.0, "seed": 11, "key_id": "main", "stream": True}
     url = f"{deployment.api_url}/generate"
     events: list[str] = []
+    signalled = False
     with httpx.Client(trust_env=False, timeout=300) as client:
         with client.stream("POST", url, json=body, headers=deployment.headers) as response:
             assert response.status_code == 200, response.read()
             for line in response.iter_lines():
-                if line.startswith("data: ") and not events:
-                    deployment.worker.terminate()
                 events.append(line)
+                if line.startswith("event: error"):
+                    break
+                if line.startswith("data: ") and not signalled:
+                    deployment.worker.terminate()
+                    signalled = True
+    assert signalled and not any(line.startswith("event: error") for line in events), events[-6:]
+    assert "data: [DONE]" in events[-2:], events[-6:]  # the stream's end (an empty line may follow)
     status = deployment.worker.process.wait(timeout=60)  # drain (25 s at most), then the engine's shutdown
-    data = [line.removeprefix("data: ") for line in events if line.startswith("data: ")]
-    assert data[-1] == "[DONE]" and not any(line.startswith("event: error") for line in events), events[-6:]
-    assert len(data) > 2, "the whole answer came in one piece: the signal did not find it running"
     log = deployment.worker.log()
     assert status == 0, log[-4000:]
     assert re.search(r"worker \S+: finishing 1 running jobs", log), log[-4000:]
