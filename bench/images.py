@@ -3,7 +3,7 @@ the stand-in base of scripts/build_images.py) and tests/images runs them.
 
     .venv/bin/python -m bench.images [--skip-cold]
 
-Four builds of both images, one after the other, each timed by scripts/build_images.py:
+Four builds of the images (API, slim API, CPU worker), one after the other, each timed by scripts/build_images.py:
 
 1. cold: every layer built again (``--no-cache``), as on a fresh machine (the stand-in base is
    built only when missing: its time, when it is, is printed apart);
@@ -12,7 +12,7 @@ Four builds of both images, one after the other, each timed by scripts/build_ima
    usual CI run (new commits change service/, so the package's layer and all after it run);
 4. the tree itself again (the cache of 2 was replaced by 3).
 
-Then both images start as tests/images starts them (the dev-cpu overlay's environment,
+Then the API and the worker start as tests/images starts them (the dev-cpu overlay's environment,
 Redis on the host) and the time from starting the containers to the API's first /healthz
 and to /readyz counting the worker is printed. The worker's cache volume starts empty, as
 an emptyDir does, so its engine compiles the model every start.
